@@ -1,0 +1,262 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/a8e2c47e/switchback/gateway"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("switchback", parseCaddyfile)
+	// The directive orders itself, so users never write 'order'.
+	httpcaddyfile.RegisterDirectiveOrder("switchback", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	sb := new(Handler)
+	if err := sb.unmarshalCaddyfile(h); err != nil {
+		return nil, err
+	}
+	return sb, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	switchback <deployment> {
+//		pool <name> <upstream...> {   # two or more pools; the block is optional
+//			release <label>           # shown to operators, e.g. v1.2.3
+//		}
+//		live <pool>                   # all traffic to one pool, or:
+//		weights <pool> <percent> ...  # e.g. weights blue 90 green 10 (sum 100)
+//		sticky cookie [<name>]        # default: cookie sb_uid, issued by the gateway
+//		sticky header <name>          # e.g. sticky header X-User-ID
+//		sticky ip                     # the client IP (trusted_proxies aware)
+//		flag <name> <percent>         # 0..100, up to two decimals; repeatable
+//		proxy {                       # any reverse_proxy subdirective except upstreams:
+//			lb_policy round_robin     # transport, lb_*, health_*, header_up, ...
+//		}
+//	}
+//
+// Upstreams are host:port (or http://host:port). A percent may carry a
+// trailing %. Without 'live' or 'weights', the pool declared first is live.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return h.unmarshal(d, nil)
+}
+
+func (h *Handler) unmarshalCaddyfile(helper httpcaddyfile.Helper) error {
+	return h.unmarshal(helper.Dispenser, &helper)
+}
+
+func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper) error {
+	d.Next() // directive name
+	if !d.NextArg() {
+		return d.Errf("switchback needs a deployment name, e.g. 'switchback checkout {'")
+	}
+	h.Deployment = d.Val()
+	if !gateway.ValidName(h.Deployment) {
+		return d.Errf("deployment name %q: want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit", h.Deployment)
+	}
+	if d.NextArg() {
+		return d.Errf("unexpected argument %q after the deployment name; settings go in a { } block", d.Val())
+	}
+	h.Pools = map[string]gateway.Pool{}
+	var (
+		firstPool string
+		live      string
+		liveAt    *caddyfile.Dispenser // where 'live' was, for errors found later
+		weighted  bool
+	)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "pool":
+			if !d.NextArg() {
+				return d.Errf("pool needs a name and at least one upstream, e.g. 'pool blue 127.0.0.1:9001'")
+			}
+			name := d.Val()
+			if !gateway.ValidName(name) {
+				return d.Errf("pool name %q: want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit", name)
+			}
+			if _, dup := h.Pools[name]; dup {
+				return d.Errf("duplicate pool %q: each pool is declared once", name)
+			}
+			var p gateway.Pool
+			for d.NextArg() {
+				if err := gateway.ValidUpstream(d.Val()); err != nil {
+					return d.Errf("pool %s: upstream %q: %v", name, d.Val(), err)
+				}
+				p.Upstreams = append(p.Upstreams, d.Val())
+			}
+			for pn := d.Nesting(); d.NextBlock(pn); {
+				switch d.Val() {
+				case "release":
+					if !d.NextArg() {
+						return d.ArgErr()
+					}
+					p.Release = d.Val()
+					if d.NextArg() {
+						return d.ArgErr()
+					}
+				default:
+					return d.Errf("pool %s: unknown setting %q; accepted: release", name, d.Val())
+				}
+			}
+			if len(p.Upstreams) == 0 {
+				return d.Errf("pool %s has no upstreams: list at least one host:port after its name", name)
+			}
+			h.Pools[name] = p
+			if firstPool == "" {
+				firstPool = name
+			}
+		case "live":
+			if weighted {
+				return d.Errf("'live' and 'weights' both given: use one")
+			}
+			if !d.NextArg() {
+				return d.Errf("live needs a pool name, e.g. 'live blue'")
+			}
+			live = d.Val()
+			at := *d
+			liveAt = &at
+			if d.NextArg() {
+				return d.Errf("live takes one pool, got also %q; to split traffic use 'weights blue 90 green 10'", d.Val())
+			}
+		case "weights":
+			if live != "" {
+				return d.Errf("'live' and 'weights' both given: use one")
+			}
+			if weighted {
+				return d.Errf("weights given twice")
+			}
+			weighted = true
+			args := d.RemainingArgs()
+			if len(args) == 0 || len(args)%2 != 0 {
+				return d.Errf("weights takes pool/percent pairs, e.g. 'weights blue 90 green 10', got %q", strings.Join(args, " "))
+			}
+			h.Weights = map[string]float64{}
+			for i := 0; i < len(args); i += 2 {
+				if _, dup := h.Weights[args[i]]; dup {
+					return d.Errf("weights: pool %q given twice", args[i])
+				}
+				pct, err := gateway.ParsePercent(args[i+1])
+				if err != nil {
+					return d.Errf("weights: %s %q: %v", args[i], args[i+1], err)
+				}
+				h.Weights[args[i]] = pct
+			}
+		case "sticky":
+			args := d.RemainingArgs()
+			if len(args) == 0 || len(args) > 2 {
+				return d.Errf("sticky takes 'cookie [NAME]', 'header NAME' or 'ip', got %q", strings.Join(args, " "))
+			}
+			s := &Sticky{Source: args[0]}
+			if len(args) == 2 {
+				s.Name = args[1]
+			}
+			if _, err := gateway.ParseSticky(s.Source, s.Name); err != nil {
+				return d.Errf("sticky %s: %v", strings.Join(args, " "), err)
+			}
+			h.Sticky = s
+		case "flag":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("flag takes a name and a percent, e.g. 'flag new_payment_flow 10', got %q", strings.Join(args, " "))
+			}
+			if !gateway.ValidName(args[0]) {
+				return d.Errf("flag name %q: want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit", args[0])
+			}
+			pct, err := gateway.ParsePercent(args[1])
+			if err != nil {
+				return d.Errf("flag %s: percent %q: %v", args[0], args[1], err)
+			}
+			if h.Flags == nil {
+				h.Flags = map[string]gateway.Flag{}
+			}
+			if _, dup := h.Flags[args[0]]; dup {
+				return d.Errf("flag %q given twice", args[0])
+			}
+			h.Flags[args[0]] = gateway.Flag{Percent: pct}
+		case "proxy":
+			if h.ProxyRaw != nil {
+				return d.Errf("proxy block given twice")
+			}
+			raw, err := parseProxyBlock(d, helper)
+			if err != nil {
+				return err
+			}
+			h.ProxyRaw = raw
+		default:
+			return d.Errf("unknown switchback setting %q; accepted: pool, live, weights, sticky, flag, proxy", d.Val())
+		}
+	}
+
+	if len(h.Pools) < 2 {
+		return d.Errf("switchback %s: %d pool(s) declared; a deployment needs at least two (e.g. blue and green)", h.Deployment, len(h.Pools))
+	}
+	if live != "" {
+		if _, ok := h.Pools[live]; !ok {
+			return liveAt.Errf("live %q: unknown pool; declared pools: %s", live, poolList(h.Pools))
+		}
+		h.Weights = map[string]float64{}
+		for name := range h.Pools {
+			h.Weights[name] = 0
+		}
+		h.Weights[live] = 100
+	}
+	if h.Weights == nil {
+		h.Weights = map[string]float64{}
+		for name := range h.Pools {
+			h.Weights[name] = 0
+		}
+		h.Weights[firstPool] = 100
+	}
+	if err := h.bootstrapConfig().Validate(); err != nil {
+		return d.Errf("switchback %s: %v", h.Deployment, err)
+	}
+	return nil
+}
+
+// parseProxyBlock reads 'proxy { ... }' with reverse_proxy's own Caddyfile
+// parser, so every reverse_proxy subdirective works and is documented there.
+func parseProxyBlock(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper) (json.RawMessage, error) {
+	if d.NextArg() {
+		return nil, d.Errf("proxy takes no arguments (upstreams come from the pools): %q", d.Val())
+	}
+	seg := d.NewFromNextSegment()
+	rp := new(reverseproxy.Handler)
+	if err := rp.UnmarshalCaddyfile(seg); err != nil {
+		return nil, err
+	}
+	if len(rp.Upstreams) > 0 || rp.DynamicUpstreamsRaw != nil {
+		return nil, d.Errf("proxy: upstreams are set per pool ('pool NAME HOST:PORT...'), not with 'to' or 'dynamic' in the proxy block")
+	}
+	if helper != nil {
+		if err := rp.FinalizeUnmarshalCaddyfile(helper.WithDispenser(seg)); err != nil {
+			return nil, err
+		}
+	}
+	raw, err := json.Marshal(rp)
+	if err != nil {
+		return nil, d.Errf("proxy: %v", err)
+	}
+	return raw, nil
+}
+
+func poolList(p map[string]gateway.Pool) string {
+	names := make([]string, 0, len(p))
+	for n := range p {
+		names = append(names, strconv.Quote(n))
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

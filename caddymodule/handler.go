@@ -1,0 +1,311 @@
+// Package caddymodule is the Caddy shell around package gateway: the
+// http.handlers.switchback handler, its Caddyfile directive, and the glue
+// that gives every pool a real reverse_proxy. It holds no routing logic of
+// its own.
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+
+	"github.com/a8e2c47e/switchback/gateway"
+)
+
+func init() {
+	caddy.RegisterModule(new(Handler))
+}
+
+// deployments holds each deployment's live state across config reloads:
+// a reload provisions new handlers that bind to the same Deployment, so a
+// version applied at runtime is not lost to the reload, and the entry goes
+// away when no loaded config uses it any more.
+var deployments = caddy.NewUsagePool()
+
+type deploymentEntry struct{ *gateway.Deployment }
+
+func (deploymentEntry) Destruct() error { return nil }
+
+// LookupDeployment returns the live deployment of that name, if a loaded
+// config serves it. Stores and the admin API apply versions through it.
+func LookupDeployment(name string) (*gateway.Deployment, bool) {
+	var dep *gateway.Deployment
+	deployments.Range(func(k, val any) bool {
+		if k == name {
+			dep = val.(deploymentEntry).Deployment
+			return false
+		}
+		return true
+	})
+	return dep, dep != nil
+}
+
+// Handler routes each request to a pool of a blue-green deployment and
+// proxies it there with Caddy's reverse_proxy, setting X-Switchback-Pool,
+// X-Switchback-Flags and X-Switchback-Version on the upstream request.
+//
+// The JSON fields bootstrap the deployment. Once it is live, versions
+// applied at runtime (see LookupDeployment) replace them without a reload.
+type Handler struct {
+	// Deployment names the deployment; it seeds pool bucketing.
+	Deployment string `json:"deployment"`
+	// Pools by name, each with its upstream dial addresses.
+	Pools map[string]gateway.Pool `json:"pools"`
+	// Weights by pool, in percent, summing to 100.
+	Weights map[string]float64 `json:"weights"`
+	// Flags by name.
+	Flags map[string]gateway.Flag `json:"flags,omitempty"`
+	// Sticky says where the subject comes from; default: cookie sb_uid,
+	// issued by the gateway.
+	Sticky *Sticky `json:"sticky,omitempty"`
+	// ProxyRaw is a reverse_proxy handler config without upstreams: the
+	// transport, load balancing, health checks and header rules every pool's
+	// proxy is built from.
+	ProxyRaw json.RawMessage `json:"proxy,omitempty"`
+
+	sticky     gateway.Sticky
+	ctx        caddy.Context
+	logger     *zap.Logger
+	deployment *gateway.Deployment
+	detach     func()
+
+	// route is what the request path reads: the live snapshot and one
+	// provisioned reverse_proxy per pool, swapped together.
+	route atomic.Pointer[route]
+
+	// mu protects proxies, the per-upstream-set proxies built so far.
+	mu      sync.Mutex
+	proxies map[string]*reverseproxy.Handler
+}
+
+// Sticky is the JSON form of a subject source.
+type Sticky struct {
+	// Source is "cookie", "header" or "ip".
+	Source string `json:"source"`
+	// Name is the cookie or header name.
+	Name string `json:"name,omitempty"`
+}
+
+type route struct {
+	snap    *gateway.Snapshot
+	proxies []*reverseproxy.Handler // indexed like snap.Pools()
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.switchback",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision compiles the bootstrap document, builds a reverse_proxy per pool
+// and binds the handler to its deployment.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.ctx = ctx
+	h.logger = ctx.Logger()
+	h.proxies = make(map[string]*reverseproxy.Handler)
+
+	var err error
+	if h.Sticky == nil {
+		h.sticky, err = gateway.ParseSticky("cookie", "")
+	} else {
+		h.sticky, err = gateway.ParseSticky(h.Sticky.Source, h.Sticky.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
+	}
+	if err := checkProxyTemplate(h.ProxyRaw); err != nil {
+		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
+	}
+	boot := h.bootstrapConfig()
+	if err := boot.Validate(); err != nil {
+		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
+	}
+
+	val, _, err := deployments.LoadOrNew(h.Deployment, func() (caddy.Destructor, error) {
+		return deploymentEntry{gateway.NewDeployment(h.Deployment)}, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.deployment = val.(deploymentEntry).Deployment
+	if h.detach, err = h.deployment.Attach(h); err != nil {
+		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
+	}
+	return h.applyBootstrap(boot)
+}
+
+// applyBootstrap makes the config's document live unless the deployment
+// already serves an equal one (a reload of an unchanged Caddyfile keeps its
+// version). A changed Caddyfile becomes the next version.
+func (h *Handler) applyBootstrap(boot gateway.Config) error {
+	cur := h.deployment.Snapshot()
+	switch {
+	case cur == nil:
+		boot.Version = 1
+	case cur.Config().Equal(boot):
+		return nil
+	default:
+		boot.Version = cur.Version() + 1
+	}
+	if _, err := h.deployment.Apply(boot); err != nil {
+		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
+	}
+	return nil
+}
+
+func (h *Handler) bootstrapConfig() gateway.Config {
+	return gateway.Config{Name: h.Deployment, Pools: h.Pools, Weights: h.Weights, Flags: h.Flags}
+}
+
+// checkProxyTemplate rejects proxy settings that would fight the gateway:
+// upstreams come from the pools, never from the template.
+func checkProxyTemplate(raw json.RawMessage) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	for _, k := range []string{"upstreams", "dynamic_upstreams"} {
+		if _, ok := fields[k]; ok {
+			return fmt.Errorf("proxy.%s: upstreams are set per pool ('pool NAME HOST:PORT...'), not in the proxy block", k)
+		}
+	}
+	return nil
+}
+
+// Prepare builds the route for snap: it reuses the proxy of every pool whose
+// upstream list is unchanged and provisions one for each new list, so a flip
+// or weight change never rebuilds a proxy (and never drops its WebSockets).
+// Part of gateway.Binder; the deployment serialises calls.
+func (h *Handler) Prepare(snap *gateway.Snapshot) (commit func(), err error) {
+	pools := snap.Pools()
+	rt := &route{snap: snap, proxies: make([]*reverseproxy.Handler, len(pools))}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var created []string
+	for i, p := range pools {
+		key := upstreamKey(p.Upstreams)
+		if rp, ok := h.proxies[key]; ok {
+			rt.proxies[i] = rp
+			continue
+		}
+		rp, err := h.newProxy(p.Upstreams)
+		if err != nil {
+			for _, k := range created {
+				_ = h.proxies[k].Cleanup()
+				delete(h.proxies, k)
+			}
+			return nil, fmt.Errorf("pool %s: %w", p.Name, err)
+		}
+		h.proxies[key] = rp
+		created = append(created, key)
+		rt.proxies[i] = rp
+	}
+	return func() {
+		h.route.Store(rt)
+		h.retireUnused(rt)
+	}, nil
+}
+
+// retireUnused cleans up proxies no pool uses any more. Requests already in
+// them finish; only their hijacked (WebSocket) connections are closed, as
+// they would be by reverse_proxy when its upstream goes away.
+func (h *Handler) retireUnused(rt *route) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for key, rp := range h.proxies {
+		if !slices.Contains(rt.proxies, rp) {
+			if err := rp.Cleanup(); err != nil {
+				h.logger.Error("retiring proxy", zap.String("upstreams", key), zap.Error(err))
+			}
+			delete(h.proxies, key)
+		}
+	}
+}
+
+func (h *Handler) newProxy(upstreams []string) (*reverseproxy.Handler, error) {
+	rp := new(reverseproxy.Handler)
+	if len(h.ProxyRaw) > 0 {
+		if err := json.Unmarshal(h.ProxyRaw, rp); err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+	}
+	for _, u := range upstreams {
+		rp.Upstreams = append(rp.Upstreams, &reverseproxy.Upstream{Dial: strings.TrimPrefix(u, "http://")})
+	}
+	if err := rp.Provision(h.ctx); err != nil {
+		return nil, fmt.Errorf("provision reverse_proxy: %w", err)
+	}
+	return rp, nil
+}
+
+func upstreamKey(upstreams []string) string { return strings.Join(upstreams, " ") }
+
+// Cleanup unbinds the handler and releases its proxies. It is safe after a
+// partial Provision.
+func (h *Handler) Cleanup() error {
+	if h.detach != nil {
+		h.detach()
+	}
+	if h.deployment != nil {
+		_, _ = deployments.Delete(h.Deployment)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for key, rp := range h.proxies {
+		_ = rp.Cleanup()
+		delete(h.proxies, key)
+	}
+	return nil
+}
+
+// ServeHTTP decides the pool and flags for the request, writes them to the
+// upstream headers, and hands the request to that pool's reverse_proxy. The
+// route is read once, so a request finishes on the pool it started on even
+// if a new version goes live meanwhile.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	rt := h.route.Load()
+	d := h.decide(rt.snap, w, r)
+	gateway.StripClientHeaders(r.Header)
+	rt.snap.SetUpstreamHeaders(r.Header, d)
+	return rt.proxies[d.Pool].ServeHTTP(w, r, next)
+}
+
+func (h *Handler) decide(snap *gateway.Snapshot, w http.ResponseWriter, r *http.Request) gateway.Decision {
+	var clientIP string
+	if h.sticky.Kind == gateway.StickyIP {
+		clientIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	}
+	if subject, ok := h.sticky.Subject(r, clientIP); ok {
+		return snap.Decide(subject)
+	}
+	if h.sticky.Kind == gateway.StickyCookie {
+		// First visit: issue the subject now, so this very request is
+		// bucketed as every later one will be.
+		id := gateway.NewSubjectID()
+		http.SetCookie(w, gateway.SubjectCookie(h.sticky.Name, id, r.TLS != nil))
+		return snap.Decide(id)
+	}
+	return snap.DecideRandom()
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ gateway.Binder              = (*Handler)(nil)
+)

@@ -1,0 +1,263 @@
+// Package gateway holds the routing core of Switchback: a deployment's
+// configuration document, its compilation into an immutable Snapshot, and the
+// per-request decision of which pool serves a subject and which flags are on.
+//
+// It imports neither Caddy nor etcd. Configuration flows one way:
+// Config (Caddyfile, JSON, etcd) → Validate → Compile → *Snapshot → swapped
+// into a Deployment with an atomic pointer → read by the request path, which
+// takes no lock and allocates nothing.
+package gateway
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Buckets is the number of buckets a subject hashes into: 10,000 gives a
+// granularity of 0.01%, the smallest step of a weight or a flag percentage.
+const Buckets = 10000
+
+// MaxFlags is the number of flags one deployment may hold; a request's flags
+// are a bit set in one uint64.
+const MaxFlags = 64
+
+// Config is one deployment's routing document. It is what the Caddyfile
+// bootstraps, what the admin API edits and what etcd stores, version by
+// version. Map keys make the JSON form order-free: pools and flags are always
+// handled in name order, so two equal documents compile to equal snapshots.
+type Config struct {
+	// Name of the deployment; it seeds the pool bucketing.
+	Name string `json:"name"`
+	// Version of this document; 0 until a store or the Caddyfile assigns one.
+	Version uint64 `json:"version"`
+	// Pools by name; at least two.
+	Pools map[string]Pool `json:"pools"`
+	// Weights by pool name, in percent with up to two decimals, summing to
+	// 100. A pool missing here has weight 0.
+	Weights map[string]float64 `json:"weights"`
+	// Flags by name.
+	Flags map[string]Flag `json:"flags,omitempty"`
+}
+
+// Pool is a set of interchangeable upstreams running one release.
+type Pool struct {
+	// Upstreams are dial addresses (host:port), in the order reverse_proxy's
+	// load balancer sees them.
+	Upstreams []string `json:"upstreams"`
+	// Release is a free-form label (a version, a commit) shown to operators.
+	Release string `json:"release,omitempty"`
+}
+
+// Flag is a feature flag rolled out to a percentage of subjects.
+type Flag struct {
+	// Percent of subjects with the flag on, 0..100 with up to two decimals.
+	Percent float64 `json:"percent"`
+}
+
+// FieldError is a rejected value: which field, what was given, and what
+// would have been accepted. Every validation error in this package is one,
+// so the admin API can answer {"error": ..., "field": ...}.
+type FieldError struct {
+	Field string
+	Value string
+	Want  string
+}
+
+func (e *FieldError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("%s: %s", e.Field, e.Want)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.Field, e.Value, e.Want)
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+const nameWant = "want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit"
+
+// ValidName reports whether s may name a deployment, pool or flag.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Validate checks the document and returns the first problem as a
+// *FieldError, fields in a stable order so the same document always gets the
+// same answer.
+func (c Config) Validate() error {
+	if !ValidName(c.Name) {
+		return &FieldError{Field: "name", Value: strconv.Quote(c.Name), Want: nameWant}
+	}
+	if len(c.Pools) < 2 {
+		return &FieldError{Field: "pools", Value: strconv.Itoa(len(c.Pools)) + " pools",
+			Want: "a deployment needs at least two pools (for example blue and green)"}
+	}
+	for _, name := range sortedKeys(c.Pools) {
+		if !ValidName(name) {
+			return &FieldError{Field: "pools", Value: strconv.Quote(name), Want: "pool name " + nameWant}
+		}
+		p := c.Pools[name]
+		if len(p.Upstreams) == 0 {
+			return &FieldError{Field: "pools." + name + ".upstreams", Value: "[]",
+				Want: "a pool needs at least one upstream (host:port)"}
+		}
+		seen := make(map[string]bool, len(p.Upstreams))
+		for _, u := range p.Upstreams {
+			if err := ValidUpstream(u); err != nil {
+				return &FieldError{Field: "pools." + name + ".upstreams", Value: strconv.Quote(u), Want: err.Error()}
+			}
+			if seen[u] {
+				return &FieldError{Field: "pools." + name + ".upstreams", Value: strconv.Quote(u), Want: "listed twice; list each upstream once"}
+			}
+			seen[u] = true
+		}
+	}
+	var sum int
+	for _, name := range sortedKeys(c.Weights) {
+		if _, ok := c.Pools[name]; !ok {
+			return &FieldError{Field: "weights." + name, Value: strconv.Quote(name),
+				Want: "unknown pool; known pools: " + strings.Join(sortedKeys(c.Pools), ", ")}
+		}
+		bp, err := basisPoints(c.Weights[name])
+		if err != nil {
+			return &FieldError{Field: "weights." + name, Value: formatPercent(c.Weights[name]), Want: err.Error()}
+		}
+		sum += bp
+	}
+	if sum != Buckets {
+		return &FieldError{Field: "weights", Value: describeWeights(c.Weights),
+			Want: "weights must sum to 100 (they sum to " + formatBP(sum) + ")"}
+	}
+	if len(c.Flags) > MaxFlags {
+		return &FieldError{Field: "flags", Value: strconv.Itoa(len(c.Flags)) + " flags",
+			Want: "at most " + strconv.Itoa(MaxFlags) + " flags per deployment"}
+	}
+	for _, name := range sortedKeys(c.Flags) {
+		if !ValidName(name) {
+			return &FieldError{Field: "flags", Value: strconv.Quote(name), Want: "flag name " + nameWant}
+		}
+		if _, err := basisPoints(c.Flags[name].Percent); err != nil {
+			return &FieldError{Field: "flags." + name + ".percent", Value: formatPercent(c.Flags[name].Percent), Want: err.Error()}
+		}
+	}
+	return nil
+}
+
+// ValidUpstream checks one dial address: host:port, optionally written with
+// an http:// prefix, which is accepted and means the same.
+func ValidUpstream(u string) error {
+	hostport := strings.TrimPrefix(u, "http://")
+	if strings.Contains(hostport, "://") {
+		return fmt.Errorf("want host:port or http://host:port (for TLS upstreams use 'transport http { tls }' in the proxy block)")
+	}
+	i := strings.LastIndexByte(hostport, ':')
+	if i <= 0 || i == len(hostport)-1 {
+		return fmt.Errorf("want host:port, for example 127.0.0.1:9001")
+	}
+	port, err := strconv.Atoi(hostport[i+1:])
+	if err != nil || port < 1 || port > 65535 {
+		return fmt.Errorf("port must be a number from 1 to 65535")
+	}
+	if strings.ContainsAny(hostport[:i], " /?#") {
+		return fmt.Errorf("want host:port, for example 127.0.0.1:9001")
+	}
+	return nil
+}
+
+// ParsePercent reads a percentage as written in a Caddyfile: "10", "0.5",
+// "12.25" or "10%". It returns the value in percent.
+func ParsePercent(s string) (float64, error) {
+	t := strings.TrimSuffix(s, "%")
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || strings.ContainsAny(t, "eE") || t == "" {
+		return 0, fmt.Errorf("want a number from 0 to 100 with at most two decimals, like 10 or 0.5")
+	}
+	if _, err := basisPoints(v); err != nil {
+		return 0, err
+	}
+	return v, nil
+}
+
+// basisPoints converts a percentage to hundredths of a percent, exactly,
+// rejecting values out of range or with more than two decimals.
+func basisPoints(pct float64) (int, error) {
+	if math.IsNaN(pct) || pct < 0 || pct > 100 {
+		return 0, fmt.Errorf("want a number from 0 to 100")
+	}
+	bp := math.Round(pct * 100)
+	if math.Abs(bp-pct*100) > 1e-6 {
+		return 0, fmt.Errorf("at most two decimals (0.01%% steps)")
+	}
+	return int(bp), nil
+}
+
+func formatPercent(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+func formatBP(bp int) string { return formatPercent(float64(bp) / 100) }
+
+func describeWeights(w map[string]float64) string {
+	parts := make([]string, 0, len(w))
+	for _, k := range sortedKeys(w) {
+		parts = append(parts, k+"="+formatPercent(w[k]))
+	}
+	if len(parts) == 0 {
+		return "(none)"
+	}
+	return strings.Join(parts, " ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Clone returns a deep copy, so a caller can edit a document it did not
+// build without touching the original (snapshots keep theirs).
+func (c Config) Clone() Config {
+	out := c
+	out.Pools = make(map[string]Pool, len(c.Pools))
+	for k, p := range c.Pools {
+		p.Upstreams = slices.Clone(p.Upstreams)
+		out.Pools[k] = p
+	}
+	out.Weights = make(map[string]float64, len(c.Weights))
+	for k, v := range c.Weights {
+		out.Weights[k] = v
+	}
+	if c.Flags != nil {
+		out.Flags = make(map[string]Flag, len(c.Flags))
+		for k, v := range c.Flags {
+			out.Flags[k] = v
+		}
+	}
+	return out
+}
+
+// Equal reports whether two documents route identically, ignoring Version.
+func (c Config) Equal(o Config) bool {
+	if c.Name != o.Name || len(c.Pools) != len(o.Pools) || len(c.Flags) != len(o.Flags) {
+		return false
+	}
+	for k, p := range c.Pools {
+		q, ok := o.Pools[k]
+		if !ok || p.Release != q.Release || !slices.Equal(p.Upstreams, q.Upstreams) {
+			return false
+		}
+	}
+	for _, k := range sortedKeys(c.Pools) {
+		if c.Weights[k] != o.Weights[k] {
+			return false
+		}
+	}
+	for k, f := range c.Flags {
+		if g, ok := o.Flags[k]; !ok || f != g {
+			return false
+		}
+	}
+	return true
+}
