@@ -130,13 +130,13 @@ func TestFlagsHeaderSortedBeyondTable(t *testing.T) {
 
 func TestStripClientHeaders(t *testing.T) {
 	h := http.Header{
-		"X-Switchback-Pool":  {"green"},
-		"x-switchback-flags": {"a", "b"},
+		"X-Switchback-Pool":    {"green"},
+		"x-switchback-flags":   {"a", "b"},
 		"X_SWITCHBACK_VERSION": {"999"},
-		"X-Switchback-Other": {"1"},
-		"X-Switchbackish":    {"kept"},
-		"Connection":         {"keep-alive, X-Switchback-Pool", "x-switchback-flags"},
-		"X-User-Id":          {"u1"},
+		"X-Switchback-Other":   {"1"},
+		"X-Switchbackish":      {"kept"},
+		"Connection":           {"keep-alive, X-Switchback-Pool", "x-switchback-flags"},
+		"X-User-Id":            {"u1"},
 	}
 	StripClientHeaders(h)
 	want := http.Header{
