@@ -14,32 +14,33 @@ func PoolSeed(deployment string) string { return "pool:" + deployment }
 func FlagSeed(flag string) string { return "flag:" + flag }
 
 // Bucket maps a subject to one of Buckets buckets under seed:
-// xxhash64(seed ‖ 0x00 ‖ subject) mod 10000.
+// fmix64(xxhash64(subject) XOR xxhash64(seed)) mod 10000.
 func Bucket(seed, subject string) uint32 {
-	h := seeded(seed)
-	return h.bucket(subject)
+	return seeded(seed).bucket(SubjectHash(subject))
 }
 
-// hasher holds seed ‖ 0x00, built once per snapshot, so a request only
-// copies its subject behind it and hashes the whole in one shot on the stack.
-type hasher struct{ prefix string }
+// SubjectHash is xxhash64 of the subject. It is computed once per request
+// and shared by the pool and every flag, which is what keeps a decision with
+// ten flags close to the cost of one.
+func SubjectHash(subject string) uint64 { return xxhash.Sum64String(subject) }
 
-func seeded(seed string) hasher { return hasher{prefix: seed + "\x00"} }
+// hasher is a seed's xxhash64, computed once per snapshot.
+type hasher struct{ key uint64 }
 
-// inlineKey bounds the stack buffer; longer keys take the streaming path,
-// which yields the same hash.
-const inlineKey = 256
+func seeded(seed string) hasher { return hasher{key: xxhash.Sum64String(seed)} }
 
-func (h hasher) bucket(subject string) uint32 {
-	n := len(h.prefix) + len(subject)
-	if n <= inlineKey {
-		var buf [inlineKey]byte
-		copy(buf[:], h.prefix)
-		copy(buf[len(h.prefix):], subject)
-		return uint32(xxhash.Sum64(buf[:n]) % Buckets)
-	}
-	d := xxhash.New()
-	_, _ = d.WriteString(h.prefix)
-	_, _ = d.WriteString(subject)
-	return uint32(d.Sum64() % Buckets)
+func (h hasher) bucket(subjectHash uint64) uint32 {
+	return uint32(fmix64(subjectHash^h.key) % Buckets)
+}
+
+// fmix64 is MurmurHash3's 64-bit finalizer: a bijection in which every
+// output bit depends on every input bit, so subjects XORed with different
+// seed keys land in unrelated buckets.
+func fmix64(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }

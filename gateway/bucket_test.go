@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -24,7 +25,7 @@ const goldenFile = "testdata/buckets.golden.json"
 func goldenInputs() []goldenVector {
 	var vs []goldenVector
 	subjects := []string{"", "a", "user-1", "user-2", "42", "alice@example.com",
-		"0123456789abcdef0123456789abcdef", "ünïcødé", "a long subject that spans more than thirty-two bytes of input"}
+		"0123456789abcdef0123456789abcdef", "ünïcødé", "a long subject that spans more than thirty-two bytes of input", strings.Repeat("x", 300)}
 	for _, seed := range []string{PoolSeed("checkout"), PoolSeed("search"), FlagSeed("new_payment_flow"), FlagSeed("dark_mode")} {
 		for _, s := range subjects {
 			vs = append(vs, goldenVector{Seed: seed, Subject: s})
@@ -71,11 +72,19 @@ func TestGoldenBuckets(t *testing.T) {
 	}
 }
 
-// TestBucketMatchesSpec checks the streaming hasher against the spec's
-// one-shot definition, xxhash64(seed ‖ 0x00 ‖ subject) mod 10000.
+// TestBucketMatchesSpec checks Bucket against the spec's definition written
+// out longhand: fmix64(xxhash64(subject) XOR xxhash64(seed)) mod 10000.
 func TestBucketMatchesSpec(t *testing.T) {
+	fmix := func(x uint64) uint64 {
+		x ^= x >> 33
+		x *= 0xff51afd7ed558ccd
+		x ^= x >> 33
+		x *= 0xc4ceb9fe1a85ec53
+		x ^= x >> 33
+		return x
+	}
 	for _, v := range goldenInputs() {
-		want := uint32(xxhashSum([]byte(v.Seed+"\x00"+v.Subject)) % Buckets)
+		want := uint32(fmix(xxhashSum([]byte(v.Subject))^xxhashSum([]byte(v.Seed))) % Buckets)
 		if got := Bucket(v.Seed, v.Subject); got != want {
 			t.Errorf("Bucket(%q, %q) = %d, spec says %d", v.Seed, v.Subject, got, want)
 		}
@@ -170,5 +179,20 @@ func TestFlagsIndependentOfPool(t *testing.T) {
 		if share < 0.49 || share > 0.51 {
 			t.Errorf("pool %d: flag on for %.3f of subjects, want 0.50 ± 0.01", p, share)
 		}
+	}
+}
+
+func TestFlagsIndependentOfEachOther(t *testing.T) {
+	// Two 50% flags are both on for about a quarter of subjects.
+	snap := mustCompile(t, testConfig(0, map[string]float64{"a": 50, "b": 50}))
+	const n = 200_000
+	both := 0
+	for i := range n {
+		if snap.Decide(strconv.Itoa(i)).Flags == 0b11 {
+			both++
+		}
+	}
+	if share := float64(both) / n; share < 0.24 || share > 0.26 {
+		t.Errorf("both flags on for %.4f of subjects, want 0.25 ± 0.01", share)
 	}
 }

@@ -107,12 +107,10 @@ func Compile(cfg Config) (*Snapshot, error) {
 // Decide returns the pool and flags for subject. It takes no lock and
 // allocates nothing.
 func (s *Snapshot) Decide(subject string) Decision {
-	d := Decision{Pool: s.poolFor(s.poolHash.bucket(subject))}
+	h := SubjectHash(subject)
+	d := Decision{Pool: s.poolFor(s.poolHash.bucket(h))}
 	for i := range s.flags {
-		f := &s.flags[i]
-		switch {
-		case f.bp == 0:
-		case f.bp >= Buckets || f.hash.bucket(subject) < f.bp:
+		if f := &s.flags[i]; f.hash.bucket(h) < f.bp {
 			d.Flags |= 1 << i
 		}
 	}
