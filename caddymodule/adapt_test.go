@@ -47,7 +47,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		want []string
 	}{
 		{"unknown pool in live", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\nlive purple", []string{`live "purple": unknown pool`, `"blue", "green"`, "Caddyfile:5"}},
-		{"weights not 100", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\nweights blue 90 green 20", []string{"weights must sum to 100 (they sum to 110)", "blue=90 green=20"}},
+		{"weights not 100", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\nweights blue 90 green 20", []string{"weights must sum to 100 (they sum to 110)", "blue=90 green=20", "Caddyfile:5"}},
 		{"percent out of range", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\nflag f 101", []string{`flag f: percent "101"`, "0 to 100", "Caddyfile:5"}},
 		{"percent three decimals", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\nflag f 0.001", []string{`"0.001"`, "two decimals"}},
 		{"duplicate pool", "pool blue 127.0.0.1:1\npool blue 127.0.0.1:2", []string{`duplicate pool "blue"`, "Caddyfile:4"}},

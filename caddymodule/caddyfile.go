@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,6 +73,7 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 		firstPool string
 		live      string
 		liveAt    *caddyfile.Dispenser // where 'live' was, for errors found later
+		weightsAt *caddyfile.Dispenser // where 'weights' was
 		weighted  bool
 	)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
@@ -136,6 +138,8 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 				return d.Errf("weights given twice")
 			}
 			weighted = true
+			at := *d
+			weightsAt = &at
 			args := d.RemainingArgs()
 			if len(args) == 0 || len(args)%2 != 0 {
 				return d.Errf("weights takes pool/percent pairs, e.g. 'weights blue 90 green 10', got %q", strings.Join(args, " "))
@@ -218,6 +222,10 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 		h.Weights[firstPool] = 100
 	}
 	if err := h.bootstrapConfig().Validate(); err != nil {
+		var fe *gateway.FieldError
+		if errors.As(err, &fe) && strings.HasPrefix(fe.Field, "weights") && weightsAt != nil {
+			return weightsAt.Errf("switchback %s: %v", h.Deployment, err)
+		}
 		return d.Errf("switchback %s: %v", h.Deployment, err)
 	}
 	return nil

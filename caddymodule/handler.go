@@ -6,6 +6,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -142,13 +143,41 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.detach, err = h.deployment.Attach(h); err != nil {
 		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
 	}
-	return h.applyBootstrap(boot)
+
+	// With the switchback app configured, the store is the truth and the
+	// Caddyfile only bootstraps it; this happens here, before the server
+	// accepts a request, so a restart never serves a stale document.
+	app, err := ctx.AppIfConfigured("switchback")
+	switch {
+	case err == nil:
+		doc, err := app.(*App).bootstrap(boot)
+		if err != nil {
+			return fmt.Errorf("switchback %s: bootstrap from store: %w", h.Deployment, err)
+		}
+		return h.applyIfNew(doc)
+	case errors.Is(err, caddy.ErrNotConfigured):
+		return h.applyCaddyfile(boot)
+	default:
+		return err
+	}
 }
 
-// applyBootstrap makes the config's document live unless the deployment
-// already serves an equal one (a reload of an unchanged Caddyfile keeps its
-// version). A changed Caddyfile becomes the next version.
-func (h *Handler) applyBootstrap(boot gateway.Config) error {
+// applyIfNew makes a store version live unless the deployment already
+// serves it (a reload keeps what the watch applied).
+func (h *Handler) applyIfNew(doc gateway.Config) error {
+	if cur := h.deployment.Snapshot(); cur != nil && cur.Version() == doc.Version {
+		return nil
+	}
+	if _, err := h.deployment.Apply(doc); err != nil {
+		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
+	}
+	return nil
+}
+
+// applyCaddyfile is the store-less mode: the Caddyfile's document goes live
+// unless the deployment already serves an equal one (a reload of an
+// unchanged Caddyfile keeps its version); a changed one is the next version.
+func (h *Handler) applyCaddyfile(boot gateway.Config) error {
 	cur := h.deployment.Snapshot()
 	switch {
 	case cur == nil:
@@ -158,10 +187,7 @@ func (h *Handler) applyBootstrap(boot gateway.Config) error {
 	default:
 		boot.Version = cur.Version() + 1
 	}
-	if _, err := h.deployment.Apply(boot); err != nil {
-		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
-	}
-	return nil
+	return h.applyIfNew(boot)
 }
 
 func (h *Handler) bootstrapConfig() gateway.Config {

@@ -35,10 +35,16 @@ func freePort(t testing.TB) int {
 // returns the site's base URL.
 func startCaddy(t testing.TB, site string) string {
 	t.Helper()
+	return startCaddyGlobal(t, "", site)
+}
+
+// startCaddyGlobal is startCaddy with extra global options.
+func startCaddyGlobal(t testing.TB, global, site string) string {
+	t.Helper()
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	port := freePort(t)
-	src := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}\nhttp://127.0.0.1:%d {\n%s\n}\n", port, site)
+	src := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\t%s\n}\nhttp://127.0.0.1:%d {\n%s\n}\n", global, port, site)
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
 		t.Fatalf("adapt: %v\n%s", err, src)

@@ -308,13 +308,26 @@ func BenchmarkSubjectCookie(b *testing.B) {
 	}
 }
 
-func BenchmarkStripAndSetHeaders(b *testing.B) {
-	snap := benchSnapshot(b, 2)
-	h := http.Header{"Accept": {"*/*"}, "User-Agent": {"bench"}, "X-User-Id": {"u1"}, "Connection": {"keep-alive"}}
-	d := snap.Decide("u1")
+// BenchmarkStripClientHeaders is the common case: a browser-like request
+// with nothing to strip.
+func BenchmarkStripClientHeaders(b *testing.B) {
+	h := http.Header{
+		"Accept": {"text/html"}, "Accept-Encoding": {"gzip, br"}, "Accept-Language": {"en"},
+		"User-Agent": {"bench"}, "X-User-Id": {"u1"}, "Connection": {"keep-alive"},
+		"Cookie": {"sb_uid=0123456789abcdef0123456789abcdef"}, "X-Request-Id": {"r1"},
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		StripClientHeaders(h)
+	}
+}
+
+func BenchmarkSetUpstreamHeaders(b *testing.B) {
+	snap := benchSnapshot(b, 2)
+	d := snap.Decide("u1")
+	b.ReportAllocs()
+	for b.Loop() {
+		h := make(http.Header, 4)
 		snap.SetUpstreamHeaders(h, d)
 	}
 }

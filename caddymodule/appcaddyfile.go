@@ -1,0 +1,217 @@
+package caddymodule
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("switchback", parseGlobalOption)
+}
+
+// parseGlobalOption configures the switchback app. Syntax:
+//
+//	switchback {
+//		store embedded [<data_dir> [<client_addr>]]   # the default
+//		store etcd <endpoint...> {                    # an external cluster
+//			prefix     /switchback
+//			username   <user>
+//			password   <password>
+//			tls        <ca_file> [<cert_file> <key_file>]
+//			server_name <name>
+//		}
+//		prefix       /switchback                      # also for embedded
+//		admin        127.0.0.1:9180 | off
+//		admin_tokens <file>                           # NAME ROLE TOKEN_SHA256 lines
+//		admin_hosts  <host...>                        # extra Host values the admin API accepts
+//		instance     <name>                           # default: hostname:admin_port
+//		state_dir    <dir>                            # last-known-good documents
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	d.Next() // option name
+	if d.NextArg() {
+		return nil, d.Errf("switchback takes a block, not %q", d.Val())
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "store":
+			if app.Store != nil && app.Store.Kind != "" {
+				return nil, d.Errf("store given twice")
+			}
+			var prefix string
+			if app.Store != nil {
+				prefix = app.Store.Prefix // a 'prefix' line came first
+			}
+			sc, err := parseStore(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Store = sc
+			if sc.Prefix == "" {
+				sc.Prefix = prefix
+			}
+		case "prefix":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if v == "" || v[0] != '/' {
+				return nil, d.Errf("prefix %q: want a key prefix starting with /, e.g. /switchback", v)
+			}
+			if app.Store == nil {
+				app.Store = &StoreConfig{}
+			}
+			app.Store.Prefix = v
+		case "admin":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Admin = v
+		case "admin_tokens":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			app.AdminTokens = v
+		case "admin_hosts":
+			app.AdminHosts = d.RemainingArgs()
+			if len(app.AdminHosts) == 0 {
+				return nil, d.ArgErr()
+			}
+		case "instance":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Instance = v
+		case "state_dir":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			app.StateDir = v
+		default:
+			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, instance, state_dir", d.Val())
+		}
+	}
+	return httpcaddyfile.App{Name: "switchback", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	name := d.Val()
+	if !d.NextArg() {
+		return "", d.Errf("%s needs a value", name)
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.Errf("%s takes one value, got also %q", name, d.Val())
+	}
+	return v, nil
+}
+
+func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
+	if !d.NextArg() {
+		return nil, d.Errf("store needs a kind: 'store embedded [DATA_DIR [ADDR]]' or 'store etcd ENDPOINT...'")
+	}
+	sc := &StoreConfig{Kind: d.Val()}
+	args := d.RemainingArgs()
+	switch sc.Kind {
+	case "embedded":
+		if len(args) > 2 {
+			return nil, d.Errf("store embedded takes at most a data dir and a client address, got %q", args)
+		}
+		if len(args) > 0 {
+			sc.DataDir = args[0]
+		}
+		if len(args) > 1 {
+			sc.ClientAddr = args[1]
+		}
+	case "etcd":
+		if len(args) == 0 {
+			return nil, d.Errf("store etcd needs at least one endpoint, e.g. 'store etcd 10.0.0.5:2379'")
+		}
+		sc.Endpoints = args
+	default:
+		return nil, d.Errf("store %q: want embedded or etcd", sc.Kind)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if sc.Kind != "etcd" {
+			return nil, d.Errf("store %s takes no block; %q is for 'store etcd'", sc.Kind, d.Val())
+		}
+		switch d.Val() {
+		case "prefix":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			sc.Prefix = v
+		case "username":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			sc.Username = v
+		case "password":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			sc.Password = v
+		case "tls":
+			args := d.RemainingArgs()
+			if len(args) != 1 && len(args) != 3 {
+				return nil, d.Errf("tls takes a CA file, optionally followed by a client cert and key file, got %q", args)
+			}
+			if sc.TLS == nil {
+				sc.TLS = &StoreTLS{}
+			}
+			sc.TLS.CA = args[0]
+			if len(args) == 3 {
+				sc.TLS.Cert, sc.TLS.Key = args[1], args[2]
+			}
+		case "server_name":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if sc.TLS == nil {
+				sc.TLS = &StoreTLS{}
+			}
+			sc.TLS.ServerName = v
+		default:
+			return nil, d.Errf("unknown store etcd setting %q; accepted: prefix, username, password, tls, server_name", d.Val())
+		}
+	}
+	return sc, nil
+}
+
+func loadStoreTLS(t *StoreTLS) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("store tls ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("store tls ca %s: no PEM certificates in it", t.CA)
+		}
+		cfg.RootCAs = pool
+	}
+	if t.Cert != "" || t.Key != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("store tls cert/key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
