@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
 )
@@ -71,10 +72,11 @@ type App struct {
 	mu     sync.Mutex
 	warned map[string]bool
 
-	stop    context.CancelFunc
-	watched chan struct{} // closed when the watch goroutine has returned
-	admin   *http.Server
-	adminLn net.Listener
+	stop     context.CancelFunc
+	watched  chan struct{} // closed when the watch goroutine has returned
+	admin    *http.Server
+	adminLn  net.Listener
+	adminAPI *admin.Server
 }
 
 // StoreConfig selects the etcd the versions live in.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -41,6 +42,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		sticky header <name>          # e.g. sticky header X-User-ID
 //		sticky ip                     # the client IP (trusted_proxies aware)
 //		flag <name> <percent>         # 0..100, up to two decimals; repeatable
+//		guard {                       # automatic fallback (needs the switchback app)
+//			error_rate 5%             # ceiling on the error share over the window
+//			p95 500ms                 # ceiling on p95 latency
+//			window 10s                # default 10s
+//			min_requests 20           # no decision on fewer samples (default 20)
+//			baseline 2x               # and worse than the other pool / flag-off cohort by this factor
+//			errors 5xx 429            # what counts as an error (default 5xx; transport failures always)
+//			cooldown 30s              # least time between two fallbacks (default 30s)
+//		}
+//		retain 24h                    # how long the old pool stays the rollback target
+//		health_uri /health            # active health checks of every pool's upstreams
+//		health_interval 2s
 //		proxy {                       # any reverse_proxy subdirective except upstreams:
 //			lb_policy round_robin     # transport, lb_*, health_*, header_up, ...
 //		}
@@ -187,6 +200,41 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 				return d.Errf("flag %q given twice", args[0])
 			}
 			h.Flags[args[0]] = gateway.Flag{Percent: pct}
+		case "guard":
+			if h.Guard != nil {
+				return d.Errf("guard block given twice")
+			}
+			g, err := parseGuard(d)
+			if err != nil {
+				return err
+			}
+			h.Guard = g
+		case "retain":
+			v, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			h.Retain = v
+		case "health_uri":
+			if !d.NextArg() {
+				return d.Errf("health_uri needs a path, e.g. 'health_uri /health'")
+			}
+			if h.Health == nil {
+				h.Health = &gateway.Health{}
+			}
+			h.Health.URI = d.Val()
+			if !strings.HasPrefix(h.Health.URI, "/") {
+				return d.Errf("health_uri %q: want a path starting with /", h.Health.URI)
+			}
+		case "health_interval":
+			v, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			if h.Health == nil {
+				h.Health = &gateway.Health{}
+			}
+			h.Health.Interval = v
 		case "proxy":
 			if h.ProxyRaw != nil {
 				return d.Errf("proxy block given twice")
@@ -197,7 +245,7 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			}
 			h.ProxyRaw = raw
 		default:
-			return d.Errf("unknown switchback setting %q; accepted: pool, live, weights, sticky, flag, proxy", d.Val())
+			return d.Errf("unknown switchback setting %q; accepted: pool, live, weights, sticky, flag, guard, retain, health_uri, health_interval, proxy", d.Val())
 		}
 	}
 
@@ -220,6 +268,9 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			h.Weights[name] = 0
 		}
 		h.Weights[firstPool] = 100
+	}
+	if h.Health != nil && h.Health.URI == "" {
+		return d.Errf("switchback %s: health_interval without health_uri: add 'health_uri /health'", h.Deployment)
 	}
 	if err := h.bootstrapConfig().Validate(); err != nil {
 		var fe *gateway.FieldError
@@ -255,6 +306,93 @@ func parseProxyBlock(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper) (json
 		return nil, d.Errf("proxy: %v", err)
 	}
 	return raw, nil
+}
+
+// parseGuard reads a guard { } block.
+func parseGuard(d *caddyfile.Dispenser) (*gateway.Guard, error) {
+	if d.NextArg() {
+		return nil, d.Errf("guard takes a block, not %q", d.Val())
+	}
+	g := &gateway.Guard{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "error_rate":
+			if !d.NextArg() {
+				return nil, d.Errf("error_rate needs a percentage, e.g. 'error_rate 5%%'")
+			}
+			pct, err := gateway.ParsePercent(d.Val())
+			if err != nil {
+				return nil, d.Errf("guard error_rate %q: %v", d.Val(), err)
+			}
+			g.ErrorRate = pct
+		case "p95":
+			v, err := durationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			g.P95 = v
+		case "window":
+			v, err := durationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			g.Window = v
+		case "cooldown":
+			v, err := durationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			g.Cooldown = v
+		case "min_requests":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 0 {
+				return nil, d.Errf("guard min_requests %q: want a whole number, 0 or more", d.Val())
+			}
+			g.MinRequests = n
+		case "baseline":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			f, err := strconv.ParseFloat(strings.TrimSuffix(d.Val(), "x"), 64)
+			if err != nil || f < 1 {
+				return nil, d.Errf("guard baseline %q: want a factor of at least 1, like 2x", d.Val())
+			}
+			g.Baseline = f
+		case "errors":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.Errf("errors needs status classes or codes, e.g. 'errors 5xx 429'")
+			}
+			for _, a := range args {
+				if _, _, err := gateway.ParseErrorClass(a); err != nil {
+					return nil, d.Errf("guard errors %q: %v", a, err)
+				}
+			}
+			g.Errors = args
+		default:
+			return nil, d.Errf("unknown guard setting %q; accepted: error_rate, p95, window, min_requests, baseline, errors, cooldown", d.Val())
+		}
+	}
+	return g, nil
+}
+
+// durationArg reads one duration argument, like 10s or 24h.
+func durationArg(d *caddyfile.Dispenser) (gateway.Duration, error) {
+	name := d.Val()
+	if !d.NextArg() {
+		return 0, d.Errf("%s needs a duration, e.g. 10s", name)
+	}
+	v, err := caddy.ParseDuration(d.Val())
+	if err != nil || v < 0 {
+		return 0, d.Errf("%s %q: want a duration like 500ms, 10s, 24h or 1d", name, d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.Errf("%s takes one duration, got also %q", name, d.Val())
+	}
+	return gateway.Duration(v), nil
 }
 
 func poolList(p map[string]gateway.Pool) string {

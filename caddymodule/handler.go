@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -20,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/guard"
 )
 
 func init() {
@@ -32,22 +34,34 @@ func init() {
 // away when no loaded config uses it any more.
 var deployments = caddy.NewUsagePool()
 
-type deploymentEntry struct{ *gateway.Deployment }
+// deploymentEntry is one deployment's state shared by every handler and
+// config that serves it: the live snapshot and the traffic meters.
+type deploymentEntry struct {
+	*gateway.Deployment
+	meters *guard.Registry
+}
 
 func (deploymentEntry) Destruct() error { return nil }
 
 // LookupDeployment returns the live deployment of that name, if a loaded
 // config serves it. Stores and the admin API apply versions through it.
 func LookupDeployment(name string) (*gateway.Deployment, bool) {
-	var dep *gateway.Deployment
+	e, ok := lookupEntry(name)
+	return e.Deployment, ok
+}
+
+// lookupEntry returns the shared state of a live deployment.
+func lookupEntry(name string) (deploymentEntry, bool) {
+	var entry deploymentEntry
+	var found bool
 	deployments.Range(func(k, val any) bool {
 		if k == name {
-			dep = val.(deploymentEntry).Deployment
+			entry, found = val.(deploymentEntry), true
 			return false
 		}
 		return true
 	})
-	return dep, dep != nil
+	return entry, found
 }
 
 // Handler routes each request to a pool of a blue-green deployment and
@@ -68,6 +82,12 @@ type Handler struct {
 	// Sticky says where the subject comes from; default: cookie sb_uid,
 	// issued by the gateway.
 	Sticky *Sticky `json:"sticky,omitempty"`
+	// Guard is the automatic-fallback policy; requires the switchback app.
+	Guard *gateway.Guard `json:"guard,omitempty"`
+	// Retain is how long a pool taken off traffic stays the rollback target.
+	Retain gateway.Duration `json:"retain,omitempty"`
+	// Health configures active health checks of the pools' upstreams.
+	Health *gateway.Health `json:"health,omitempty"`
 	// ProxyRaw is a reverse_proxy handler config without upstreams: the
 	// transport, load balancing, health checks and header rules every pool's
 	// proxy is built from.
@@ -77,6 +97,7 @@ type Handler struct {
 	ctx        caddy.Context
 	logger     *zap.Logger
 	deployment *gateway.Deployment
+	meters     *guard.Registry
 	detach     func()
 
 	// route is what the request path reads: the live snapshot and one
@@ -99,6 +120,7 @@ type Sticky struct {
 type route struct {
 	snap    *gateway.Snapshot
 	proxies []*reverseproxy.Handler // indexed like snap.Pools()
+	meter   *guard.Meter            // counts outcomes per pool and flag cohort
 }
 
 // CaddyModule returns the Caddy module information.
@@ -134,12 +156,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	val, _, err := deployments.LoadOrNew(h.Deployment, func() (caddy.Destructor, error) {
-		return deploymentEntry{gateway.NewDeployment(h.Deployment)}, nil
+		return deploymentEntry{Deployment: gateway.NewDeployment(h.Deployment), meters: guard.NewRegistry()}, nil
 	})
 	if err != nil {
 		return err
 	}
 	h.deployment = val.(deploymentEntry).Deployment
+	h.meters = val.(deploymentEntry).meters
 	if h.detach, err = h.deployment.Attach(h); err != nil {
 		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
 	}
@@ -191,7 +214,8 @@ func (h *Handler) applyCaddyfile(boot gateway.Config) error {
 }
 
 func (h *Handler) bootstrapConfig() gateway.Config {
-	return gateway.Config{Name: h.Deployment, Pools: h.Pools, Weights: h.Weights, Flags: h.Flags}
+	return gateway.Config{Name: h.Deployment, Pools: h.Pools, Weights: h.Weights, Flags: h.Flags,
+		Guard: h.Guard, Retain: h.Retain, Health: h.Health}
 }
 
 // checkProxyTemplate rejects proxy settings that would fight the gateway:
@@ -218,7 +242,15 @@ func checkProxyTemplate(raw json.RawMessage) error {
 // Part of gateway.Binder; the deployment serialises calls.
 func (h *Handler) Prepare(snap *gateway.Snapshot) (commit func(), err error) {
 	pools := snap.Pools()
-	rt := &route{snap: snap, proxies: make([]*reverseproxy.Handler, len(pools))}
+	names := make([]string, len(pools))
+	for i, p := range pools {
+		names[i] = p.Name
+	}
+	rt := &route{
+		snap:    snap,
+		proxies: make([]*reverseproxy.Handler, len(pools)),
+		meter:   h.meters.Meter(names, snap.FlagNames()),
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var created []string
@@ -307,7 +339,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	d := h.decide(rt.snap, w, r)
 	gateway.StripClientHeaders(r.Header)
 	rt.snap.SetUpstreamHeaders(r.Header, d)
-	return rt.proxies[d.Pool].ServeHTTP(w, r, next)
+	start := time.Now()
+	err := rt.proxies[d.Pool].ServeHTTP(w, r, next)
+	rt.meter.Record(d.Pool, d.Flags, err != nil || rt.snap.IsError(proxiedStatus(r)), time.Since(start))
+	return err
+}
+
+// proxiedStatus is the status reverse_proxy got from the upstream, 0 if
+// none (a transport failure returns an error instead).
+func proxiedStatus(r *http.Request) int {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return 0
+	}
+	v, _ := repl.Get("http.reverse_proxy.status_code")
+	code, _ := v.(int)
+	return code
 }
 
 func (h *Handler) decide(snap *gateway.Snapshot, w http.ResponseWriter, r *http.Request) gateway.Decision {

@@ -9,13 +9,14 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Buckets is the number of buckets a subject hashes into: 10,000 gives a
@@ -42,6 +43,17 @@ type Config struct {
 	Weights map[string]float64 `json:"weights"`
 	// Flags by name.
 	Flags map[string]Flag `json:"flags,omitempty"`
+	// Guard is the automatic-fallback policy; nil turns fallback off.
+	Guard *Guard `json:"guard,omitempty"`
+	// Retain is how long a pool taken off traffic stays the rollback
+	// target, health-checked; default 24h.
+	Retain Duration `json:"retain,omitempty"`
+	// Health configures active health checks of every pool's upstreams.
+	Health *Health `json:"health,omitempty"`
+	// Retained is state, not policy: each pool that was taken off traffic
+	// and until when it remains the rollback target. Writers maintain it
+	// with Transition.
+	Retained map[string]time.Time `json:"retained,omitempty"`
 }
 
 // Pool is a set of interchangeable upstreams running one release.
@@ -133,6 +145,27 @@ func (c Config) Validate() error {
 		return &FieldError{Field: "flags", Value: strconv.Itoa(len(c.Flags)) + " flags",
 			Want: "at most " + strconv.Itoa(MaxFlags) + " flags per deployment"}
 	}
+	if c.Guard != nil {
+		if err := c.Guard.validate("guard"); err != nil {
+			return err
+		}
+	}
+	if c.Retain < 0 {
+		return &FieldError{Field: "retain", Value: time.Duration(c.Retain).String(), Want: "want a positive duration such as 24h"}
+	}
+	if h := c.Health; h != nil {
+		if !strings.HasPrefix(h.URI, "/") {
+			return &FieldError{Field: "health.uri", Value: strconv.Quote(h.URI), Want: "want a path starting with /, like /health"}
+		}
+		if iv := time.Duration(h.Interval); iv != 0 && (iv < 100*time.Millisecond || iv > time.Hour) {
+			return &FieldError{Field: "health.interval", Value: iv.String(), Want: "want 100ms to 1h"}
+		}
+	}
+	for name := range c.Retained {
+		if _, ok := c.Pools[name]; !ok {
+			return &FieldError{Field: "retained." + name, Value: strconv.Quote(name), Want: "unknown pool; known pools: " + strings.Join(sortedKeys(c.Pools), ", ")}
+		}
+	}
 	for _, name := range sortedKeys(c.Flags) {
 		if !ValidName(name) {
 			return &FieldError{Field: "flags", Value: strconv.Quote(name), Want: "flag name " + nameWant}
@@ -219,45 +252,21 @@ func sortedKeys[V any](m map[string]V) []string {
 // Clone returns a deep copy, so a caller can edit a document it did not
 // build without touching the original (snapshots keep theirs).
 func (c Config) Clone() Config {
-	out := c
-	out.Pools = make(map[string]Pool, len(c.Pools))
-	for k, p := range c.Pools {
-		p.Upstreams = slices.Clone(p.Upstreams)
-		out.Pools[k] = p
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic("gateway: config does not marshal: " + err.Error()) // only plain data: cannot happen
 	}
-	out.Weights = make(map[string]float64, len(c.Weights))
-	for k, v := range c.Weights {
-		out.Weights[k] = v
-	}
-	if c.Flags != nil {
-		out.Flags = make(map[string]Flag, len(c.Flags))
-		for k, v := range c.Flags {
-			out.Flags[k] = v
-		}
+	var out Config
+	if err := json.Unmarshal(b, &out); err != nil {
+		panic("gateway: config does not round-trip: " + err.Error())
 	}
 	return out
 }
 
-// Equal reports whether two documents route identically, ignoring Version.
+// Equal reports whether two documents are the same but for Version.
 func (c Config) Equal(o Config) bool {
-	if c.Name != o.Name || len(c.Pools) != len(o.Pools) || len(c.Flags) != len(o.Flags) {
-		return false
-	}
-	for k, p := range c.Pools {
-		q, ok := o.Pools[k]
-		if !ok || p.Release != q.Release || !slices.Equal(p.Upstreams, q.Upstreams) {
-			return false
-		}
-	}
-	for _, k := range sortedKeys(c.Pools) {
-		if c.Weights[k] != o.Weights[k] {
-			return false
-		}
-	}
-	for k, f := range c.Flags {
-		if g, ok := o.Flags[k]; !ok || f != g {
-			return false
-		}
-	}
-	return true
+	c.Version, o.Version = 0, 0
+	a, errA := json.Marshal(c)
+	b, errB := json.Marshal(o)
+	return errA == nil && errB == nil && string(a) == string(b)
 }

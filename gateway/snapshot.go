@@ -25,6 +25,8 @@ type Snapshot struct {
 	// flagHeaders[bits] is the X-Switchback-Flags value for that flag set,
 	// precomputed when there are few enough flags (2^n strings).
 	flagHeaders []string
+	// errStatus[code] says whether a response status counts as an error.
+	errStatus *[600]bool
 }
 
 // PoolInfo describes one compiled pool.
@@ -95,6 +97,11 @@ func Compile(cfg Config) (*Snapshot, error) {
 		bp, _ := basisPoints(cfg.Flags[name].Percent)
 		s.flags = append(s.flags, flagRule{name: name, bp: uint32(bp), hash: seeded(FlagSeed(name))})
 	}
+	g := cfg.Guard
+	if g == nil {
+		g = &Guard{}
+	}
+	s.errStatus = g.ErrorStatuses()
 	if len(s.flags) <= maxPrecomputedFlags {
 		s.flagHeaders = make([]string, 1<<len(s.flags))
 		for set := range s.flagHeaders {
@@ -161,6 +168,19 @@ func (s *Snapshot) joinFlags(set uint64) string {
 	}
 	return b.String()
 }
+
+// IsError reports whether a response status counts as an error under the
+// guard's 'errors' setting (default: 5xx).
+func (s *Snapshot) IsError(status int) bool {
+	return status >= 0 && status < len(s.errStatus) && s.errStatus[status]
+}
+
+// Guard is the fallback policy, nil when off. Shared: do not modify.
+func (s *Snapshot) Guard() *Guard { return s.cfg.Guard }
+
+// Health is the active health check setting, nil when off. Shared: do not
+// modify.
+func (s *Snapshot) Health() *Health { return s.cfg.Health }
 
 // Name is the deployment's name.
 func (s *Snapshot) Name() string { return s.cfg.Name }

@@ -1,0 +1,166 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/gateway"
+)
+
+// apiError is an answer other than success: a status, a message for the
+// operator and, when one input is to blame, its field.
+type apiError struct {
+	status int
+	msg    string
+	field  string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+// errorBody is the JSON of every error answer.
+type errorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+// classify maps an error from parsing or from the store to its answer. An
+// error it does not recognise is a 500.
+func classify(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var fe *gateway.FieldError
+	if errors.As(err, &fe) {
+		return &apiError{status: http.StatusBadRequest, msg: fe.Error(), field: fe.Field}
+	}
+	var mbe *http.MaxBytesError
+	msg := strings.TrimPrefix(err.Error(), "configstore: ")
+	switch {
+	case errors.As(err, &mbe):
+		return &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body over %d bytes", mbe.Limit)}
+	case errors.Is(err, configstore.ErrNotFound):
+		return &apiError{status: http.StatusNotFound, msg: msg, field: "name"}
+	case errors.Is(err, configstore.ErrConflict):
+		return &apiError{status: http.StatusConflict, msg: msg + "; read the deployment again and retry", field: "If-Match"}
+	case errors.Is(err, configstore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return &apiError{status: http.StatusServiceUnavailable, msg: msg}
+	}
+	return &apiError{status: http.StatusInternalServerError, msg: "internal error: " + err.Error()}
+}
+
+// notFoundField answers ErrNotFound with a given field (such as "version")
+// and leaves every other error alone.
+func notFoundField(err error, field string) error {
+	if errors.Is(err, configstore.ErrNotFound) {
+		return &apiError{status: http.StatusNotFound, msg: strings.TrimPrefix(err.Error(), "configstore: "), field: field}
+	}
+	return err
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.status, errorBody{Error: e.msg, Field: e.field})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	// The status is out; an encoding error can only be a broken connection.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decodeBody reads one JSON object into v, rejecting unknown fields and
+// trailing data. An empty body decodes as {}.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return bodyError(err)
+	}
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return bodyError(err)
+		}
+		return &apiError{status: http.StatusBadRequest, msg: "malformed JSON: want one object, got data after it"}
+	}
+	return nil
+}
+
+func bodyError(err error) error {
+	var (
+		se  *json.SyntaxError
+		te  *json.UnmarshalTypeError
+		mbe *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return err
+	case errors.As(err, &se):
+		return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se)}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &apiError{status: http.StatusBadRequest, msg: "malformed JSON: the body ends early"}
+	case errors.As(err, &te):
+		return &apiError{status: http.StatusBadRequest, field: te.Field,
+			msg: fmt.Sprintf("%s: want a JSON %s, got %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)}
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if uq, err := strconv.Unquote(name); err == nil {
+			name = uq
+		}
+		return &apiError{status: http.StatusBadRequest, field: name, msg: fmt.Sprintf("unknown field %q", name)}
+	}
+	return &apiError{status: http.StatusBadRequest, msg: "malformed JSON: " + err.Error()}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "float64", "float32", "int", "int64", "uint64", "uint", "int32", "uint32":
+		return "number"
+	case "map", "struct":
+		return "object"
+	case "slice", "array":
+		return "array"
+	case "bool":
+		return "boolean"
+	case "ptr":
+		return "value"
+	}
+	return goKind
+}
+
+// checkJSONBody refuses a mutation whose body is not JSON: together with
+// the cross-origin check this keeps browsers' "simple" form posts out. A
+// DELETE may come without a body.
+func checkJSONBody(r *http.Request) *apiError {
+	if r.Method == http.MethodDelete && (r.Body == nil || r.Body == http.NoBody) {
+		return nil
+	}
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		got := ct
+		if got == "" {
+			got = "none"
+		}
+		return &apiError{status: http.StatusUnsupportedMediaType, field: "Content-Type",
+			msg: fmt.Sprintf("Content-Type %s: a %s needs Content-Type: application/json", got, r.Method)}
+	}
+	return nil
+}

@@ -1,0 +1,601 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/gateway"
+)
+
+// Deployment is one deployment as the API shows it: its current document,
+// the metadata of the version that made it, and, in answers about the
+// current state, the store's health and the version each instance applied.
+type Deployment struct {
+	Name    string                  `json:"name"`
+	Version uint64                  `json:"version"`
+	Pools   map[string]gateway.Pool `json:"pools"`
+	Weights map[string]float64      `json:"weights"`
+	Flags   map[string]gateway.Flag `json:"flags"`
+	Meta    configstore.Meta        `json:"meta"`
+	// Store is "ok" or says what is wrong with the config store.
+	Store string `json:"store,omitempty"`
+	// Instances maps gateway instances to the version they have applied,
+	// where known.
+	Instances map[string]uint64 `json:"instances,omitempty"`
+}
+
+// Config returns the routing document the deployment shows.
+func (d Deployment) Config() gateway.Config {
+	return gateway.Config{Name: d.Name, Version: d.Version, Pools: d.Pools, Weights: d.Weights, Flags: d.Flags}
+}
+
+// DeploymentList is the answer to GET /api/v1/deployments.
+type DeploymentList struct {
+	Deployments []Deployment `json:"deployments"`
+}
+
+// History is the answer to GET .../history, newest version first.
+type History struct {
+	Name    string             `json:"name"`
+	History []configstore.Meta `json:"history"`
+}
+
+// DiffResult is the answer to GET .../diff.
+type DiffResult struct {
+	Name    string               `json:"name"`
+	From    uint64               `json:"from"`
+	To      uint64               `json:"to"`
+	Changes []configstore.Change `json:"changes"`
+}
+
+// Health is the answer to GET /healthz.
+type Health struct {
+	Store string `json:"store"`
+	Error string `json:"error,omitempty"`
+}
+
+// Request bodies. Each embeds writeFields, so every mutation takes a reason.
+type (
+	writeFields struct {
+		Reason string `json:"reason,omitempty"`
+	}
+	flipRequest struct {
+		writeFields
+	}
+	weightsRequest struct {
+		Weights map[string]float64 `json:"weights"`
+		writeFields
+	}
+	poolRequest struct {
+		Upstreams []string `json:"upstreams"`
+		Release   string   `json:"release,omitempty"`
+		writeFields
+	}
+	flagRequest struct {
+		Percent *float64 `json:"percent"`
+		writeFields
+	}
+	restoreRequest struct {
+		Version uint64 `json:"version"`
+		writeFields
+	}
+)
+
+func (f *writeFields) reason() string { return f.Reason }
+
+type reasoned interface{ reason() string }
+
+// clientHeader marks requests from the command-line client, whose versions
+// are recorded with source "cli".
+const clientHeader = "X-Switchback-Client"
+
+func (s *Server) routes(reg *prometheus.Registry) {
+	const d = "/api/v1/deployments/{name}"
+	s.Handle("GET /api/v1/deployments", http.HandlerFunc(s.handleList), RoleViewer)
+	s.Handle("GET "+d, http.HandlerFunc(s.handleGet), RoleViewer)
+	s.Handle("POST "+d+"/flip", http.HandlerFunc(s.handleFlip), RoleOperator)
+	s.Handle("PUT "+d+"/weights", http.HandlerFunc(s.handleWeights), RoleOperator)
+	s.Handle("PUT "+d+"/pools/{pool}", http.HandlerFunc(s.handlePool), RoleOperator)
+	s.Handle("PUT "+d+"/flags/{flag}", http.HandlerFunc(s.handleSetFlag), RoleOperator)
+	s.Handle("DELETE "+d+"/flags/{flag}", http.HandlerFunc(s.handleDeleteFlag), RoleOperator)
+	s.Handle("GET "+d+"/history", http.HandlerFunc(s.handleHistory), RoleViewer)
+	s.Handle("GET "+d+"/versions/{version}", http.HandlerFunc(s.handleVersion), RoleViewer)
+	s.Handle("GET "+d+"/diff", http.HandlerFunc(s.handleDiff), RoleViewer)
+	s.Handle("POST "+d+"/restore", http.HandlerFunc(s.handleRestore), RoleOperator)
+	s.Handle("POST "+d+"/rollback", http.HandlerFunc(s.handleRollback), RoleOperator)
+	s.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), RoleViewer)
+	s.Handle("GET /healthz", http.HandlerFunc(s.handleHealth), RoleViewer)
+}
+
+// Reads.
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	names, err := s.store.List(r.Context())
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	out := DeploymentList{Deployments: make([]Deployment, 0, len(names))}
+	for _, name := range names {
+		doc, err := s.store.Get(r.Context(), name)
+		if errors.Is(err, configstore.ErrNotFound) {
+			continue // deleted since List
+		}
+		if err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		out.Deployments = append(out.Deployments, s.state(r.Context(), doc))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	doc, err := s.store.Get(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.writeState(w, r.Context(), doc)
+}
+
+func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
+	limit := 50
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, &apiError{status: http.StatusBadRequest, field: "limit",
+				msg: fmt.Sprintf("limit %q: want a whole number from 1 to 1000", v)})
+			return
+		}
+		limit = n
+	}
+	metas, err := s.store.History(r.Context(), r.PathValue("name"), limit)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if metas == nil {
+		metas = []configstore.Meta{}
+	}
+	writeJSON(w, http.StatusOK, History{Name: r.PathValue("name"), History: metas})
+}
+
+func (s *Server) handleVersion(w http.ResponseWriter, r *http.Request) {
+	v, aerr := parseVersion("version", r.PathValue("version"))
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	doc, err := s.store.Version(r.Context(), r.PathValue("name"), v)
+	if err != nil {
+		s.writeErr(w, notFoundField(err, "version"))
+		return
+	}
+	writeJSON(w, http.StatusOK, deployment(doc))
+}
+
+func (s *Server) handleDiff(w http.ResponseWriter, r *http.Request) {
+	ctx, name, q := r.Context(), r.PathValue("name"), r.URL.Query()
+	var from, to uint64
+	var aerr *apiError
+	if v := q.Get("from"); v != "" {
+		if from, aerr = parseVersion("from", v); aerr != nil {
+			writeError(w, aerr)
+			return
+		}
+	}
+	if v := q.Get("to"); v != "" {
+		if to, aerr = parseVersion("to", v); aerr != nil {
+			writeError(w, aerr)
+			return
+		}
+	}
+	var toCfg gateway.Config
+	if to == 0 {
+		doc, err := s.store.Get(ctx, name)
+		if err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		to, toCfg = doc.Meta.Version, doc.Config
+	} else {
+		doc, err := s.store.Version(ctx, name, to)
+		if err != nil {
+			s.writeErr(w, notFoundField(err, "to"))
+			return
+		}
+		toCfg = doc.Config
+	}
+	if q.Get("from") == "" && to > 1 {
+		from = to - 1
+	}
+	// Version 0 is the empty document, so the diff of version 1 shows
+	// everything it set.
+	var fromCfg gateway.Config
+	if from != 0 {
+		doc, err := s.store.Version(ctx, name, from)
+		if err != nil {
+			s.writeErr(w, notFoundField(err, "from"))
+			return
+		}
+		fromCfg = doc.Config
+	}
+	changes := configstore.Diff(fromCfg, toCfg)
+	if changes == nil {
+		changes = []configstore.Change{}
+	}
+	writeJSON(w, http.StatusOK, DiffResult{Name: name, From: from, To: to, Changes: changes})
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if err := s.storeHealth(r.Context()); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, Health{Store: "unavailable", Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, Health{Store: "ok"})
+}
+
+func parseVersion(field, v string) (uint64, *apiError) {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return 0, &apiError{status: http.StatusBadRequest, field: field,
+			msg: fmt.Sprintf("%s %q: want a version number (1, 2, ...)", field, v)}
+	}
+	return n, nil
+}
+
+// Mutations. Each handler decodes its body with begin, makes one store call
+// and hands the outcome to finish, which audits it and answers with the new
+// state.
+
+func (s *Server) handleFlip(w http.ResponseWriter, r *http.Request) {
+	var req flipRequest
+	m, ok := s.begin(w, r, "flip", "", &req)
+	if !ok {
+		return
+	}
+	doc, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, m.track(flip))
+	s.finish(w, r, m, doc, err)
+}
+
+// flip sends all traffic to the pool that has less of it now. It needs
+// exactly two pools with unequal weights; anything else is a decision for
+// the operator, made with weights.
+func flip(c *gateway.Config) error {
+	if len(c.Pools) != 2 {
+		names := sortedNames(c.Pools)
+		return &gateway.FieldError{Field: "pools", Value: strings.Join(names, ", "),
+			Want: fmt.Sprintf("flip needs exactly two pools, this deployment has %d; set weights instead", len(names))}
+	}
+	names := sortedNames(c.Pools)
+	a, b := names[0], names[1]
+	wa, wb := c.Weights[a], c.Weights[b]
+	if wa == wb {
+		return &gateway.FieldError{Field: "weights", Value: fmt.Sprintf("%s=%g %s=%g", a, wa, b, wb),
+			Want: "flip needs one pool with less traffic than the other; set weights instead"}
+	}
+	to, from := a, b
+	if wb < wa {
+		to, from = b, a
+	}
+	c.Weights = map[string]float64{to: 100, from: 0}
+	return nil
+}
+
+func (s *Server) handleWeights(w http.ResponseWriter, r *http.Request) {
+	var req weightsRequest
+	m, ok := s.begin(w, r, "weights", "", &req)
+	if !ok {
+		return
+	}
+	if len(req.Weights) == 0 {
+		s.fail(w, m, &apiError{status: http.StatusBadRequest, field: "weights",
+			msg: `weights: want the percentage of every pool, for example {"blue": 70, "green": 30}`})
+		return
+	}
+	doc, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, m.track(func(c *gateway.Config) error {
+		c.Weights = req.Weights
+		return nil
+	}))
+	s.finish(w, r, m, doc, err)
+}
+
+func (s *Server) handlePool(w http.ResponseWriter, r *http.Request) {
+	var req poolRequest
+	pool := r.PathValue("pool")
+	m, ok := s.begin(w, r, "pool", pool, &req)
+	if !ok {
+		return
+	}
+	doc, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, m.track(func(c *gateway.Config) error {
+		if _, ok := c.Pools[pool]; !ok {
+			return &apiError{status: http.StatusNotFound, field: "pool",
+				msg: fmt.Sprintf("pool %q not found; pools are %s", pool, strings.Join(sortedNames(c.Pools), ", "))}
+		}
+		c.Pools[pool] = gateway.Pool{Upstreams: req.Upstreams, Release: req.Release}
+		return nil
+	}))
+	s.finish(w, r, m, doc, err)
+}
+
+func (s *Server) handleSetFlag(w http.ResponseWriter, r *http.Request) {
+	var req flagRequest
+	flag := r.PathValue("flag")
+	m, ok := s.begin(w, r, "flag", flag, &req)
+	if !ok {
+		return
+	}
+	if req.Percent == nil {
+		s.fail(w, m, &apiError{status: http.StatusBadRequest, field: "percent",
+			msg: `percent: want a number from 0 to 100, for example {"percent": 10}`})
+		return
+	}
+	doc, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, m.track(func(c *gateway.Config) error {
+		if c.Flags == nil {
+			c.Flags = map[string]gateway.Flag{}
+		}
+		c.Flags[flag] = gateway.Flag{Percent: *req.Percent}
+		return nil
+	}))
+	s.finish(w, r, m, doc, err)
+}
+
+func (s *Server) handleDeleteFlag(w http.ResponseWriter, r *http.Request) {
+	var req writeFields
+	flag := r.PathValue("flag")
+	m, ok := s.begin(w, r, "delete-flag", flag, &req)
+	if !ok {
+		return
+	}
+	doc, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, m.track(func(c *gateway.Config) error {
+		if _, ok := c.Flags[flag]; !ok {
+			return &apiError{status: http.StatusNotFound, field: "flag", msg: fmt.Sprintf("flag %q not found", flag)}
+		}
+		delete(c.Flags, flag)
+		return nil
+	}))
+	s.finish(w, r, m, doc, err)
+}
+
+func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
+	var req restoreRequest
+	m, ok := s.begin(w, r, "restore", "", &req)
+	if !ok {
+		return
+	}
+	if req.Version == 0 {
+		s.fail(w, m, &apiError{status: http.StatusBadRequest, field: "version",
+			msg: `version: want the version to restore, for example {"version": 6}`})
+		return
+	}
+	m.rec.Target = strconv.FormatUint(req.Version, 10)
+	if !s.readBefore(w, r, m) {
+		return
+	}
+	doc, err := s.store.Restore(r.Context(), m.rec.Deployment, req.Version, m.rec.IfMatch, m.meta)
+	s.finish(w, r, m, doc, notFoundField(err, "version"))
+}
+
+func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
+	var req flipRequest
+	m, ok := s.begin(w, r, "rollback", "", &req)
+	if !ok {
+		return
+	}
+	if !s.readBefore(w, r, m) {
+		return
+	}
+	doc, err := s.store.Rollback(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta)
+	// The deployment exists (readBefore read it): what is missing is a
+	// version before the current one.
+	s.finish(w, r, m, doc, notFoundField(err, "version"))
+}
+
+// readBefore reads the current document for the audit trail of a restore or
+// rollback, which take no edit function to capture it with.
+func (s *Server) readBefore(w http.ResponseWriter, r *http.Request, m *mutation) bool {
+	cur, err := s.store.Get(r.Context(), m.rec.Deployment)
+	if err != nil {
+		s.fail(w, m, err)
+		return false
+	}
+	m.before = &cur.Config
+	return true
+}
+
+// mutation is one write in progress: its audit record so far, the metadata
+// of the version it will write, and the document it started from.
+type mutation struct {
+	rec    Record
+	meta   configstore.Meta
+	before *gateway.Config
+}
+
+// track wraps a document edit so the mutation remembers what the edit
+// started from. The store may call it more than once (it retries on a
+// concurrent write); the last call is the one that was written. A write
+// that changes nothing answers the current document with its version.
+func (m *mutation) track(edit func(*gateway.Config) error) func(*gateway.Config) error {
+	return func(c *gateway.Config) error {
+		before := c.Clone()
+		m.before = &before
+		return edit(c)
+	}
+}
+
+// begin decodes a mutation's body and headers. On failure it has answered
+// and audited, and returns false.
+func (s *Server) begin(w http.ResponseWriter, r *http.Request, action, target string, body reasoned) (*mutation, bool) {
+	p, _ := Caller(r.Context())
+	source := configstore.SourceAPI
+	if strings.EqualFold(r.Header.Get(clientHeader), "cli") {
+		source = configstore.SourceCLI
+	}
+	m := &mutation{rec: Record{
+		Time:       s.now(),
+		Who:        p.Name,
+		Role:       p.Role,
+		Remote:     r.RemoteAddr,
+		Source:     source,
+		Action:     action,
+		Deployment: r.PathValue("name"),
+		Target:     target,
+	}}
+	ifv, aerr := parseIfMatch(r.Header.Get("If-Match"))
+	if aerr != nil {
+		s.fail(w, m, aerr)
+		return nil, false
+	}
+	m.rec.IfMatch = ifv
+	if err := decodeBody(r, body); err != nil {
+		s.fail(w, m, err)
+		return nil, false
+	}
+	m.rec.Reason = body.reason()
+	if n := utf8.RuneCountInString(m.rec.Reason); n > configstore.MaxReason {
+		s.fail(w, m, &apiError{status: http.StatusBadRequest, field: "reason",
+			msg: fmt.Sprintf("reason: %d characters, want at most %d", n, configstore.MaxReason)})
+		return nil, false
+	}
+	m.meta = configstore.Meta{Time: m.rec.Time, Author: p.Name, Reason: m.rec.Reason, Source: source}
+	return m, true
+}
+
+// finish audits the outcome of a mutation's store call and answers it.
+func (s *Server) finish(w http.ResponseWriter, r *http.Request, m *mutation, doc configstore.Document, err error) {
+	if err != nil {
+		s.fail(w, m, err)
+		return
+	}
+	m.rec.Version = doc.Meta.Version
+	var before gateway.Config
+	if m.before != nil {
+		before = *m.before
+	}
+	m.rec.From = before.Version
+	// A write that changes nothing answers the current document, which may
+	// be newer than the one read before if someone else wrote meanwhile:
+	// only a version with this request's metadata is this request's.
+	wrote := doc.Meta.Version > before.Version && doc.Meta.Author == m.meta.Author &&
+		doc.Meta.Source == m.meta.Source && doc.Meta.Reason == m.meta.Reason
+	switch {
+	case !wrote:
+		m.rec.From = doc.Meta.Version
+		before = doc.Config
+	case doc.Meta.Version > before.Version+1:
+		// Someone else wrote in between (possible without If-Match): what
+		// this write replaced is the version just before it.
+		m.rec.From = doc.Meta.Version - 1
+		prev, perr := s.store.Version(r.Context(), m.rec.Deployment, m.rec.From)
+		if perr != nil {
+			s.log.Warn("audit: read replaced version", zap.String("deployment", m.rec.Deployment),
+				zap.Uint64("version", m.rec.From), zap.Error(perr))
+		}
+		before = prev.Config
+	}
+	m.rec.Changes = configstore.Diff(before, doc.Config)
+	m.rec.Status = http.StatusOK
+	s.audit(m.rec)
+	s.writeState(w, r.Context(), doc)
+}
+
+// fail audits a refused mutation and answers it.
+func (s *Server) fail(w http.ResponseWriter, m *mutation, err error) {
+	e := s.logged(err)
+	m.rec.Status, m.rec.Error = e.status, e.msg
+	s.audit(m.rec)
+	writeError(w, e)
+}
+
+func (s *Server) writeErr(w http.ResponseWriter, err error) { writeError(w, s.logged(err)) }
+
+// logged classifies err and logs the ones that are the server's problem.
+func (s *Server) logged(err error) *apiError {
+	e := classify(err)
+	if e.status >= 500 {
+		s.log.Error("admin request failed", zap.Int("status", e.status), zap.Error(err))
+	}
+	return e
+}
+
+func parseIfMatch(h string) (uint64, *apiError) {
+	h = strings.TrimSpace(h)
+	if h == "" || h == "*" {
+		return 0, nil
+	}
+	v := h
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return 0, &apiError{status: http.StatusBadRequest, field: "If-Match",
+			msg: fmt.Sprintf(`If-Match %s: want one version, as in the ETag, like "7"`, h)}
+	}
+	return n, nil
+}
+
+// state is doc as the current state: with store health and instances.
+func (s *Server) state(ctx context.Context, doc configstore.Document) Deployment {
+	d := deployment(doc)
+	d.Store = "ok"
+	if s.storeHealthOpt != nil {
+		if ok, err := s.storeHealthOpt(); !ok {
+			d.Store = "unhealthy"
+			if err != nil {
+				d.Store += ": " + err.Error()
+			}
+		}
+	}
+	applied, err := s.store.Applied(ctx, d.Name)
+	if err != nil {
+		s.log.Debug("read applied versions", zap.String("deployment", d.Name), zap.Error(err))
+	}
+	if s.live != nil && s.instance != "" {
+		if v, ok := s.live(d.Name); ok {
+			if applied == nil {
+				applied = map[string]uint64{}
+			}
+			applied[s.instance] = v
+		}
+	}
+	if len(applied) > 0 {
+		d.Instances = applied
+	}
+	return d
+}
+
+func (s *Server) writeState(w http.ResponseWriter, ctx context.Context, doc configstore.Document) {
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(doc.Meta.Version, 10)))
+	writeJSON(w, http.StatusOK, s.state(ctx, doc))
+}
+
+func deployment(doc configstore.Document) Deployment {
+	c := doc.Config
+	d := Deployment{Name: c.Name, Version: doc.Meta.Version, Pools: c.Pools, Weights: c.Weights, Flags: c.Flags, Meta: doc.Meta}
+	if d.Flags == nil {
+		d.Flags = map[string]gateway.Flag{}
+	}
+	return d
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
+}

@@ -1,0 +1,314 @@
+// Package admin is Switchback's admin HTTP API, its security, and the
+// command-line client that talks to it.
+//
+// The API lives under /api/v1 and speaks JSON both ways. Every request passes
+// the same gate, in this order: the Host header must be allowed (DNS
+// rebinding), a mutation must not be cross-origin (Sec-Fetch-Site / Origin),
+// the caller must authenticate (bearer token, or a loopback address when no
+// tokens file is configured) and hold the route's role, and a mutation must
+// carry a JSON body. Only then does the route's handler run; a handler parses,
+// validates, makes one store call and writes the new state.
+//
+//	GET    /api/v1/deployments
+//	GET    /api/v1/deployments/{name}
+//	POST   /api/v1/deployments/{name}/flip           {"reason"}
+//	PUT    /api/v1/deployments/{name}/weights        {"weights": {"blue": 70, "green": 30}, "reason"}
+//	PUT    /api/v1/deployments/{name}/pools/{pool}   {"upstreams": [...], "release", "reason"}
+//	PUT    /api/v1/deployments/{name}/flags/{flag}   {"percent", "reason"}
+//	DELETE /api/v1/deployments/{name}/flags/{flag}   optional {"reason"}
+//	GET    /api/v1/deployments/{name}/history?limit=N
+//	GET    /api/v1/deployments/{name}/versions/{version}
+//	GET    /api/v1/deployments/{name}/diff?from=V&to=W
+//	POST   /api/v1/deployments/{name}/restore        {"version", "reason"}
+//	POST   /api/v1/deployments/{name}/rollback       {"reason"}
+//	GET    /metrics
+//	GET    /healthz
+//
+// Mutations accept If-Match: "<version>" (quoted or bare) and answer 409 when
+// it is stale; deployment responses carry ETag: "<version>".
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/a8e2c47e/switchback/configstore"
+)
+
+// Options configure a Server. Store is required; everything else has a
+// default.
+type Options struct {
+	// Store holds the deployments' documents.
+	Store *configstore.Store
+	// Instance names this gateway instance in "instances".
+	Instance string
+	// Live reports the version this instance has applied for a deployment.
+	Live func(name string) (version uint64, ok bool)
+	// StoreHealth reports whether the store is usable (for example, whether
+	// its watch is connected). Without it, health is probed with a List.
+	StoreHealth func() (healthy bool, err error)
+	// Tokens is the path of a tokens file, lines "NAME ROLE TOKEN_SHA256".
+	// Empty means no tokens: only loopback clients are served.
+	Tokens string
+	// AllowedHosts are Host header names accepted besides localhost,
+	// 127.0.0.1, [::1] and the address the request arrived on; any port.
+	AllowedHosts []string
+	// Registry receives the admin's metrics and is what /metrics serves.
+	// Nil means a private registry.
+	Registry *prometheus.Registry
+	// Logger; nil means no logging.
+	Logger *zap.Logger
+	// Audit receives one record per mutation attempt that passed
+	// authentication; nil means the record is logged at info level.
+	Audit func(Record)
+	// Now is the clock for audit records and version metadata.
+	Now func() time.Time
+}
+
+// Server is the admin API. It is an http.Handler; mount it on a listener of
+// its own (the default address is 127.0.0.1:9180).
+type Server struct {
+	store          *configstore.Store
+	instance       string
+	live           func(string) (uint64, bool)
+	storeHealthOpt func() (bool, error) // Options.StoreHealth, may be nil
+	storeHealth    func(context.Context) error
+	tokens         *tokenSet // nil: loopback only
+	hosts          hostAllowlist
+	cop            *http.CrossOriginProtection
+	mux            *http.ServeMux
+	metrics        *metrics
+	log            *zap.Logger
+	audit          func(Record)
+	now            func() time.Time
+}
+
+// New builds a Server. It reads the tokens file once; a file that does not
+// parse is an error naming file:line. Without a tokens file the server only
+// answers loopback clients and logs a warning saying so.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("admin: Options.Store is required")
+	}
+	s := &Server{
+		store:          opts.Store,
+		instance:       opts.Instance,
+		live:           opts.Live,
+		log:            opts.Logger,
+		audit:          opts.Audit,
+		storeHealthOpt: opts.StoreHealth,
+		now:            opts.Now,
+		mux:            http.NewServeMux(),
+		cop:            http.NewCrossOriginProtection(),
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.audit == nil {
+		s.audit = logAudit(s.log)
+	}
+	if opts.StoreHealth != nil {
+		s.storeHealth = func(context.Context) error {
+			ok, err := opts.StoreHealth()
+			if ok {
+				return nil
+			}
+			if err == nil {
+				err = errors.New("store unhealthy")
+			}
+			return err
+		}
+	} else {
+		s.storeHealth = func(ctx context.Context) error {
+			_, err := s.store.List(ctx)
+			return err
+		}
+	}
+	if opts.Tokens != "" {
+		ts, err := loadTokens(opts.Tokens)
+		if err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+		s.tokens = ts
+	} else {
+		s.log.Warn("admin API has no tokens file: serving loopback clients only, without authentication; " +
+			"anything that can connect from this host (including a local proxy) can change routing")
+	}
+	hosts, err := newHostAllowlist(opts.AllowedHosts)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	s.hosts = hosts
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if s.metrics, err = newMetrics(reg); err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	s.routes(reg)
+	return s, nil
+}
+
+// Handle mounts h at pattern (a ServeMux pattern such as
+// "GET /api/v1/events") behind the same Host, cross-origin, authentication
+// and Content-Type checks as the built-in routes. role is what the caller
+// must hold for every method the pattern matches. Like ServeMux.Handle, it
+// panics on a pattern that conflicts with a registered one.
+func (s *Server) Handle(pattern string, h http.Handler, role Role) {
+	if !role.valid() {
+		panic(fmt.Sprintf("admin: Handle %q: unknown role %q", pattern, role))
+	}
+	s.mux.Handle(pattern, &route{role: role, label: routeLabel(pattern), h: h})
+}
+
+// route is what the mux holds: the handler plus what the gate needs to know
+// before running it.
+type route struct {
+	role  Role
+	label string // the pattern without its method, for metrics
+	h     http.Handler
+}
+
+func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) { rt.h.ServeHTTP(w, r) }
+
+func routeLabel(pattern string) string {
+	if i := strings.IndexByte(pattern, ' '); i >= 0 {
+		return strings.TrimSpace(pattern[i+1:])
+	}
+	return pattern
+}
+
+// ServeHTTP runs the gate, then the route.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, _ := s.mux.Handler(r)
+	rt, _ := h.(*route)
+	sw := &statusWriter{ResponseWriter: w}
+	label := "unmatched"
+	if rt != nil {
+		label = rt.label
+	}
+	defer func() { s.metrics.observe(r.Method, label, sw.status()) }()
+
+	if !s.hosts.allowed(r) {
+		writeError(sw, &apiError{status: http.StatusMisdirectedRequest, field: "Host",
+			msg: fmt.Sprintf("host %q is not allowed; use localhost or an address in the admin's allowed hosts", r.Host)})
+		return
+	}
+	if err := s.cop.Check(r); err != nil {
+		writeError(sw, &apiError{status: http.StatusForbidden, field: "Origin", msg: "cross-origin request refused: " + err.Error()})
+		return
+	}
+	p, aerr := s.authenticate(r)
+	if aerr != nil {
+		if aerr.status == http.StatusUnauthorized {
+			sw.Header().Set("WWW-Authenticate", `Bearer realm="switchback"`)
+		}
+		writeError(sw, aerr)
+		return
+	}
+	need := RoleViewer
+	if rt != nil {
+		need = rt.role
+	}
+	if !p.Role.allows(need) {
+		writeError(sw, &apiError{status: http.StatusForbidden,
+			msg: fmt.Sprintf("%s (role %s) may not %s %s; needs role %s", p.Name, p.Role, r.Method, r.URL.Path, need)})
+		return
+	}
+	if rt == nil {
+		// Not found, wrong method or a redirect: let the mux decide the status
+		// (and the Allow header), but answer in JSON.
+		s.mux.ServeHTTP(&jsonErrorWriter{ResponseWriter: sw}, r)
+		return
+	}
+	if isMutation(r.Method) {
+		if aerr := checkJSONBody(r); aerr != nil {
+			writeError(sw, aerr)
+			return
+		}
+		r.Body = http.MaxBytesReader(sw, r.Body, maxBody)
+	}
+	s.mux.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+}
+
+// maxBody caps a request body.
+const maxBody = 1 << 20
+
+func isMutation(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return true
+}
+
+// statusWriter remembers the status for the requests counter.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// Unwrap lets http.ResponseController reach Flush and deadlines, which
+// streaming routes mounted with Handle need.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// jsonErrorWriter replaces the plain-text body of the mux's own 404 and 405
+// answers with a JSON error, keeping their status and headers.
+type jsonErrorWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *jsonErrorWriter) WriteHeader(code int) {
+	w.code = code
+	if code >= 400 {
+		h := w.Header()
+		h.Del("Content-Length")
+		h.Set("Content-Type", "application/json")
+		w.ResponseWriter.WriteHeader(code)
+		fmt.Fprintf(w.ResponseWriter, "{\"error\":%q}\n", strings.ToLower(http.StatusText(code)))
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *jsonErrorWriter) Write(b []byte) (int, error) {
+	if w.code >= 400 {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+var _ http.Handler = (*Server)(nil)

@@ -1,0 +1,30 @@
+package main
+
+import (
+	"os"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/a8e2c47e/switchback/migrate"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "migrate",
+		Usage: "<create|up|down|status|verify|lint|snapshot|resolve> [--db <url>] [--dir <dir>] [--json]",
+		Short: "Reversible database migrations with verified round trips and data snapshots",
+		Long:  migrate.Usage,
+		CobraFunc: func(cmd *cobra.Command) {
+			// The migrate package parses its own subcommands and flags, so
+			// the whole command line is testable without Caddy.
+			cmd.DisableFlagParsing = true
+			cmd.RunE = func(cmd *cobra.Command, args []string) error {
+				if code := migrate.Main(cmd.Context(), args, os.Stdout, os.Stderr); code != migrate.ExitOK {
+					os.Exit(code)
+				}
+				return nil
+			}
+		},
+	})
+}

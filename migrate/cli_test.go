@@ -1,0 +1,141 @@
+package migrate
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// run calls Main and returns its exit code and output.
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = Main(t.Context(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestMainBadInput(t *testing.T) {
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "app.db")
+	tests := []struct {
+		name string
+		args []string
+		want []string // fragments of stderr
+	}{
+		{"unknown command", []string{"sideways"}, []string{`"sideways"`, "accepted: create, up, down"}},
+		{"bad db scheme", []string{"status", "--db", "oracle://x/y"}, []string{"--db", `"oracle://x/y"`, "accepted"}},
+		{"bad to", []string{"up", "--db", db, "--to", "latest"}, []string{"--to", `"latest"`, "accepted"}},
+		{"bad phase", []string{"create", "x", "--phase", "shrink", "--dir", dir}, []string{"--phase", `"shrink"`, "accepted: expand, contract"}},
+		{"bad name", []string{"create", "drop table;", "--dir", dir}, []string{`"drop table;"`, "accepted"}},
+		{"bad lock timeout", []string{"up", "--lock-timeout", "soon"}, []string{"--lock-timeout", `"soon"`, "accepted"}},
+		{"bad now", []string{"lint", "--now", "tomorrow"}, []string{"--now", `"tomorrow"`, "RFC 3339"}},
+		{"missing dir", []string{"up", "--db", db, "--dir", filepath.Join(dir, "nope")}, []string{"--dir", "nope", "accepted"}},
+		{"snapshot without subcommand", []string{"snapshot"}, []string{"accepted: list, restore VERSION"}},
+		{"snapshot restore bad version", []string{"snapshot", "restore", "v3", "--db", db}, []string{`"v3"`, "accepted"}},
+		{"unknown flag", []string{"up", "--force"}, []string{"-force"}},
+		{"missing usage file", []string{"lint", "--dir", "../examples/migrations", "--usage", filepath.Join(dir, "none.log")}, []string{"--usage", "none.log"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := run(t, tt.args...)
+			if code != ExitUsage {
+				t.Errorf("exit code %d, want %d; stderr: %s", code, ExitUsage, stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr %q does not mention %q", stderr, w)
+				}
+			}
+		})
+	}
+	// Bad input changes nothing: no database file, no migration file.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("bad input left files behind: %v", entries)
+	}
+}
+
+func TestMainWorkflow(t *testing.T) {
+	dir := t.TempDir()
+	migrations := filepath.Join(dir, "migrations")
+	db := "sqlite:" + filepath.Join(dir, "app.db")
+
+	code, out, stderr := run(t, "create", "add_users", "--dir", migrations, "--now", "2026-03-01T10:00:00Z")
+	if code != ExitOK || !strings.Contains(out, "20260301100000_add_users.sql") {
+		t.Fatalf("create: exit %d, %s%s", code, out, stderr)
+	}
+	// The template's empty sections fail lint until they are written.
+	if code, out, _ := run(t, "lint", "--dir", migrations); code != ExitFailure || !strings.Contains(out, "empty-down") {
+		t.Errorf("lint of a fresh template: exit %d, %s; want empty-down", code, out)
+	}
+	path := filepath.Join(migrations, "20260301100000_add_users.sql")
+	tmpl, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(tmpl), "-- +switchback expand\n") {
+		t.Errorf("template does not start with the phase annotation:\n%s", tmpl)
+	}
+	body := strings.Replace(string(tmpl), "-- TODO: the change.", "CREATE TABLE users (id INTEGER PRIMARY KEY);", 1)
+	body = strings.Replace(body, "-- TODO: statements", "DROP TABLE users;\n-- statements", 1)
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	steps := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"lint", "--dir", migrations}, ExitOK, "lint: 0 finding(s) in 1 migrations"},
+		{[]string{"verify", "--dir", migrations}, ExitOK, "verify: 1 of 1 migrations round-trip"},
+		{[]string{"up", "--dir", migrations, "--db", db}, ExitOK, "OK    up   20260301100000_add_users.sql"},
+		{[]string{"status", "--dir", migrations, "--db", db}, ExitOK, "applied"},
+		{[]string{"snapshot", "list", "--dir", migrations, "--db", db}, ExitOK, "no snapshots"},
+		{[]string{"snapshot", "restore", "20260301100000", "--dir", migrations, "--db", db}, ExitFailure, ""},
+		{[]string{"down", "--dir", migrations, "--db", db}, ExitOK, "database version: 0"},
+	}
+	for _, s := range steps {
+		code, out, stderr := run(t, s.args...)
+		if code != s.code || !strings.Contains(out, s.want) {
+			t.Errorf("%v: exit %d, want %d; output %q does not contain %q; stderr %s", s.args, code, s.code, out, s.want, stderr)
+		}
+	}
+
+	code, out, _ = run(t, "up", "--dir", migrations, "--db", db, "--json")
+	var rep struct {
+		OK      bool `json:"ok"`
+		Version int64
+		Applied []struct{ File string }
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("up --json: %v\n%s", err, out)
+	}
+	if code != ExitOK || !rep.OK || rep.Version != 20260301100000 || len(rep.Applied) != 1 {
+		t.Errorf("up --json: exit %d, %+v", code, rep)
+	}
+}
+
+func TestMainExamples(t *testing.T) {
+	code, out, stderr := run(t, "lint", "--dir", "../examples/migrations", "--usage", "../examples/migrations/usage.log", "--now", "2026-02-20T23:00:00Z")
+	if code != ExitOK {
+		t.Errorf("lint examples: exit %d\n%s%s", code, out, stderr)
+	}
+	code, out, _ = run(t, "lint", "--dir", "../examples/migrations", "--usage", "../examples/migrations/usage.log", "--now", "2026-01-25T00:00:00Z", "--json")
+	var rep struct {
+		OK       bool
+		Findings []Finding
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("lint --json: %v\n%s", err, out)
+	}
+	if code != ExitFailure || rep.OK || len(rep.Findings) != 1 || rep.Findings[0].Rule != "used-recently" {
+		t.Errorf("lint examples 15 days after last use: exit %d, %+v; want one used-recently finding", code, rep)
+	}
+}

@@ -1,0 +1,161 @@
+package migrate
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/pressly/goose/v3"
+)
+
+// Dialect names a supported database family.
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+	MySQL    Dialect = "mysql"
+)
+
+// acceptedDB is quoted in every error about a --db value.
+const acceptedDB = "sqlite:PATH, postgres://USER@HOST:PORT/DB or mysql://USER@HOST:PORT/DB"
+
+// goose returns the goose dialect for d.
+func (d Dialect) goose() goose.Dialect {
+	switch d {
+	case Postgres:
+		return goose.DialectPostgres
+	case MySQL:
+		return goose.DialectMySQL
+	default:
+		return goose.DialectSQLite3
+	}
+}
+
+// driver returns the database/sql driver name registered for d.
+func (d Dialect) driver() string {
+	switch d {
+	case Postgres:
+		return "pgx"
+	case MySQL:
+		return "mysql"
+	default:
+		return "sqlite"
+	}
+}
+
+// transactionalDDL reports whether a failed migration is rolled back as a
+// whole. MySQL commits implicitly after every DDL statement.
+func (d Dialect) transactionalDDL() bool { return d != MySQL }
+
+// Target is a parsed --db value.
+type Target struct {
+	Dialect Dialect
+	// DSN is what sql.Open receives for Dialect's driver.
+	DSN string
+	// URL is the value as the user wrote it, for messages.
+	URL string
+	// Database is the database name on PostgreSQL and MySQL, the file path on
+	// SQLite.
+	Database string
+}
+
+// ParseTarget parses a --db value: sqlite:PATH, postgres://… (or
+// postgresql://…) and mysql://USER[:PASS]@HOST[:PORT]/DB[?params].
+func ParseTarget(raw string) (Target, error) {
+	scheme, rest, ok := strings.Cut(raw, ":")
+	if !ok || raw == "" {
+		return Target{}, fmt.Errorf("--db %q: missing scheme; accepted: %s", raw, acceptedDB)
+	}
+	switch strings.ToLower(scheme) {
+	case "sqlite", "sqlite3":
+		path := strings.TrimPrefix(rest, "//")
+		if path == "" {
+			return Target{}, fmt.Errorf("--db %q: empty SQLite path; accepted: sqlite:PATH such as sqlite:./app.db", raw)
+		}
+		return Target{Dialect: SQLite, DSN: sqliteDSN(path), URL: raw, Database: strings.SplitN(path, "?", 2)[0]}, nil
+	case "postgres", "postgresql":
+		u, err := url.Parse(raw)
+		if err != nil {
+			return Target{}, fmt.Errorf("--db %q: %w; accepted: %s", raw, err, acceptedDB)
+		}
+		db := strings.TrimPrefix(u.Path, "/")
+		if u.Host == "" || db == "" {
+			return Target{}, fmt.Errorf("--db %q: host and database name are required; accepted: postgres://USER@HOST:PORT/DB", raw)
+		}
+		return Target{Dialect: Postgres, DSN: raw, URL: raw, Database: db}, nil
+	case "mysql", "mariadb":
+		dsn, db, err := mysqlDSN(raw)
+		if err != nil {
+			return Target{}, err
+		}
+		return Target{Dialect: MySQL, DSN: dsn, URL: raw, Database: db}, nil
+	}
+	return Target{}, fmt.Errorf("--db %q: unknown scheme %q; accepted: %s", raw, scheme, acceptedDB)
+}
+
+// sqliteDSN adds a busy timeout so that readers wait for a concurrent
+// migrator's write instead of failing with SQLITE_BUSY.
+func sqliteDSN(path string) string {
+	if strings.Contains(path, "busy_timeout") {
+		return path
+	}
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return path + sep + "_pragma=busy_timeout(30000)"
+}
+
+func mysqlDSN(raw string) (dsn, db string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", fmt.Errorf("--db %q: %w; accepted: mysql://USER@HOST:PORT/DB", raw, err)
+	}
+	db = strings.TrimPrefix(u.Path, "/")
+	if u.Host == "" || db == "" {
+		return "", "", fmt.Errorf("--db %q: host and database name are required; accepted: mysql://USER@HOST:PORT/DB", raw)
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr += ":3306"
+	}
+	user := u.User.Username()
+	if pass, ok := u.User.Password(); ok {
+		user += ":" + pass
+	}
+	// goose reads its version table's timestamps as time.Time.
+	q := u.Query()
+	if !q.Has("parseTime") {
+		q.Set("parseTime", "true")
+	}
+	dsn = fmt.Sprintf("%s@tcp(%s)/%s?%s", user, addr, db, q.Encode())
+	if _, err := mysql.ParseDSN(dsn); err != nil {
+		return "", "", fmt.Errorf("--db %q: %w; accepted: mysql://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAM=VALUE]", raw, err)
+	}
+	return dsn, db, nil
+}
+
+// withDatabase returns t pointed at another database on the same server, or
+// at another file for SQLite.
+func (t Target) withDatabase(name string) (Target, error) {
+	switch t.Dialect {
+	case SQLite:
+		return ParseTarget("sqlite:" + name)
+	case Postgres:
+		u, err := url.Parse(t.URL)
+		if err != nil {
+			return Target{}, fmt.Errorf("parse %q: %w", t.URL, err)
+		}
+		u.Path = "/" + name
+		return ParseTarget(u.String())
+	default:
+		u, err := url.Parse(t.URL)
+		if err != nil {
+			return Target{}, fmt.Errorf("parse %q: %w", t.URL, err)
+		}
+		u.Path = "/" + name
+		return ParseTarget(u.String())
+	}
+}

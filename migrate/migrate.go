@@ -1,0 +1,257 @@
+// Package migrate runs reversible schema migrations on goose's Provider and
+// enforces Switchback's rollback rules: every down is proven to restore the
+// schema its up started from (Verify), destructive statements only appear
+// in contract migrations whose dropped objects were unused for 30 days
+// (Lint), and data migrations snapshot the rows they touch (Snapshot).
+//
+// SQLite (modernc), PostgreSQL (pgx) and MySQL/MariaDB are supported,
+// chosen by a URL: sqlite:./app.db, postgres://…, mysql://….
+package migrate
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	// Database drivers, registered as "sqlite", "pgx" and "mysql".
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite"
+)
+
+// Option configures a Migrator. Options can fail: a bad value is reported
+// by New before anything touches the database.
+type Option interface {
+	apply(*config) error
+}
+
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
+
+type config struct {
+	now         func() time.Time
+	lockTimeout time.Duration
+}
+
+// WithNow sets the clock used for snapshot and journal timestamps.
+func WithNow(now func() time.Time) Option {
+	return optionFunc(func(c *config) error {
+		if now == nil {
+			return errors.New("now must not be nil")
+		}
+		c.now = now
+		return nil
+	})
+}
+
+// WithLockTimeout sets how long up, down and snapshot restore wait for a
+// concurrent migrator to release the migration lock. Default 5 minutes.
+func WithLockTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < time.Second {
+			return fmt.Errorf("lock timeout %s: accepted: 1s or more", d)
+		}
+		c.lockTimeout = d
+		return nil
+	})
+}
+
+// Migrator applies and rolls back the migrations of one directory on one
+// database. It is not safe for concurrent use; concurrent Migrators, in
+// this process or others, exclude each other with a database lock.
+type Migrator struct {
+	target     Target
+	db         *sql.DB
+	provider   *goose.Provider
+	locker     lock.SessionLocker
+	migrations []*Migration
+	cfg        config
+}
+
+// Open connects to the database named by dbURL (see ParseTarget) and
+// prepares the migrations in fsys.
+func Open(ctx context.Context, dbURL string, fsys fs.FS, opts ...Option) (*Migrator, error) {
+	t, err := ParseTarget(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	return open(ctx, t, fsys, opts...)
+}
+
+func open(ctx context.Context, t Target, fsys fs.FS, opts ...Option) (*Migrator, error) {
+	cfg := config{now: time.Now, lockTimeout: 5 * time.Minute}
+	for _, o := range opts {
+		if err := o.apply(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	migrations, err := LoadMigrations(fsys)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open(t.Dialect.driver(), t.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", t.Dialect, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to %s: %w", t.URL, err)
+	}
+	// The lock is held on a connection of our own, so goose itself runs
+	// without one: goose's locker on a second connection would wait for
+	// ours forever.
+	p, err := goose.NewProvider(t.Dialect.goose(), db, fsys, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("goose provider: %w", err)
+	}
+	locker, err := newLocker(t, cfg.lockTimeout)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("locker: %w", err)
+	}
+	return &Migrator{target: t, db: db, provider: p, locker: locker, migrations: migrations, cfg: cfg}, nil
+}
+
+// Close closes the database connection.
+func (m *Migrator) Close() error { return m.db.Close() }
+
+// DB returns the database handle, for callers that inspect what a
+// migration did.
+func (m *Migrator) DB() *sql.DB { return m.db }
+
+// Migrations returns the parsed migrations in version order.
+func (m *Migrator) Migrations() []*Migration { return m.migrations }
+
+func (m *Migrator) migration(v int64) *Migration {
+	i := slices.IndexFunc(m.migrations, func(x *Migration) bool { return x.Version == v })
+	if i < 0 {
+		return nil
+	}
+	return m.migrations[i]
+}
+
+// checkVersion validates a --to value. zero, if not empty, says what 0
+// means; otherwise 0 is refused.
+func (m *Migrator) checkVersion(flag string, v int64, zero string) error {
+	if (v == 0 && zero != "") || m.migration(v) != nil {
+		return nil
+	}
+	known := make([]int64, 0, len(m.migrations))
+	for _, x := range m.migrations {
+		known = append(known, x.Version)
+	}
+	if zero != "" {
+		zero = "0 (" + zero + ") or "
+	}
+	return fmt.Errorf("%s %d: no migration has that version; accepted: %sone of %v", flag, v, zero, known)
+}
+
+// errNotNeeded stops withLock when another migrator did the work while
+// this one waited.
+var errNotNeeded = errors.New("migrate: nothing left to do")
+
+// withLock runs fn while holding the migration lock. needed, if not nil,
+// is asked before every attempt to take the lock: when it says the work
+// is done (another migrator did it while this one waited), withLock
+// returns errNotNeeded without locking.
+func (m *Migrator) withLock(ctx context.Context, needed func(context.Context) (bool, error), fn func(ctx context.Context) error) (err error) {
+	conn, err := m.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("lock connection: %w", err)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(m.cfg.lockTimeout)
+	for {
+		if needed != nil {
+			ok, err := needed(ctx)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return errNotNeeded
+			}
+		}
+		// On PostgreSQL one attempt takes about a second (goose's locker
+		// polls pg_try_advisory_lock); MySQL and SQLite wait in the
+		// database for the whole timeout.
+		err = m.locker.SessionLock(ctx, conn)
+		if err == nil {
+			break
+		}
+		if perr := conn.PingContext(ctx); perr != nil {
+			return fmt.Errorf("acquire migration lock: %w", errors.Join(err, perr))
+		}
+		if ctx.Err() != nil || errors.Is(err, ErrLockTimeout) || time.Now().After(deadline) {
+			if ctx.Err() == nil && !errors.Is(err, ErrLockTimeout) {
+				err = fmt.Errorf("%w after %s: %w", ErrLockTimeout, m.cfg.lockTimeout, err)
+			}
+			return fmt.Errorf("acquire migration lock: %w", err)
+		}
+	}
+	defer func() {
+		if uerr := m.locker.SessionUnlock(context.WithoutCancel(ctx), conn); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("release migration lock: %w", uerr))
+		}
+	}()
+	return fn(ctx)
+}
+
+// q adapts a query written with ? placeholders to the dialect.
+func (m *Migrator) q(query string) string { return rebind(m.target.Dialect, query) }
+
+func rebind(d Dialect, query string) string {
+	if d != Postgres {
+		return query
+	}
+	var b []byte
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b = fmt.Appendf(b, "$%d", n)
+			continue
+		}
+		b = append(b, query[i])
+	}
+	return string(b)
+}
+
+// quote quotes a table name validated by identRE. PostgreSQL folds
+// unquoted names to lower case, so the quoted form is lower-cased too.
+func quote(d Dialect, name string) string {
+	switch d {
+	case MySQL:
+		return "`" + name + "`"
+	case Postgres:
+		return `"` + strings.ToLower(name) + `"`
+	}
+	return `"` + name + `"`
+}
+
+// tableExists reports whether an internal table exists.
+func (m *Migrator) tableExists(ctx context.Context, name string) (bool, error) {
+	var q string
+	switch m.target.Dialect {
+	case Postgres:
+		q = "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1"
+	case MySQL:
+		q = "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?"
+	default:
+		q = "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = ?"
+	}
+	var n int
+	if err := m.db.QueryRowContext(ctx, q, name).Scan(&n); err != nil {
+		return false, fmt.Errorf("look up table %s: %w", name, err)
+	}
+	return n > 0, nil
+}

@@ -1,0 +1,337 @@
+package migrate
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ErrNoSnapshot is returned by RestoreSnapshot for a version that has no
+// snapshot.
+var ErrNoSnapshot = errors.New("migrate: no snapshot for that version")
+
+// Snapshot is the copy of one table taken before a migration's up.
+type Snapshot struct {
+	Version int64  `json:"version"`
+	Table   string `json:"table"`
+	// Copy is the table inside the database that holds the rows.
+	Copy    string    `json:"copy"`
+	Rows    int64     `json:"rows"`
+	TakenAt time.Time `json:"taken_at"`
+}
+
+// snapshotName returns the copy table's name, within the 63 characters
+// PostgreSQL allows.
+func snapshotName(version int64, table string) string {
+	name := fmt.Sprintf("%s%d_%s", snapPrefix, version, strings.ToLower(table))
+	if len(name) <= 63 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:54] + "_" + hex.EncodeToString(sum[:4])
+}
+
+// takeSnapshot copies mig's snapshot tables with CREATE TABLE AS, replacing
+// any earlier snapshot for the same version. On PostgreSQL and SQLite the
+// copy and its metadata commit together.
+func (m *Migrator) takeSnapshot(ctx context.Context, mig *Migration) ([]Snapshot, error) {
+	d := m.target.Dialect
+	at := m.cfg.now().UTC()
+	var out []Snapshot
+	err := m.inTx(ctx, d != MySQL, func(ex execer) error {
+		for _, table := range mig.Snapshot {
+			s := Snapshot{Version: mig.Version, Table: table, Copy: snapshotName(mig.Version, table), TakenAt: at}
+			stmts := []string{
+				"DROP TABLE IF EXISTS " + quote(d, s.Copy),
+				"CREATE TABLE " + quote(d, s.Copy) + " AS SELECT * FROM " + quote(d, table),
+			}
+			for _, q := range stmts {
+				if _, err := ex.ExecContext(ctx, q); err != nil {
+					return fmt.Errorf("snapshot table %s: %w", table, err)
+				}
+			}
+			if err := ex.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+quote(d, s.Copy)).Scan(&s.Rows); err != nil {
+				return fmt.Errorf("count snapshot of %s: %w", table, err)
+			}
+			if _, err := ex.ExecContext(ctx, m.q("DELETE FROM "+snapshotsTable+" WHERE version = ? AND table_name = ?"), s.Version, s.Table); err != nil {
+				return fmt.Errorf("snapshot metadata: %w", err)
+			}
+			if _, err := ex.ExecContext(ctx, m.q("INSERT INTO "+snapshotsTable+" (version, table_name, snapshot_table, row_count, taken_at) VALUES (?, ?, ?, ?, ?)"),
+				s.Version, s.Table, s.Copy, s.Rows, at.Format(time.RFC3339Nano)); err != nil {
+				return fmt.Errorf("snapshot metadata: %w", err)
+			}
+			out = append(out, s)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Snapshots lists every snapshot in the database, by version and table.
+func (m *Migrator) Snapshots(ctx context.Context) ([]Snapshot, error) {
+	ok, err := m.tableExists(ctx, snapshotsTable)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return m.snapshots(ctx, -1)
+}
+
+func (m *Migrator) snapshots(ctx context.Context, version int64) ([]Snapshot, error) {
+	q := "SELECT version, table_name, snapshot_table, row_count, taken_at FROM " + snapshotsTable
+	var args []any
+	if version >= 0 {
+		q += " WHERE version = ?"
+		args = append(args, version)
+	}
+	var out []Snapshot
+	err := queryRows(ctx, m.db, m.q(q+" ORDER BY version, table_name"), func(r *sql.Rows) error {
+		var s Snapshot
+		var at string
+		if err := r.Scan(&s.Version, &s.Table, &s.Copy, &s.Rows, &at); err != nil {
+			return err
+		}
+		s.TakenAt, _ = time.Parse(time.RFC3339Nano, at)
+		out = append(out, s)
+		return nil
+	}, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	// Sorted here, not by the database's collation, so every dialect
+	// lists alike.
+	slices.SortFunc(out, func(a, b Snapshot) int {
+		return cmp.Or(cmp.Compare(a.Version, b.Version), strings.Compare(a.Table, b.Table))
+	})
+	// Restore in the order the migration named the tables: parents first.
+	if mig := m.migration(version); mig != nil {
+		slices.SortStableFunc(out, func(a, b Snapshot) int {
+			return slices.Index(mig.Snapshot, a.Table) - slices.Index(mig.Snapshot, b.Table)
+		})
+	}
+	return out, nil
+}
+
+// Restored is the outcome of restoring one table.
+type Restored struct {
+	Table string `json:"table"`
+	Rows  int64  `json:"rows"`
+}
+
+// RestoreSnapshot replaces the rows of every table snapshotted before
+// version's up with the snapshot's rows, in one transaction. Every column
+// of the snapshot must exist in the table (roll the schema back first);
+// columns added since keep their defaults, generated columns are
+// recomputed. Tables are emptied children first (the reverse of the order
+// in the annotation) and filled parents first.
+func (m *Migrator) RestoreSnapshot(ctx context.Context, version int64) ([]Restored, error) {
+	if version < 1 {
+		return nil, fmt.Errorf("snapshot restore %d: accepted: a migration version of 1 or more", version)
+	}
+	var out []Restored
+	err := m.withLock(ctx, nil, func(ctx context.Context) error {
+		if ok, err := m.tableExists(ctx, snapshotsTable); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("snapshot restore %d: %w", version, ErrNoSnapshot)
+		}
+		snaps, err := m.snapshots(ctx, version)
+		if err != nil {
+			return err
+		}
+		if len(snaps) == 0 {
+			return fmt.Errorf("snapshot restore %d: %w; `switchback migrate snapshot list` shows the versions that have one", version, ErrNoSnapshot)
+		}
+		plans := make([]string, len(snaps))
+		for i, s := range snaps {
+			if plans[i], err = m.restoreColumns(ctx, s); err != nil {
+				return err
+			}
+		}
+		out, err = m.restore(ctx, snaps, plans)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (m *Migrator) restore(ctx context.Context, snaps []Snapshot, cols []string) ([]Restored, error) {
+	d := m.target.Dialect
+	conn, err := m.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	defer conn.Close()
+	if d == MySQL {
+		// Rows are put back parents first, but a self-reference or a
+		// cycle would still trip a check half-way through the copy.
+		if _, err := conn.ExecContext(ctx, "SET FOREIGN_KEY_CHECKS = 0"); err != nil {
+			return nil, fmt.Errorf("restore: %w", err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), "SET FOREIGN_KEY_CHECKS = 1")
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	defer tx.Rollback()
+	if d == SQLite {
+		if _, err := tx.ExecContext(ctx, "PRAGMA defer_foreign_keys = ON"); err != nil {
+			return nil, fmt.Errorf("restore: %w", err)
+		}
+	}
+	if d == Postgres {
+		// TRUNCATE refuses, rather than cascades, when a table outside the
+		// snapshot references one inside it.
+		names := make([]string, len(snaps))
+		for i, s := range snaps {
+			names[i] = quote(d, s.Table)
+		}
+		if _, err := tx.ExecContext(ctx, "TRUNCATE "+strings.Join(names, ", ")); err != nil {
+			return nil, fmt.Errorf("restore: empty %s: %w", strings.Join(names, ", "), err)
+		}
+	} else {
+		for i := len(snaps) - 1; i >= 0; i-- {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM "+quote(d, snaps[i].Table)); err != nil {
+				return nil, fmt.Errorf("restore: empty %s: %w", snaps[i].Table, err)
+			}
+		}
+	}
+	var out []Restored
+	for i, s := range snaps {
+		overriding := ""
+		if d == Postgres {
+			overriding = " OVERRIDING SYSTEM VALUE"
+		}
+		res, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s)%s SELECT %s FROM %s",
+			quote(d, s.Table), cols[i], overriding, cols[i], quote(d, s.Copy)))
+		if err != nil {
+			return nil, fmt.Errorf("restore %s: %w", s.Table, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, fmt.Errorf("restore %s: %w", s.Table, err)
+		}
+		if n != s.Rows {
+			return nil, fmt.Errorf("restore %s: copied %d rows, snapshot recorded %d; rolled back", s.Table, n, s.Rows)
+		}
+		out = append(out, Restored{Table: s.Table, Rows: n})
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("restore: commit: %w", err)
+	}
+	return out, nil
+}
+
+// restoreColumns returns the quoted column list to copy back for s, or an
+// error naming the snapshot columns the table no longer has.
+func (m *Migrator) restoreColumns(ctx context.Context, s Snapshot) (string, error) {
+	snapCols, err := m.columns(ctx, s.Copy)
+	if err != nil {
+		return "", err
+	}
+	liveList, err := m.columns(ctx, s.Table)
+	if err != nil {
+		return "", err
+	}
+	live := make(map[string]bool, len(liveList))
+	for _, c := range liveList {
+		live[c.name] = c.generated
+	}
+	if len(live) == 0 {
+		return "", fmt.Errorf("snapshot restore %d: table %s does not exist; roll the schema back to version %d first", s.Version, s.Table, s.Version-1)
+	}
+	var missing, cols []string
+	for _, c := range snapCols {
+		generated, ok := live[c.name]
+		switch {
+		case !ok:
+			missing = append(missing, c.name)
+		case !generated:
+			cols = append(cols, quoteColumn(m.target.Dialect, c.name))
+		}
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("snapshot restore %d: table %s has no column %s that the snapshot holds; roll the schema back (`switchback migrate down --to %d`) first",
+			s.Version, s.Table, strings.Join(missing, ", "), s.Version-1)
+	}
+	return strings.Join(cols, ", "), nil
+}
+
+type column struct {
+	name      string
+	generated bool
+}
+
+// columns lists a table's columns in order; as a map for lookups.
+func (m *Migrator) columns(ctx context.Context, table string) (cols columnList, err error) {
+	var q string
+	switch m.target.Dialect {
+	case Postgres:
+		q = `SELECT column_name, is_generated = 'ALWAYS' FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`
+		table = strings.ToLower(table)
+	case MySQL:
+		q = `SELECT COLUMN_NAME, EXTRA LIKE '%GENERATED%' FROM information_schema.COLUMNS
+			WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`
+	default:
+		q = `SELECT name, hidden IN (2, 3) FROM pragma_table_xinfo(?) ORDER BY cid`
+	}
+	err = queryRows(ctx, m.db, q, func(r *sql.Rows) error {
+		var c column
+		if err := r.Scan(&c.name, &c.generated); err != nil {
+			return err
+		}
+		cols = append(cols, c)
+		return nil
+	}, table)
+	if err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", table, err)
+	}
+	return cols, nil
+}
+
+type columnList []column
+
+func quoteColumn(d Dialect, name string) string {
+	if d == MySQL {
+		return "`" + name + "`"
+	}
+	return `"` + name + `"`
+}
+
+// execer is what both *sql.DB and *sql.Tx offer.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// inTx runs fn in a transaction when tx is true, directly on the database
+// otherwise.
+func (m *Migrator) inTx(ctx context.Context, tx bool, fn func(execer) error) error {
+	if !tx {
+		return fn(m.db)
+	}
+	t, err := m.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(t); err != nil {
+		return errors.Join(err, t.Rollback())
+	}
+	if err := t.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,168 @@
+package migrate
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const ordersSchema = `-- +goose Up
+CREATE TABLE orders (
+    id INTEGER PRIMARY KEY,
+    customer VARCHAR(40) NOT NULL,
+    total DECIMAL(12,2) NOT NULL,
+    status VARCHAR(20) NOT NULL DEFAULT 'new'
+);
+CREATE TABLE order_items (
+    id INTEGER PRIMARY KEY,
+    order_id INTEGER NOT NULL REFERENCES orders (id),
+    qty INTEGER NOT NULL
+);
+
+-- +goose Down
+DROP TABLE order_items;
+DROP TABLE orders;
+`
+
+const archiveOrders = `-- +switchback snapshot orders order_items
+-- +goose Up
+UPDATE orders SET status = 'archived', total = 0 WHERE id % 3 = 0;
+DELETE FROM order_items WHERE qty > 2;
+
+-- +goose Down
+UPDATE orders SET status = 'new' WHERE status = 'archived';
+`
+
+// rowsOf reads a whole table as strings, ordered by id.
+func rowsOf(t *testing.T, db *sql.DB, q string) []string {
+	t.Helper()
+	var out []string
+	err := queryRows(t.Context(), db, q, func(r *sql.Rows) error {
+		cols, _ := r.Columns()
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := r.Scan(ptrs...); err != nil {
+			return err
+		}
+		parts := make([]string, len(vals))
+		for i, v := range vals {
+			parts[i] = v.String
+			if !v.Valid {
+				parts[i] = "NULL"
+			}
+		}
+		out = append(out, strings.Join(parts, "|"))
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read %q: %v", q, err)
+	}
+	return out
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	const n = 3000
+	forEachDialect(t, func(t *testing.T, base Target) {
+		tg := scratch(t, base)
+		at := time.Date(2026, 2, 1, 9, 30, 0, 0, time.UTC)
+		m := openMigrator(t, tg, files("00001_orders.sql", ordersSchema, "00002_archive.sql", archiveOrders),
+			WithNow(func() time.Time { return at }))
+		if _, err := m.Up(t.Context(), 1); err != nil {
+			t.Fatalf("up to 1: %v", err)
+		}
+		d := tg.Dialect
+		exec(t, m.DB(),
+			series(d, n, "orders", "id, customer, total, status", "x, 'customer', x * 1.25, 'new'"),
+			series(d, 2*n, "order_items", "id, order_id, qty", "x, (x % "+fmt.Sprint(n)+") + 1, x % 5"),
+		)
+		const ordersQ, itemsQ = "SELECT * FROM orders ORDER BY id", "SELECT * FROM order_items ORDER BY id"
+		wantOrders, wantItems := rowsOf(t, m.DB(), ordersQ), rowsOf(t, m.DB(), itemsQ)
+
+		rep, err := m.Up(t.Context(), 0)
+		if err != nil {
+			t.Fatalf("up: %v", err)
+		}
+		if got := rep.Applied[0].Snapshots; len(got) != 2 || got[0].Rows != n || got[1].Rows != 2*n {
+			t.Fatalf("snapshots taken = %+v, want orders %d rows and order_items %d rows", got, n, 2*n)
+		}
+		if slices.Equal(rowsOf(t, m.DB(), ordersQ), wantOrders) {
+			t.Fatal("migration 2 changed nothing; the test proves nothing")
+		}
+
+		list, err := m.Snapshots(t.Context())
+		if err != nil {
+			t.Fatalf("Snapshots: %v", err)
+		}
+		want := []Snapshot{
+			{Version: 2, Table: "order_items", Copy: "switchback_snap_2_order_items", Rows: 2 * n, TakenAt: at},
+			{Version: 2, Table: "orders", Copy: "switchback_snap_2_orders", Rows: n, TakenAt: at},
+		}
+		if !slices.Equal(list, want) {
+			t.Errorf("Snapshots = %+v, want %+v", list, want)
+		}
+
+		restored, err := m.RestoreSnapshot(t.Context(), 2)
+		if err != nil {
+			t.Fatalf("RestoreSnapshot: %v", err)
+		}
+		if got, want := restored, []Restored{{"orders", n}, {"order_items", 2 * n}}; !slices.Equal(got, want) {
+			t.Errorf("restored %+v, want %+v", got, want)
+		}
+		if got := rowsOf(t, m.DB(), ordersQ); !slices.Equal(got, wantOrders) {
+			t.Errorf("orders after restore differ from before the migration (%d rows, want %d)", len(got), len(wantOrders))
+		}
+		if got := rowsOf(t, m.DB(), itemsQ); !slices.Equal(got, wantItems) {
+			t.Errorf("order_items after restore differ from before the migration (%d rows, want %d)", len(got), len(wantItems))
+		}
+
+		if _, err := m.RestoreSnapshot(t.Context(), 1); !errors.Is(err, ErrNoSnapshot) {
+			t.Errorf("RestoreSnapshot(1) = %v, want ErrNoSnapshot", err)
+		}
+	})
+}
+
+// TestSnapshotRestoreDroppedColumn runs the example's contract: drop a
+// column, roll back, and restore its values from the snapshot.
+func TestSnapshotRestoreDroppedColumn(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, base Target) {
+		tg := scratch(t, base)
+		m := openMigrator(t, tg, os.DirFS("../examples/migrations"))
+		if _, err := m.Up(t.Context(), 1); err != nil {
+			t.Fatalf("up to 1: %v", err)
+		}
+		exec(t, m.DB(), series(tg.Dialect, 500, "users", "id, email, email_confirmed_at",
+			"x, "+concat(tg.Dialect, "'user'", "x", "'@example.com'")+", CASE WHEN x % 2 = 0 THEN CURRENT_TIMESTAMP END"))
+		const q = "SELECT id, email, email_confirmed_at FROM users ORDER BY id"
+		want := rowsOf(t, m.DB(), q)
+		if _, err := m.Up(t.Context(), 0); err != nil {
+			t.Fatalf("up: %v", err)
+		}
+		if _, err := m.RestoreSnapshot(t.Context(), 4); err == nil || !strings.Contains(err.Error(), "email_confirmed_at") {
+			t.Fatalf("restore before rolling back = %v, want an error naming the dropped column", err)
+		}
+		if _, err := m.Down(t.Context(), 3); err != nil {
+			t.Fatalf("down to 3: %v", err)
+		}
+		if _, err := m.RestoreSnapshot(t.Context(), 4); err != nil {
+			t.Fatalf("RestoreSnapshot(4): %v", err)
+		}
+		if got := rowsOf(t, m.DB(), q); !slices.Equal(got, want) {
+			t.Errorf("users after restore differ from before the contract migration")
+		}
+	})
+}
+
+func concat(d Dialect, parts ...string) string {
+	if d == MySQL {
+		return "CONCAT(" + strings.Join(parts, ", ") + ")"
+	}
+	return strings.Join(parts, " || ")
+}
