@@ -311,15 +311,15 @@ func TestHandleExtension(t *testing.T) {
 		}
 		io.WriteString(w, p.Name+" "+string(p.Role))
 	})
-	h.server.Handle("GET /api/v1/events", caller, RoleViewer)
+	h.server.Handle("GET /api/v1/extension-probe", caller, RoleViewer)
 	h.server.Handle("POST /api/v1/guard/pause", caller, RoleOperator)
 	tests := []struct {
 		name, method, path, body, token string
 		status                          int
 		want                            string
 	}{
-		{"no token", "GET", "/api/v1/events", "", "", 401, ""},
-		{"viewer", "GET", "/api/v1/events", "", viewerToken, 200, "watcher viewer"},
+		{"no token", "GET", "/api/v1/extension-probe", "", "", 401, ""},
+		{"viewer", "GET", "/api/v1/extension-probe", "", viewerToken, 200, "watcher viewer"},
 		{"viewer mutation", "POST", "/api/v1/guard/pause", "{}", viewerToken, 403, ""},
 		{"operator mutation", "POST", "/api/v1/guard/pause", "{}", operatorToken, 200, "ops operator"},
 		{"operator mutation not JSON", "POST", "/api/v1/guard/pause", "x", operatorToken, 415, ""},
@@ -340,7 +340,7 @@ func TestHandleExtension(t *testing.T) {
 		})
 	}
 	r := h.do("GET", "/metrics", "", "Authorization", "Bearer "+viewerToken)
-	if want := `switchback_admin_requests_total{code="200",method="GET",route="/api/v1/events"} 1`; !strings.Contains(string(r.body), want) {
+	if want := `switchback_admin_requests_total{code="200",method="GET",route="/api/v1/extension-probe"} 1`; !strings.Contains(string(r.body), want) {
 		t.Errorf("metrics lack %s", want)
 	}
 }

@@ -34,7 +34,7 @@ var commands = []CommandInfo{
 	{"status", "[NAME]", "Show a deployment's pools, weights, flags and instances, or list all deployments"},
 	{"flip", "NAME", "Send all traffic to the other pool of a two-pool deployment"},
 	{"weights", "NAME POOL=PCT...", "Set the traffic split, for example: weights shop blue=70 green=30"},
-	{"pool", "NAME POOL UPSTREAM... [--release R]", "Replace a pool's upstreams and release"},
+	{"pool", "NAME POOL UPSTREAM... [--release R] [--force]", "Replace a pool's upstreams and release"},
 	{"flag", "NAME FLAG PCT | NAME FLAG --delete", "Roll a feature flag out to PCT percent of subjects, or remove it"},
 	{"history", "NAME [--limit N]", "List a deployment's versions, newest first"},
 	{"diff", "NAME [--from V] [--to W]", "Show what changed between two versions (default: the last change)"},
@@ -107,6 +107,7 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		fs.Uint64Var(&to, "to", 0, "compare to `VERSION` (default: the current one)")
 	case "pool":
 		fs.StringVar(&release, "release", "", "the pool's release label")
+		fs.BoolVar(&inv.wo.Force, "force", false, "replace the pool even while it is the retained rollback target")
 	case "flag":
 		fs.BoolVar(&del, "delete", false, "remove the flag")
 	}

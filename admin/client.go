@@ -68,6 +68,8 @@ type WriteOptions struct {
 	// IfMatch, when not 0, makes the change conditional on the deployment
 	// still being at this version; otherwise the API answers 409.
 	IfMatch uint64
+	// Force replaces a pool that is the retained rollback target (SetPool).
+	Force bool
 }
 
 // List returns every deployment's current state.
@@ -98,7 +100,7 @@ func (c *Client) SetWeights(ctx context.Context, name string, weights map[string
 // SetPool replaces an existing pool's upstreams and release.
 func (c *Client) SetPool(ctx context.Context, name, pool string, p gateway.Pool, o WriteOptions) (Deployment, error) {
 	return c.write(ctx, http.MethodPut, deploymentPath(name)+"/pools/"+url.PathEscape(pool),
-		poolRequest{p.Upstreams, p.Release, writeFields{o.Reason}}, o)
+		poolRequest{Upstreams: p.Upstreams, Release: p.Release, Force: o.Force, writeFields: writeFields{o.Reason}}, o)
 }
 
 // SetFlag creates or changes a flag.

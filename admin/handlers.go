@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,6 +81,8 @@ type (
 	poolRequest struct {
 		Upstreams []string `json:"upstreams"`
 		Release   string   `json:"release,omitempty"`
+		// Force replaces a pool that is the retained rollback target.
+		Force bool `json:"force,omitempty"`
 		writeFields
 	}
 	flagRequest struct {
@@ -114,6 +117,8 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	s.Handle("GET "+d+"/diff", http.HandlerFunc(s.handleDiff), RoleViewer)
 	s.Handle("POST "+d+"/restore", http.HandlerFunc(s.handleRestore), RoleOperator)
 	s.Handle("POST "+d+"/rollback", http.HandlerFunc(s.handleRollback), RoleOperator)
+	s.Handle("GET "+d+"/guard", http.HandlerFunc(s.handleGuard), RoleViewer)
+	s.Handle("GET /api/v1/events", http.HandlerFunc(s.handleEvents), RoleViewer)
 	s.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), RoleViewer)
 	s.Handle("GET /healthz", http.HandlerFunc(s.handleHealth), RoleViewer)
 }
@@ -323,6 +328,13 @@ func (s *Server) handlePool(w http.ResponseWriter, r *http.Request) {
 		if _, ok := c.Pools[pool]; !ok {
 			return &apiError{status: http.StatusNotFound, field: "pool",
 				msg: fmt.Sprintf("pool %q not found; pools are %s", pool, strings.Join(sortedNames(c.Pools), ", "))}
+		}
+		// The pool traffic was flipped away from is the verified way back
+		// for its retention; replacing it would silently remove that.
+		if until, ok := c.RetainedUntil(pool, s.now()); ok && !req.Force {
+			return &apiError{status: http.StatusConflict, field: "pool",
+				msg: fmt.Sprintf("pool %q is the rollback target until %s (retain); replacing it removes the way back: wait, or send \"force\": true",
+					pool, until.Format(time.RFC3339))}
 		}
 		c.Pools[pool] = gateway.Pool{Upstreams: req.Upstreams, Release: req.Release}
 		return nil

@@ -13,7 +13,7 @@
 //	GET    /api/v1/deployments/{name}
 //	POST   /api/v1/deployments/{name}/flip           {"reason"}
 //	PUT    /api/v1/deployments/{name}/weights        {"weights": {"blue": 70, "green": 30}, "reason"}
-//	PUT    /api/v1/deployments/{name}/pools/{pool}   {"upstreams": [...], "release", "reason"}
+//	PUT    /api/v1/deployments/{name}/pools/{pool}   {"upstreams": [...], "release", "force", "reason"}
 //	PUT    /api/v1/deployments/{name}/flags/{flag}   {"percent", "reason"}
 //	DELETE /api/v1/deployments/{name}/flags/{flag}   optional {"reason"}
 //	GET    /api/v1/deployments/{name}/history?limit=N
@@ -21,6 +21,8 @@
 //	GET    /api/v1/deployments/{name}/diff?from=V&to=W
 //	POST   /api/v1/deployments/{name}/restore        {"version", "reason"}
 //	POST   /api/v1/deployments/{name}/rollback       {"reason"}
+//	GET    /api/v1/deployments/{name}/guard          this instance's guard: windows, breaches, health
+//	GET    /api/v1/events?deployment=&limit=&follow=1 the events log; follow streams server-sent events
 //	GET    /metrics
 //	GET    /healthz
 //
@@ -70,6 +72,9 @@ type Options struct {
 	Audit func(Record)
 	// Now is the clock for audit records and version metadata.
 	Now func() time.Time
+	// Guard returns this instance's guard view of a deployment (any JSON
+	// value), served at GET /api/v1/deployments/{name}/guard.
+	Guard func(name string) (any, bool)
 }
 
 // Server is the admin API. It is an http.Handler; mount it on a listener of
@@ -88,6 +93,7 @@ type Server struct {
 	log            *zap.Logger
 	audit          func(Record)
 	now            func() time.Time
+	guard          func(name string) (any, bool)
 }
 
 // New builds a Server. It reads the tokens file once; a file that does not
@@ -105,6 +111,7 @@ func New(opts Options) (*Server, error) {
 		audit:          opts.Audit,
 		storeHealthOpt: opts.StoreHealth,
 		now:            opts.Now,
+		guard:          opts.Guard,
 		mux:            http.NewServeMux(),
 		cop:            http.NewCrossOriginProtection(),
 	}

@@ -37,6 +37,9 @@ func (a *App) startAdmin() error {
 			}
 			return false, errors.New("store unreachable; serving the last applied versions")
 		},
+		Guard: func(name string) (any, bool) {
+			return a.guardView(name)
+		},
 		Tokens:       a.AdminTokens,
 		AllowedHosts: a.AdminHosts,
 		Registry:     a.ctx.GetMetricsRegistry(),
@@ -45,8 +48,6 @@ func (a *App) startAdmin() error {
 	if err != nil {
 		return fmt.Errorf("switchback admin: %w", err)
 	}
-	a.adminAPI = srv
-	a.mountAdminExtensions(srv)
 
 	na, err := caddy.ParseNetworkAddress(a.Admin)
 	if err != nil {
@@ -85,7 +86,3 @@ func (a *App) stopAdmin() error {
 	}
 	return err
 }
-
-// mountAdminExtensions adds the app's own routes (events, rollouts) to the
-// admin API, behind its authentication.
-func (a *App) mountAdminExtensions(srv *admin.Server) {}

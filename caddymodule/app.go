@@ -19,7 +19,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
 )
@@ -67,16 +66,22 @@ type App struct {
 	metrics  *appMetrics
 
 	healthy atomic.Bool
+	now     func() time.Time
+
+	// guardsMu protects guards and lastGuardWrite.
+	guardsMu       sync.Mutex
+	guards         map[string]*guardState
+	lastGuardWrite map[string]time.Time
 
 	// mu protects warned: deployments whose Caddyfile/etcd mismatch was logged.
 	mu     sync.Mutex
 	warned map[string]bool
 
-	stop     context.CancelFunc
-	watched  chan struct{} // closed when the watch goroutine has returned
-	admin    *http.Server
-	adminLn  net.Listener
-	adminAPI *admin.Server
+	stop    context.CancelFunc
+	watched chan struct{} // closed when the watch goroutine has returned
+	judged  chan struct{} // closed when the guard goroutine has returned
+	admin   *http.Server
+	adminLn net.Listener
 }
 
 // StoreConfig selects the etcd the versions live in.
@@ -127,6 +132,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
 	a.warned = make(map[string]bool)
+	a.guards = make(map[string]*guardState)
+	a.lastGuardWrite = make(map[string]time.Time)
+	a.now = time.Now
 	if a.Store == nil {
 		a.Store = &StoreConfig{}
 	}
@@ -275,18 +283,24 @@ func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
 	a.watched = make(chan struct{})
+	a.judged = make(chan struct{})
 	go func() {
 		defer close(a.watched)
 		_ = a.store.Watch(ctx, a.apply, a.setHealth)
 	}()
+	go func() {
+		defer close(a.judged)
+		a.runGuards(ctx)
+	}()
 	return nil
 }
 
-// Stop ends the watch and the admin API, and waits for both.
+// Stop ends the watch, the guard and the admin API, and waits for them.
 func (a *App) Stop() error {
 	if a.stop != nil {
 		a.stop()
 		<-a.watched
+		<-a.judged
 	}
 	return a.stopAdmin()
 }
@@ -314,7 +328,10 @@ func (a *App) apply(doc configstore.Document) {
 	if !ok {
 		return // no handler here serves it
 	}
-	if cur := dep.Snapshot(); cur != nil && cur.Version() == doc.Meta.Version {
+	if doc.Meta.Source == configstore.SourceGuard {
+		a.noteGuardWrite(name, doc.Meta.Time)
+	}
+	if cur := dep.Snapshot(); cur != nil && cur.Version() >= doc.Meta.Version {
 		return
 	}
 	if _, err := dep.Apply(doc.Config); err != nil {
@@ -403,6 +420,9 @@ type appMetrics struct {
 	switches       *prometheus.CounterVec
 	applyErrors    *prometheus.CounterVec
 	storeHealthy   prometheus.Gauge
+	breaching      *prometheus.GaugeVec
+	fallbacks      *prometheus.CounterVec
+	events         *prometheus.CounterVec
 }
 
 func newAppMetrics(reg prometheus.Registerer) *appMetrics {
@@ -425,6 +445,18 @@ func newAppMetrics(reg prometheus.Registerer) *appMetrics {
 			Help: "1 when the store is reachable, 0 while serving the last applied versions without it.",
 		}),
 	}
+	m.breaching = f.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "switchback", Name: "guard_breaching",
+		Help: "1 while a pool or flag cohort is over its guard's ceilings (and baseline).",
+	}, []string{"deployment", "kind", "name"})
+	m.fallbacks = f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "switchback", Name: "guard_fallbacks_total",
+		Help: "Fallbacks this instance wrote: pool traffic moved (fallback) or flag set to 0% (flag_off).",
+	}, []string{"deployment", "kind"})
+	m.events = f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "switchback", Name: "events_total",
+		Help: "Events this instance recorded, by kind.",
+	}, []string{"deployment", "kind"})
 	m.storeHealthy.Set(1)
 	return m
 }

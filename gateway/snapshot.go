@@ -201,6 +201,9 @@ func (s *Snapshot) PoolIndex(name string) (int, bool) {
 	return i, i < len(s.pools) && s.pools[i].Name == name
 }
 
+// FlagPercent is the i-th flag's rollout in hundredths of a percent.
+func (s *Snapshot) FlagPercent(i int) uint32 { return s.flags[i].bp }
+
 // FlagNames lists the flags in name order; bit i of Decision.Flags is
 // FlagNames()[i].
 func (s *Snapshot) FlagNames() []string {

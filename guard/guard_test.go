@@ -79,21 +79,23 @@ func TestPolicy(t *testing.T) {
 	tests := []struct {
 		name     string
 		s, base  Stats
+		baseDead bool // the baseline takes no traffic
 		want     bool
 		mentions string
 	}{
-		{"healthy", Stats{Requests: 500, Errors: 1, P95: 40 * time.Millisecond}, healthy, false, ""},
-		{"all errors", Stats{Requests: 100, Errors: 100}, healthy, true, "error rate 100.0% > 5.0% and > 2× baseline 0.5%"},
-		{"too few samples", Stats{Requests: 19, Errors: 19}, healthy, false, ""},
-		{"shared fault", Stats{Requests: 100, Errors: 60}, Stats{Requests: 1000, Errors: 550}, false, ""},
-		{"worse than shared fault", Stats{Requests: 100, Errors: 100}, Stats{Requests: 1000, Errors: 300}, true, "baseline 30.0%"},
-		{"baseline without samples", Stats{Requests: 100, Errors: 100}, Stats{Requests: 3}, true, "error rate 100.0% > 5.0% (100 requests"},
-		{"slow", Stats{Requests: 100, P95: time.Second}, healthy, true, "p95 1s > 500ms"},
-		{"slow like baseline", Stats{Requests: 100, P95: 900 * time.Millisecond}, Stats{Requests: 100, P95: 800 * time.Millisecond}, false, ""},
+		{"healthy", Stats{Requests: 500, Errors: 1, P95: 40 * time.Millisecond}, healthy, false, false, ""},
+		{"all errors", Stats{Requests: 100, Errors: 100}, healthy, false, true, "error rate 100.0% > 5.0% and > 2× baseline 0.5%"},
+		{"too few samples", Stats{Requests: 19, Errors: 19}, healthy, false, false, ""},
+		{"shared fault", Stats{Requests: 100, Errors: 60}, Stats{Requests: 1000, Errors: 550}, false, false, ""},
+		{"worse than shared fault", Stats{Requests: 100, Errors: 100}, Stats{Requests: 1000, Errors: 300}, false, true, "baseline 30.0%"},
+		{"live baseline still filling", Stats{Requests: 100, Errors: 100}, Stats{Requests: 3}, false, false, ""},
+		{"baseline takes no traffic", Stats{Requests: 100, Errors: 100}, Stats{}, true, true, "error rate 100.0% > 5.0% (100 requests"},
+		{"slow", Stats{Requests: 100, P95: time.Second}, healthy, false, true, "p95 1s > 500ms"},
+		{"slow like baseline", Stats{Requests: 100, P95: 900 * time.Millisecond}, Stats{Requests: 100, P95: 800 * time.Millisecond}, false, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := p.Check(tt.s, tt.base)
+			got := p.Check(tt.s, tt.base, !tt.baseDead)
 			if got.Breach != tt.want || !strings.Contains(got.Reason, tt.mentions) {
 				t.Errorf("Check = %+v, want breach %v mentioning %q", got, tt.want, tt.mentions)
 			}

@@ -17,9 +17,10 @@ type Policy struct {
 	// Baseline, when > 0, also requires the population to be worse than its
 	// baseline (the other pools; the flag-off cohort) by this factor, so a
 	// failure shared by both sides (a downstream outage) is not blamed on
-	// one. A baseline with fewer than MinRequests samples is not compared:
-	// the absolute ceilings decide alone (after a full flip the old pool
-	// takes no traffic, and a broken live pool must still fall back).
+	// one. While a baseline that takes traffic has fewer than MinRequests
+	// samples, no decision is made. A baseline that takes no traffic (after
+	// a full flip the old pool gets none) is not compared: the absolute
+	// ceilings decide alone, so a broken live pool still falls back.
 	Baseline float64
 }
 
@@ -31,12 +32,16 @@ type Verdict struct {
 	Reason string
 }
 
-// Check compares a population with the ceilings and with its baseline.
-func (p Policy) Check(s, base Stats) Verdict {
+// Check compares a population with the ceilings and with its baseline;
+// baseLive says whether the baseline takes traffic.
+func (p Policy) Check(s, base Stats, baseLive bool) Verdict {
 	if s.Requests == 0 || s.Requests < p.MinRequests {
 		return Verdict{}
 	}
-	compare := p.Baseline > 0 && base.Requests >= p.MinRequests && base.Requests > 0
+	compare := p.Baseline > 0 && baseLive
+	if compare && (base.Requests == 0 || base.Requests < p.MinRequests) {
+		return Verdict{} // wait until the comparison means something
+	}
 	var reasons []string
 	if p.ErrorRate > 0 && s.ErrorRate() > p.ErrorRate {
 		r := fmt.Sprintf("error rate %.1f%% > %.1f%%", 100*s.ErrorRate(), 100*p.ErrorRate)

@@ -36,6 +36,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,6 +106,22 @@ type faults struct {
 	latency   time.Duration
 	status    int
 	healthy   bool
+	// flag, when set, limits errors and latency to requests that carry
+	// this flag in X-Switchback-Flags: a bad feature rather than a bad pool.
+	flag string
+}
+
+// applies reports whether the faults hit this request.
+func (f *faults) applies(r *http.Request) bool {
+	if f.flag == "" {
+		return true
+	}
+	for _, on := range strings.Split(r.Header.Get(HeaderFlags), ",") {
+		if on == f.flag {
+			return true
+		}
+	}
+	return false
 }
 
 var defaultFaults = faults{status: http.StatusInternalServerError, healthy: true}
@@ -147,10 +164,11 @@ func (s *Server) serveEcho(w http.ResponseWriter, r *http.Request) {
 	h[HeaderBackendPool] = s.poolHeader
 	h[HeaderBackendRelease] = s.releaseHeader
 
-	if f.latency > 0 && !sleep(r.Context(), f.latency) {
+	hit := f.applies(r)
+	if hit && f.latency > 0 && !sleep(r.Context(), f.latency) {
 		return // the client has gone; nobody will read an answer
 	}
-	if f.errorRate > 0 && rand.Float64() < f.errorRate {
+	if hit && f.errorRate > 0 && rand.Float64() < f.errorRate {
 		s.errors.Add(1)
 		w.WriteHeader(f.status)
 		w.Write(s.faultBody)
@@ -214,6 +232,7 @@ type FaultSettings struct {
 	Latency   string  `json:"latency"`
 	Status    int     `json:"status"`
 	Healthy   bool    `json:"healthy"`
+	Flag      string  `json:"flag,omitempty"`
 }
 
 func (f *faults) settings() FaultSettings {
@@ -222,6 +241,7 @@ func (f *faults) settings() FaultSettings {
 		Latency:   f.latency.String(),
 		Status:    f.status,
 		Healthy:   f.healthy,
+		Flag:      f.flag,
 	}
 }
 
@@ -263,6 +283,7 @@ type faultPatch struct {
 	latency   *time.Duration
 	status    *int
 	healthy   *bool
+	flag      *string
 }
 
 func (p faultPatch) apply(f faults) faults {
@@ -278,6 +299,9 @@ func (p faultPatch) apply(f faults) faults {
 	if p.healthy != nil {
 		f.healthy = *p.healthy
 	}
+	if p.flag != nil {
+		f.flag = *p.flag
+	}
 	return f
 }
 
@@ -290,7 +314,7 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return e.Message }
 
-var faultFields = []string{"error_rate", "latency", "status", "healthy"}
+var faultFields = []string{"error_rate", "latency", "status", "healthy", "flag"}
 
 // decodeFaultPatch reads and validates a /_fault body. It decodes field by
 // field, rather than into a struct, so that each error can name its field
@@ -320,7 +344,7 @@ func decodeFaultPatch(body io.Reader) (faultPatch, error) {
 	slices.Sort(keys)
 	for _, k := range keys {
 		if !slices.Contains(faultFields, k) {
-			return faultPatch{}, &FieldError{Field: k, Message: fmt.Sprintf("%s: unknown field; want one of error_rate, latency, status, healthy", quoteField(k))}
+			return faultPatch{}, &FieldError{Field: k, Message: fmt.Sprintf("%s: unknown field; want one of error_rate, latency, status, healthy, flag", quoteField(k))}
 		}
 	}
 
@@ -367,6 +391,13 @@ func decodeFaultPatch(body io.Reader) (faultPatch, error) {
 			return faultPatch{}, fieldErr("healthy", v, "is not a boolean", "true or false")
 		}
 		p.healthy = &healthy
+	}
+	if v, ok := raw["flag"]; ok {
+		var flag string
+		if json.Unmarshal(v, &flag) != nil || isNull(v) || strings.ContainsAny(flag, ", ") {
+			return faultPatch{}, fieldErr("flag", v, "is not a flag name", `a flag name such as "new_payment_flow" ("" for every request)`)
+		}
+		p.flag = &flag
 	}
 	return p, nil
 }

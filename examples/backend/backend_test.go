@@ -472,3 +472,37 @@ type discardWriter struct{ h http.Header }
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discardWriter) WriteHeader(int)             {}
+
+func TestFaultScopedToFlag(t *testing.T) {
+	srv := httptest.NewServer(backend.New("green", "v2"))
+	t.Cleanup(srv.Close)
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/_fault", strings.NewReader(`{"error_rate": 1, "flag": "new_payment_flow"}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("set fault: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	tests := []struct {
+		flags string
+		want  int
+	}{
+		{"", http.StatusOK},
+		{"dark_mode", http.StatusOK},
+		{"dark_mode,new_payment_flow", http.StatusInternalServerError},
+		{"new_payment_flow", http.StatusInternalServerError},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
+		if tt.flags != "" {
+			req.Header.Set("X-Switchback-Flags", tt.flags)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("flags %q: status %d, want %d", tt.flags, resp.StatusCode, tt.want)
+		}
+	}
+}

@@ -1,0 +1,303 @@
+package configstore
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/a8e2c47e/switchback/gateway"
+)
+
+// shared is one etcd for the tests that do not stop or compact it; each
+// test keeps its keys under its own prefix.
+var shared struct {
+	once   sync.Once
+	dir    string
+	etcd   *Embedded
+	client *clientv3.Client
+	err    error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.client != nil {
+		shared.client.Close()
+	}
+	if shared.etcd != nil {
+		shared.etcd.Close()
+	}
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+func sharedClient(t testing.TB) *clientv3.Client {
+	t.Helper()
+	shared.once.Do(func() {
+		shared.dir, shared.err = os.MkdirTemp("", "configstore-etcd-")
+		if shared.err != nil {
+			return
+		}
+		if shared.etcd, shared.err = StartEmbedded(shared.dir, "127.0.0.1:0"); shared.err != nil {
+			return
+		}
+		shared.client, shared.err = shared.etcd.Client()
+	})
+	if shared.err != nil {
+		t.Fatalf("shared etcd: %v", shared.err)
+	}
+	return shared.client
+}
+
+var prefixes atomic.Int64
+
+// newStore returns a Store on the shared etcd under a prefix of its own.
+func newStore(t testing.TB, opts ...Option) *Store {
+	t.Helper()
+	prefix := fmt.Sprintf("/test/%s-%d", strings.ReplaceAll(t.Name(), "/", "_"), prefixes.Add(1))
+	s, err := New(sharedClient(t), append([]Option{WithPrefix(prefix)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// startEtcd starts an etcd of the test's own, in dir (a new temporary
+// directory when empty), and returns it with a client.
+func startEtcd(t testing.TB, dir, addr string) (*Embedded, *clientv3.Client) {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	e, err := StartEmbedded(dir, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.Client()
+	if err != nil {
+		e.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		e.Close()
+	})
+	return e, c
+}
+
+func testConfig(name string) gateway.Config {
+	return gateway.Config{
+		Name: name,
+		Pools: map[string]gateway.Pool{
+			"blue":  {Upstreams: []string{"127.0.0.1:9001"}, Release: "v1"},
+			"green": {Upstreams: []string{"127.0.0.1:9002"}, Release: "v2"},
+		},
+		Weights: map[string]float64{"blue": 100, "green": 0},
+	}
+}
+
+func testMeta(reason string) Meta {
+	return Meta{Author: "alice", Reason: reason, Source: SourceAPI}
+}
+
+// bootstrap writes testConfig(name) as version 1.
+func bootstrap(t testing.TB, s *Store, name string) Document {
+	t.Helper()
+	doc, created, err := s.Bootstrap(t.Context(), testConfig(name), Meta{Author: "test", Source: SourceBootstrap})
+	if err != nil || !created {
+		t.Fatalf("Bootstrap(%s) = created %v, %v; want created", name, created, err)
+	}
+	return doc
+}
+
+// setWeights returns a mutation giving green the weight g and blue the rest.
+func setWeights(g float64) func(*gateway.Config) error {
+	return func(c *gateway.Config) error {
+		c.Weights = map[string]float64{"blue": 100 - g, "green": g}
+		return nil
+	}
+}
+
+// eventually polls cond every 10ms until it holds or 20s pass.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// recorder collects what a Watch delivers.
+type recorder struct {
+	mu       sync.Mutex
+	versions map[string][]uint64 // deployment → versions applied, in order
+	docs     map[string]Document // deployment → last document
+	healthy  []bool              // every health report
+	lastErr  error
+}
+
+func newRecorder() *recorder {
+	return &recorder{versions: make(map[string][]uint64), docs: make(map[string]Document)}
+}
+
+func (r *recorder) apply(d Document) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.versions[d.Config.Name] = append(r.versions[d.Config.Name], d.Meta.Version)
+	r.docs[d.Config.Name] = d
+}
+
+func (r *recorder) health(ok bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.healthy = append(r.healthy, ok)
+	if err != nil {
+		r.lastErr = err
+	}
+}
+
+func (r *recorder) seen(name string) []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint64(nil), r.versions[name]...)
+}
+
+func (r *recorder) last(name string) uint64 {
+	v := r.seen(name)
+	if len(v) == 0 {
+		return 0
+	}
+	return v[len(v)-1]
+}
+
+// isHealthy reports the last health report, and whether there was one.
+func (r *recorder) isHealthy() (healthy, reported bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.healthy) == 0 {
+		return false, false
+	}
+	return r.healthy[len(r.healthy)-1], true
+}
+
+// watch runs s.Watch into a new recorder until the test ends.
+func watch(t testing.TB, s *Store) *recorder {
+	t.Helper()
+	r, stop := watchUntil(t, s)
+	t.Cleanup(stop)
+	return r
+}
+
+// watchUntil runs s.Watch into a new recorder until stop is called.
+func watchUntil(t testing.TB, s *Store) (*recorder, func()) {
+	t.Helper()
+	r := newRecorder()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(ctx, r.apply, r.health) }()
+	var once sync.Once
+	return r, func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != context.Canceled {
+				t.Errorf("Watch returned %v, want context.Canceled", err)
+			}
+		})
+	}
+}
+
+// proxy forwards TCP connections to an etcd until paused: pausing cuts
+// every connection and refuses new ones, as a network partition would.
+type proxy struct {
+	ln     net.Listener
+	target string
+	wg     sync.WaitGroup
+
+	// mu protects paused and conns.
+	mu     sync.Mutex
+	paused bool
+	conns  map[net.Conn]struct{}
+}
+
+func startProxy(t testing.TB, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: strings.TrimPrefix(target, "http://"), conns: make(map[net.Conn]struct{})}
+	p.wg.Add(1)
+	go p.serve()
+	t.Cleanup(func() {
+		ln.Close()
+		p.pause()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *proxy) endpoint() string { return "http://" + p.ln.Addr().String() }
+
+func (p *proxy) serve() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.paused {
+			p.mu.Unlock()
+			c.Close()
+			up.Close()
+			continue
+		}
+		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(c, up)
+		go p.pipe(up, c)
+	}
+}
+
+func (p *proxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+}
+
+func (p *proxy) pause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.paused = true
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+func (p *proxy) resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.paused = false
+}
