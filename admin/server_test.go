@@ -436,3 +436,31 @@ func decodeJSONString(s string, v any) error {
 	}
 	return json.Unmarshal([]byte(s), v)
 }
+
+// TestRetainedTargetProtected: after a flip the pool traffic left is the
+// rollback target; replacing its upstreams is refused until retention ends,
+// unless forced.
+func TestRetainedTargetProtected(t *testing.T) {
+	h := newHarness(t, nil)
+	if r := h.do("POST", "/api/v1/deployments/shop/flip", `{"reason": "ship green"}`); r.status != 200 {
+		t.Fatalf("flip: %d %s", r.status, r.body)
+	}
+	flipped := h.current("shop")
+	if _, ok := flipped.Config.Retained["blue"]; !ok {
+		t.Fatalf("after the flip blue is not retained: %v", flipped.Config.Retained)
+	}
+	r := h.do("PUT", "/api/v1/deployments/shop/pools/blue", `{"upstreams": ["127.0.0.1:9010"], "release": "v3"}`)
+	if r.status != http.StatusConflict || r.errorBody(t).Field != "pool" || !strings.Contains(r.errorBody(t).Error, "rollback target until") {
+		t.Fatalf("replacing the retained pool: %d %s; want 409 on field pool", r.status, r.body)
+	}
+	if got := h.current("shop").Meta.Version; got != flipped.Meta.Version {
+		t.Errorf("a refused change wrote version %d", got)
+	}
+	// green, which takes the traffic, is not protected; forcing blue works.
+	if r := h.do("PUT", "/api/v1/deployments/shop/pools/green", `{"upstreams": ["127.0.0.1:9011"], "release": "v2.1"}`); r.status != 200 {
+		t.Errorf("replacing the live pool: %d %s", r.status, r.body)
+	}
+	if r := h.do("PUT", "/api/v1/deployments/shop/pools/blue", `{"upstreams": ["127.0.0.1:9010"], "release": "v3", "force": true}`); r.status != 200 {
+		t.Errorf("forced replace: %d %s", r.status, r.body)
+	}
+}

@@ -321,7 +321,9 @@ func (a *App) Cleanup() error {
 	return err
 }
 
-// apply makes a version from the store live on this instance.
+// apply makes a version from the store live on this instance, then records
+// it as the last-known-good and reports it. The recording also happens for
+// the version the handlers bootstrapped with, which the watch delivers first.
 func (a *App) apply(doc configstore.Document) {
 	name := doc.Config.Name
 	dep, ok := LookupDeployment(name)
@@ -331,18 +333,21 @@ func (a *App) apply(doc configstore.Document) {
 	if doc.Meta.Source == configstore.SourceGuard {
 		a.noteGuardWrite(name, doc.Meta.Time)
 	}
-	if cur := dep.Snapshot(); cur != nil && cur.Version() >= doc.Meta.Version {
-		return
-	}
-	if _, err := dep.Apply(doc.Config); err != nil {
-		a.metrics.applyErrors.WithLabelValues(name).Inc()
-		a.logger.Error("applying version", zap.String("deployment", name), zap.Uint64("version", doc.Meta.Version), zap.Error(err))
-		return
+	cur := dep.Snapshot()
+	switch {
+	case cur != nil && cur.Version() > doc.Meta.Version:
+		return // older than what is live
+	case cur == nil || cur.Version() < doc.Meta.Version:
+		if _, err := dep.Apply(doc.Config); err != nil {
+			a.metrics.applyErrors.WithLabelValues(name).Inc()
+			a.logger.Error("applying version", zap.String("deployment", name), zap.Uint64("version", doc.Meta.Version), zap.Error(err))
+			return
+		}
+		a.metrics.switches.WithLabelValues(name).Inc()
+		a.logger.Info("applied version", zap.String("deployment", name), zap.Uint64("version", doc.Meta.Version),
+			zap.String("source", string(doc.Meta.Source)), zap.String("author", doc.Meta.Author), zap.String("summary", doc.Meta.Summary))
 	}
 	a.metrics.appliedVersion.WithLabelValues(name).Set(float64(doc.Meta.Version))
-	a.metrics.switches.WithLabelValues(name).Inc()
-	a.logger.Info("applied version", zap.String("deployment", name), zap.Uint64("version", doc.Meta.Version),
-		zap.String("source", string(doc.Meta.Source)), zap.String("author", doc.Meta.Author), zap.String("summary", doc.Meta.Summary))
 	if err := a.writeLastKnownGood(doc); err != nil {
 		a.logger.Error("writing last-known-good", zap.String("deployment", name), zap.Error(err))
 	}

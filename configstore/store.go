@@ -10,6 +10,7 @@
 //	<prefix>/deployments/<name>/current                 the current Document (JSON)
 //	<prefix>/deployments/<name>/history/<%020d version> every version's Document (JSON)
 //	<prefix>/instances/<instance>/<name>                 version an instance applied (decimal), under a lease
+//	<prefix>/events/<id>                                 the events log (events.go)
 //
 // A version is written in one transaction that puts current and the new
 // history key, and compares current's ModRevision with the one it read

@@ -137,8 +137,9 @@ func TestUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The flip keeps blue as the rollback target for a day (the default retain).
 	want := Meta{Version: 2, Time: now, Author: "bob", Reason: "cut over", Source: SourceCLI,
-		Summary: "weights.blue 100 → 0, weights.green 0 → 100"}
+		Summary: "retained.blue added: 2026-03-02T12:01:00Z, weights.blue 100 → 0, weights.green 0 → 100"}
 	if v2.Meta != want {
 		t.Errorf("meta = %+v\nwant   %+v", v2.Meta, want)
 	}
@@ -462,8 +463,13 @@ func TestRestoreRollback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v5.Meta.Version != 5 || v5.Meta.RestoredFrom != 1 || !v5.Config.Equal(v1.Config) {
+	// A restore brings back version 1's routing; rollback targets are state
+	// the store keeps (green, flipped away from, is retained).
+	if v5.Meta.Version != 5 || v5.Meta.RestoredFrom != 1 || !sameRouting(v5.Config, v1.Config) {
 		t.Errorf("restore = %+v, want version 1's config as version 5", v5)
+	}
+	if _, ok := v5.Config.Retained["green"]; !ok {
+		t.Errorf("restore away from green: retained %v, want green kept as the way back", v5.Config.Retained)
 	}
 
 	// Restoring what is current changes nothing.
@@ -532,4 +538,10 @@ func TestList(t *testing.T) {
 	if want := []string{"a", "a.b", "a0", "a_", "z"}; err != nil || !slices.Equal(names, want) {
 		t.Errorf("List = %v, %v; want %v", names, err, want)
 	}
+}
+
+// sameRouting compares documents but for their rollback-target state.
+func sameRouting(a, b gateway.Config) bool {
+	a.Retained, b.Retained = nil, nil
+	return a.Equal(b)
 }

@@ -153,6 +153,9 @@ func (s *Store) write(ctx context.Context, name string, ifVersion uint64, meta M
 			return Document{}, &gateway.FieldError{Field: "name", Value: strconv.Quote(cfg.Name),
 				Want: "a document keeps its deployment's name, " + strconv.Quote(name)}
 		}
+		// Every writer maintains the rollback targets the same way. A pool
+		// the guard takes off traffic failed: it is no way back.
+		gateway.Transition(&cur.Config, &cfg, s.now(), meta.Source != SourceGuard)
 		changes := Diff(cur.Config, cfg)
 		if len(changes) == 0 {
 			return cur, nil

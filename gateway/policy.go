@@ -153,18 +153,28 @@ func (g *Guard) ErrorStatuses() *[600]bool {
 }
 
 // Transition maintains next.Retained for a write that follows prev (nil for
-// the first version): a pool whose weight drops from above 0 to 0 becomes
-// the rollback target until now + Retain; a pool that takes traffic again,
-// or whose retention has ended, is released. Every writer of versions calls
-// it, so the state is the same whoever wrote.
-func Transition(prev *Config, next *Config, now time.Time) {
+// the first version): when retainDropped, a pool whose weight drops from
+// above 0 to 0 becomes the rollback target until now + Retain (a flip keeps
+// the old pool as the way back; a fallback from a failing pool does not); a
+// pool that takes traffic again, or whose retention has ended, is released.
+// Every writer of versions calls it, so the state is the same whoever wrote.
+func Transition(prev *Config, next *Config, now time.Time, retainDropped bool) {
+	// Retention carries over from the previous version as well as the
+	// document written (a restore brings an old document without it), and
+	// ends only when it expires or the pool takes traffic again.
 	retained := make(map[string]time.Time)
-	for pool, until := range next.Retained {
-		if _, ok := next.Pools[pool]; ok && until.After(now) && next.Weights[pool] == 0 {
-			retained[pool] = until
+	keep := func(from map[string]time.Time) {
+		for pool, until := range from {
+			if _, ok := next.Pools[pool]; ok && until.After(now) && next.Weights[pool] == 0 && until.After(retained[pool]) {
+				retained[pool] = until
+			}
 		}
 	}
+	keep(next.Retained)
 	if prev != nil {
+		keep(prev.Retained)
+	}
+	if prev != nil && retainDropped {
 		for pool, w := range prev.Weights {
 			if _, ok := next.Pools[pool]; ok && w > 0 && next.Weights[pool] == 0 {
 				retained[pool] = now.Add(next.Retain.Std(DefaultRetain)).UTC()

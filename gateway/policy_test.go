@@ -12,7 +12,7 @@ func TestTransitionRetains(t *testing.T) {
 	prev := testConfig(0, nil) // blue 100, green 0
 	next := testConfig(100, nil)
 	next.Retain = Duration(time.Hour)
-	Transition(&prev, &next, now)
+	Transition(&prev, &next, now, true)
 	if until, ok := next.RetainedUntil("blue", now); !ok || !until.Equal(now.Add(time.Hour)) {
 		t.Fatalf("after flip to green: blue retained %v, %v; want until %v", until, ok, now.Add(time.Hour))
 	}
@@ -23,18 +23,24 @@ func TestTransitionRetains(t *testing.T) {
 	// A later write that keeps blue at 0 keeps the retention; one past its
 	// end drops it; one that gives blue traffic releases it.
 	later := next.Clone()
-	Transition(&next, &later, now.Add(30*time.Minute))
+	Transition(&next, &later, now.Add(30*time.Minute), true)
 	if _, ok := later.RetainedUntil("blue", now.Add(30*time.Minute)); !ok {
 		t.Error("retention lost by an unrelated write")
 	}
 	expired := next.Clone()
-	Transition(&next, &expired, now.Add(2*time.Hour))
+	Transition(&next, &expired, now.Add(2*time.Hour), true)
 	if expired.Retained != nil {
 		t.Errorf("retention kept past its end: %v", expired.Retained)
 	}
+	failed := testConfig(0, nil) // the guard takes green off: green is no way back
+	failed.Retain = Duration(time.Hour)
+	Transition(&next, &failed, now, false)
+	if _, ok := failed.RetainedUntil("green", now); ok {
+		t.Error("a pool taken off by the guard became a rollback target")
+	}
 	back := testConfig(50, nil)
 	back.Retained = next.Retained
-	Transition(&next, &back, now.Add(time.Minute))
+	Transition(&next, &back, now.Add(time.Minute), true)
 	if _, ok := back.RetainedUntil("blue", now.Add(time.Minute)); ok {
 		t.Error("blue still retained while it takes traffic")
 	}
