@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# make bench: micro-benchmarks of the hot path and the store as one table,
-# then the load comparison (backend direct, plain reverse_proxy, switchback)
-# against the same gateway binary.
+# make bench: every benchmark, as tables.
+#  1. the hot path and the store (go test -bench; ns/op is per call)
+#  2. gateway instances: real processes on real etcd (propagation, flips
+#     under load, fallback time)
+#  3. load: the same backend reached directly, through plain reverse_proxy
+#     and through switchback, against the same binary
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== Micro-benchmarks (go test -bench; ns/op is per call) =="
+# The database benchmarks use the local servers; set these to use others.
+export SWITCHBACK_TEST_POSTGRES="${SWITCHBACK_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
+export SWITCHBACK_TEST_MYSQL="${SWITCHBACK_TEST_MYSQL:-root@tcp(127.0.0.1:3306)/test}"
+
+echo "== 1. Hot path, store, migrations =="
 go test -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-1s}" \
-	./gateway/ ./caddymodule/ ./configstore/ ./migrate/ 2>&1 | go run ./bench/benchtab
+	./gateway/ ./guard/ ./caddymodule/ ./configstore/ 2>&1 | go run ./bench/benchtab
+go test -run '^$' -bench . -benchtime 1x -timeout 20m ./migrate/ 2>&1 | go run ./bench/benchtab
 
 echo
-echo "== Load: same backend reached directly, through reverse_proxy, through switchback =="
+echo "== 2. Gateway instances (separate processes, embedded etcd) =="
+go test -run '^$' -bench . -benchtime 1x -timeout 10m ./e2e/ 2>&1 | go run ./bench/benchtab
+
+echo
+echo "== 3. Load: backend direct vs reverse_proxy vs switchback (same binary) =="
 go run ./bench/loadbench -bin bin/switchback "$@"
