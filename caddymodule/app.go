@@ -155,6 +155,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 	a.metrics = newAppMetrics(ctx.GetMetricsRegistry())
+	if err := ctx.GetMetricsRegistry().Register(trafficCollector{}); err != nil {
+		return fmt.Errorf("switchback: metrics: %w", err)
+	}
 
 	var err error
 	switch a.Store.Kind {

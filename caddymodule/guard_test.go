@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -303,5 +304,62 @@ func TestGuardRefusesUnhealthyTarget(t *testing.T) {
 	doc, err := store.Get(t.Context(), "checkout")
 	if err != nil || doc.Meta.Version != 1 {
 		t.Errorf("version %d after a refused fallback (%v), want 1", doc.Meta.Version, err)
+	}
+}
+
+func TestMetricsPerPoolAndCohort(t *testing.T) {
+	e, _ := startEtcd(t)
+	ups := startBackends(t)
+	aport := freePort(t)
+	base := startCaddyGlobal(t,
+		fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin 127.0.0.1:%d\n\t\tstate_dir %s\n\t}", e.Endpoints()[0], aport, t.TempDir()),
+		fmt.Sprintf(`
+	switchback checkout {
+		pool blue %s
+		pool green %s
+		weights blue 50 green 50
+		sticky header X-User-ID
+		flag f 50
+	}`, hostport(ups.blue), hostport(ups.green)))
+	setFault(t, ups.green.URL, `{"error_rate": 1}`)
+	c := &http.Client{}
+	for i := range 100 {
+		req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
+		req.Header.Set("X-User-ID", fmt.Sprint("m", i))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", aport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	text := string(body)
+	var blue, green, greenErr, on, off float64
+	for _, m := range []struct {
+		prefix string
+		v      *float64
+	}{
+		{`switchback_requests_total{deployment="checkout",pool="blue"} `, &blue},
+		{`switchback_requests_total{deployment="checkout",pool="green"} `, &green},
+		{`switchback_request_errors_total{deployment="checkout",pool="green"} `, &greenErr},
+		{`switchback_flag_requests_total{cohort="on",deployment="checkout",flag="f"} `, &on},
+		{`switchback_flag_requests_total{cohort="off",deployment="checkout",flag="f"} `, &off},
+	} {
+		i := strings.Index(text, m.prefix)
+		if i < 0 {
+			t.Fatalf("no %s in /metrics:\n%s", m.prefix, text)
+		}
+		fmt.Sscan(text[i+len(m.prefix):], m.v)
+	}
+	if blue+green != 100 || greenErr != green || on+off != 100 || green < 20 || on < 20 {
+		t.Errorf("blue %v + green %v requests (green errors %v), flag on %v + off %v; want 100 in all, green all errors", blue, green, greenErr, on, off)
+	}
+	if !strings.Contains(text, `switchback_request_duration_seconds_count{deployment="checkout",pool="blue"}`) {
+		t.Error("no latency histogram for blue")
 	}
 }

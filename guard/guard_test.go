@@ -120,3 +120,39 @@ func BenchmarkRecord(b *testing.B) {
 		})
 	}
 }
+
+func TestTotalsOutliveTheWindow(t *testing.T) {
+	reg := NewRegistry()
+	m := reg.Meter([]string{"blue"}, []string{"f"})
+	for i := range 30 {
+		m.Record(0, uint64(i%3/2), i%10 == 0, 3*time.Millisecond)
+	}
+	for range 2 * Slots { // the window empties; the totals keep everything
+		reg.Advance()
+	}
+	m.Record(0, 0, false, 3*time.Millisecond)
+	pools, flags := reg.Totals()
+	if got := pools["blue"]; got.Requests != 31 || got.Errors != 3 {
+		t.Errorf("blue totals = %d requests, %d errors; want 31, 3", got.Requests, got.Errors)
+	}
+	if off, on := flags["f"][0], flags["f"][1]; on.Requests != 10 || off.Requests != 21 {
+		t.Errorf("flag f totals: off %d, on %d; want 21, 10", off.Requests, on.Requests)
+	}
+	b := pools["blue"].Buckets
+	if len(b) != len(Bounds) || b[len(b)-1] != 31 {
+		t.Errorf("buckets %v: want %d cumulative buckets ending at 31", b, len(Bounds))
+	}
+	// 3 ms falls at or under the 4.096 ms bound and above 2.048 ms.
+	for i, bound := range Bounds {
+		want := uint64(0)
+		if bound >= 0.003 {
+			want = 31
+		}
+		if b[i] != want {
+			t.Errorf("bucket le=%v: %d, want %d", bound, b[i], want)
+		}
+	}
+	if s := pools["blue"].Sum; s < 31*0.0025 || s > 31*0.0035 {
+		t.Errorf("latency sum %v s, want about %v", s, 31*0.003)
+	}
+}

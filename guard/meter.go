@@ -25,9 +25,16 @@ const (
 	numBuckets = octaves * subBuckets
 )
 
-// Series is one population's sliding window (a pool, or a flag cohort).
+// Series is one population's sliding window (a pool, or a flag cohort),
+// and its running totals for metrics.
 type Series struct {
 	slots [Slots]slot
+
+	// folded holds what left the window: each slot's counts are added here
+	// when the evaluator clears it, so totals cost the request path nothing.
+	// Only the evaluator writes it; readers take the registry's lock.
+	folded      [numBuckets]uint64
+	foldedError uint64
 }
 
 // slot counts one period. The request count is the histogram's total, so a
@@ -47,11 +54,12 @@ func (s *Series) add(i uint32, b int, failed bool) {
 	sl.hist[b].Add(1)
 }
 
+// clear empties slot i, folding its counts into the totals first.
 func (s *Series) clear(i uint32) {
 	sl := &s.slots[i]
-	sl.errors.Store(0)
+	s.foldedError += sl.errors.Swap(0)
 	for b := range sl.hist {
-		sl.hist[b].Store(0)
+		s.folded[b] += uint64(sl.hist[b].Swap(0))
 	}
 }
 

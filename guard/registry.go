@@ -1,6 +1,9 @@
 package guard
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // Registry holds a deployment's series by name and the clock they share. A
 // meter built for a new version reuses the series of every pool and flag the
@@ -51,14 +54,14 @@ func (r *Registry) Meter(poolNames, flagNames []string) *Meter {
 // per Window/Slots.
 func (r *Registry) Advance() {
 	r.mu.Lock()
-	all := make([]*Series, 0, len(r.pools)+2*len(r.flags))
+	defer r.mu.Unlock() // also guards the series' folded totals
+	all := make([]*Series, 0, len(r.pools)+len(r.flags))
 	for _, s := range r.pools {
 		all = append(all, s)
 	}
 	for _, s := range r.flags {
 		all = append(all, s)
 	}
-	r.mu.Unlock()
 	r.clock.Advance(all...)
 }
 
@@ -94,4 +97,81 @@ func (r *Registry) Stats() Window {
 		w.Flags[n] = [2]Stats{statsOf(&off, totalErrors-min(onErrs, totalErrors)), statsOf(&on, onErrs)}
 	}
 	return w
+}
+
+// Total is a population's counts since its series was created.
+type Total struct {
+	Requests uint64
+	Errors   uint64
+	// Buckets are cumulative counts of requests at or under each latency in
+	// Bounds, for a Prometheus histogram.
+	Buckets []uint64
+	// Sum estimates the total latency from bucket midpoints, in seconds.
+	Sum float64
+}
+
+// Bounds are the upper latency bounds, in seconds, of Total.Buckets: one per
+// power of two of microseconds (every fourth histogram bucket), a coarser
+// view that keeps the exposition small.
+var Bounds = func() []float64 {
+	var out []float64
+	for b := subBuckets - 1; b < numBuckets; b += subBuckets {
+		out = append(out, bucketUpper(b).Seconds())
+	}
+	return out
+}()
+
+// Totals reads every population's totals: pools by name, and flags by name
+// as [off, on] (off derived as all pools less on).
+func (r *Registry) Totals() (pools map[string]Total, flags map[string][2]Total) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pools = make(map[string]Total, len(r.pools))
+	flags = make(map[string][2]Total, len(r.flags))
+	var all [numBuckets]uint64
+	var allErrors uint64
+	for n, s := range r.pools {
+		hist, errs := s.totals()
+		pools[n] = totalOf(&hist, errs)
+		for b, c := range hist {
+			all[b] += c
+		}
+		allErrors += errs
+	}
+	for n, s := range r.flags {
+		on, onErrs := s.totals()
+		var off [numBuckets]uint64
+		for b := range off {
+			off[b] = all[b] - min(on[b], all[b])
+		}
+		flags[n] = [2]Total{totalOf(&off, allErrors-min(onErrs, allErrors)), totalOf(&on, onErrs)}
+	}
+	return pools, flags
+}
+
+// totals is folded plus the live window; the caller holds the registry lock.
+func (s *Series) totals() ([numBuckets]uint64, uint64) {
+	hist, errs := s.raw()
+	for b := range hist {
+		hist[b] += s.folded[b]
+	}
+	return hist, errs + s.foldedError
+}
+
+func totalOf(hist *[numBuckets]uint64, errors uint64) Total {
+	t := Total{Buckets: make([]uint64, 0, len(Bounds))}
+	var cum uint64
+	lower := time.Duration(0)
+	for b, c := range hist {
+		cum += c
+		upper := bucketUpper(b)
+		t.Sum += float64(c) * (lower + upper).Seconds() / 2
+		lower = upper
+		if b%subBuckets == subBuckets-1 {
+			t.Buckets = append(t.Buckets, cum)
+		}
+	}
+	t.Requests = cum
+	t.Errors = min(errors, cum)
+	return t
 }
