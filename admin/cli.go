@@ -40,6 +40,8 @@ var commands = []CommandInfo{
 	{"diff", "NAME [--from V] [--to W]", "Show what changed between two versions (default: the last change)"},
 	{"restore", "NAME VERSION", "Make a stored version current again, as a new version"},
 	{"rollback", "NAME", "Undo the last change, as a new version"},
+	{"rollout", "start|status|pause|resume|abort NAME [--target pool:P|flag:F --steps 1,10,50,100 --bake 30m]",
+		"Move a pool's weight or a flag's percentage up step by step, each step baked and judged by the guard"},
 }
 
 // CommandInfo describes one subcommand.
@@ -50,8 +52,10 @@ type CommandInfo struct {
 }
 
 // RunCLI runs one command-line invocation: args[0] is the subcommand
-// (status, flip, weights, pool, flag, history, diff, restore, rollback) and
-// the rest its arguments and flags, which may come in any order. env reads
+// (status, flip, weights, pool, flag, history, diff, restore, rollback,
+// rollout) and the rest its arguments and flags, which may come in any
+// order; rollout's first argument is its verb (start, status, pause,
+// resume, abort). env reads
 // SWITCHBACK_ADMIN and SWITCHBACK_TOKEN. It returns the process exit code:
 // ExitOK, ExitError when the API refused (its message and field go to
 // stderr) and ExitUsage for a bad command line.
@@ -92,12 +96,15 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	case "flip", "weights", "pool", "flag", "restore", "rollback":
 		fs.StringVar(&inv.wo.Reason, "reason", "", "why, recorded with the new version (at most 500 characters)")
 		fs.Uint64Var(&ifMatch, "if-match", 0, "only change if the deployment is still at `VERSION`")
+	case "rollout":
+		fs.StringVar(&inv.wo.Reason, "reason", "", "why, recorded with the rollout and its versions (at most 500 characters)")
 	}
 	var (
 		limit    int
 		from, to uint64
 		release  string
 		del      bool
+		ro       rolloutFlags
 	)
 	switch cmd.Name {
 	case "history":
@@ -110,6 +117,10 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		fs.BoolVar(&inv.wo.Force, "force", false, "replace the pool even while it is the retained rollback target")
 	case "flag":
 		fs.BoolVar(&del, "delete", false, "remove the flag")
+	case "rollout":
+		fs.StringVar(&ro.target, "target", "", "start: what to roll out, `pool:NAME or flag:NAME`")
+		fs.StringVar(&ro.steps, "steps", "", "start: the `PERCENTAGES` to go through, in increasing order, like 1,10,50,100")
+		fs.StringVar(&ro.bake, "bake", "", "start: how long each step holds before the next, a `DURATION` like 30m")
 	}
 	pos, err := parseInterleaved(fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
@@ -180,6 +191,10 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 			return inv.usagef("want one deployment name")
 		}
 		return inv.state(c.Rollback(ctx, pos[0], inv.wo))
+	case "rollout":
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		return inv.rollout(ctx, pos, ro, set)
 	}
 	return inv.usagef("unknown command")
 }

@@ -22,6 +22,11 @@
 //	POST   /api/v1/deployments/{name}/restore        {"version", "reason"}
 //	POST   /api/v1/deployments/{name}/rollback       {"reason"}
 //	GET    /api/v1/deployments/{name}/guard          this instance's guard: windows, breaches, health
+//	POST   /api/v1/deployments/{name}/rollouts       {"target": "pool:green", "steps": [1, 10, 50, 100], "bake": "30m", "reason"}
+//	GET    /api/v1/deployments/{name}/rollouts       the current or last rollout
+//	POST   /api/v1/deployments/{name}/rollouts/pause   {"reason"}
+//	POST   /api/v1/deployments/{name}/rollouts/resume  {"reason"}; the step's bake starts again
+//	POST   /api/v1/deployments/{name}/rollouts/abort   {"reason"}; the target goes back where it was
 //	GET    /api/v1/events?deployment=&limit=&follow=1 the events log; follow streams server-sent events
 //	GET    /metrics
 //	GET    /healthz

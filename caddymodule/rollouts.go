@@ -64,7 +64,7 @@ func (a *App) leadRollouts(ctx context.Context) error {
 	// whose context ends with ctx: a cancelled Campaign resigns with the
 	// client's context, and that must not wait on an unreachable etcd
 	// while Stop waits for this goroutine.
-	cli := clientv3.NewCtxClient(ctx, clientv3.WithZapLogger(a.logger.Named("etcd")))
+	cli := clientv3.NewCtxClient(ctx, clientv3.WithZapLogger(a.logger.Named("etcd").WithOptions(zap.IncreaseLevel(zap.WarnLevel))))
 	cli.KV, cli.Lease, cli.Watcher = a.client.KV, a.client.Lease, a.client.Watcher
 	session, err := concurrency.NewSession(cli, concurrency.WithTTL(rolloutSessionTTL))
 	if err != nil {
@@ -75,7 +75,7 @@ func (a *App) leadRollouts(ctx context.Context) error {
 	if err := election.Campaign(session.Ctx(), a.Instance); err != nil {
 		return fmt.Errorf("rollouts: campaign: %w", err)
 	}
-	a.logger.Info("rollouts: this instance drives the rollouts")
+	a.logger.Info("rollouts: this instance drives the rollouts", zap.String("instance", a.Instance))
 	t := time.NewTicker(rolloutTick)
 	defer t.Stop()
 	for {
@@ -164,7 +164,7 @@ func (a *App) applyStep(ctx context.Context, sr configstore.StoredRollout, doc c
 	var fe *gateway.FieldError
 	if errors.As(err, &fe) {
 		a.abortRollout(ctx, sr, doc, rollout.Decision{Action: rollout.Abort, Value: r.From, Mutate: rollout.Rollback(r),
-			Message: fmt.Sprintf("step %d/%d could not be written: %v; rolled back", d.Step+1, len(r.Steps), err)})
+			Message: fmt.Sprintf("before step %d/%d, which could not be written: %v; rolled back to %v%%", d.Step+1, len(r.Steps), err, r.From)})
 		return
 	}
 	if err != nil {

@@ -165,3 +165,44 @@ func TestRolloutAbortsOnBreach(t *testing.T) {
 	// Nothing moves afterwards: the rollout stays aborted at green 0%.
 	noActionAfter(t, app, store, doc.Meta.Version)
 }
+
+// TestRolloutRollsBack has the guard cooling down after an earlier
+// fallback, so it reports green's breach without acting on it: the rollout
+// rolls green back itself.
+func TestRolloutRollsBack(t *testing.T) {
+	ups, base, store := guardedGateway(t, `
+		weights blue 100 green 0
+		guard {
+			error_rate 5%
+			window 2s
+			min_requests 20
+			baseline 2x
+			cooldown 1m
+		}`)
+	startLoad(t, base, 200)
+	app := runningApp(t)
+	app.noteGuardWrite("checkout", time.Now())
+	driveRollouts(t, app, 1)
+	started := startRollout(t, store, "pool:green", []float64{10, 50, 100}, "1m")
+	waitRollout(t, store, "the first step", func(r rollout.Rollout) bool { return r.Step == 0 })
+
+	setFault(t, ups.green.URL, `{"error_rate": 1}`)
+	r := waitRollout(t, store, "the rollout to abort", func(r rollout.Rollout) bool { return r.State == rollout.Aborted })
+	if !strings.Contains(r.Message, "pool green breached its guard: error rate") || !strings.HasSuffix(r.Message, "rolled back to 0%") {
+		t.Errorf("abort message %q, want the breach and the rollback", r.Message)
+	}
+	doc, err := store.Get(t.Context(), "checkout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := doc.Config.Weights; w["green"] != 0 || w["blue"] != 100 {
+		t.Errorf("weights %v after the rollback, want green back to 0", w)
+	}
+	if doc.Meta.Source != configstore.RolloutSource || !strings.HasPrefix(doc.Meta.Reason, "rollout "+started.ID+" aborted at step 1/3 (pool green 10%); pool green breached its guard") || r.Version != doc.Meta.Version {
+		t.Errorf("last version %d by %s (%s); want the rollout's rollback, recorded as version %d", doc.Meta.Version, doc.Meta.Source, doc.Meta.Reason, r.Version)
+	}
+	waitFor(t, "the gateway to serve the rollback", func() bool {
+		p, v := servedPool(t, base, "probe")
+		return p == "blue" && v == fmt.Sprint(doc.Meta.Version)
+	})
+}

@@ -63,7 +63,16 @@ type Target struct {
 
 // ParseTarget parses a --db value: sqlite:PATH, postgres://… (or
 // postgresql://…) and mysql://USER[:PASS]@HOST[:PORT]/DB[?params].
+//
+// A Go MySQL driver DSN, USER[:PASS]@tcp(HOST:PORT)/DB[?params], is also
+// accepted (it is what many configs and CI variables hold) and means the
+// same as its mysql:// form.
 func ParseTarget(raw string) (Target, error) {
+	if u, ok := mysqlURLFromDSN(raw); ok {
+		t, err := ParseTarget(u)
+		t.URL = u
+		return t, err
+	}
 	scheme, rest, ok := strings.Cut(raw, ":")
 	if !ok || raw == "" {
 		return Target{}, fmt.Errorf("--db %q: missing scheme; accepted: %s", raw, acceptedDB)
@@ -135,6 +144,28 @@ func mysqlDSN(raw string) (dsn, db string, err error) {
 		return "", "", fmt.Errorf("--db %q: %w; accepted: mysql://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAM=VALUE]", raw, err)
 	}
 	return dsn, db, nil
+}
+
+// mysqlURLFromDSN rewrites a Go MySQL driver DSN over TCP as a mysql://
+// URL; ok is false for anything else.
+func mysqlURLFromDSN(raw string) (string, bool) {
+	if !strings.Contains(raw, "@tcp(") || strings.Contains(raw, "://") {
+		return "", false
+	}
+	cfg, err := mysql.ParseDSN(raw)
+	if err != nil || cfg.Net != "tcp" {
+		return "", false
+	}
+	u := url.URL{Scheme: "mysql", Host: cfg.Addr, Path: "/" + cfg.DBName}
+	if cfg.Passwd != "" {
+		u.User = url.UserPassword(cfg.User, cfg.Passwd)
+	} else {
+		u.User = url.User(cfg.User)
+	}
+	if _, q, ok := strings.Cut(raw, "?"); ok {
+		u.RawQuery = q
+	}
+	return u.String(), true
 }
 
 // withDatabase returns t pointed at another database on the same server, or

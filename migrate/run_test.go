@@ -209,6 +209,8 @@ func TestParseTarget(t *testing.T) {
 		{in: "postgres://u@h:5432/db?sslmode=disable", dialect: Postgres, dsn: "postgres://u@h:5432/db?sslmode=disable"},
 		{in: "mysql://root:pw@127.0.0.1:3306/test", dialect: MySQL, dsn: "root:pw@tcp(127.0.0.1:3306)/test?parseTime=true"},
 		{in: "mysql://root@db/test", dialect: MySQL, dsn: "root@tcp(db:3306)/test?parseTime=true"},
+		{in: "root@tcp(127.0.0.1:3306)/test", dialect: MySQL, dsn: "root@tcp(127.0.0.1:3306)/test?parseTime=true"},
+		{in: "u:p@tcp(db:3307)/app?timeout=5s", dialect: MySQL, dsn: "u:p@tcp(db:3307)/app?parseTime=true&timeout=5s"},
 		{in: "app.db", err: `--db "app.db": missing scheme; accepted: sqlite:PATH`},
 		{in: "oracle://x/y", err: `--db "oracle://x/y": unknown scheme "oracle"; accepted:`},
 		{in: "postgres://host", err: "host and database name are required"},

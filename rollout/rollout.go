@@ -158,7 +158,7 @@ func New(req Request, cfg gateway.Config, id, author string, now time.Time) (Rol
 	r := Rollout{
 		ID: id, Deployment: cfg.Name, Target: t.String(), Steps: append([]float64(nil), req.Steps...),
 		Bake: bake, Reason: req.Reason, Author: author, State: Running, Step: -1, From: from,
-		Created: now, Updated: now, StepStarted: now, Message: "starting",
+		Created: now, Updated: now, Message: "waiting for the elected gateway to apply step 1/" + strconv.Itoa(len(req.Steps)),
 	}
 	if t.Kind == KindPool {
 		r.Before = make(map[string]float64, len(cfg.Pools))
@@ -404,9 +404,11 @@ func StepReason(r Rollout, i int) string {
 	return withReason(s, r.Reason)
 }
 
-// AbortReason is the reason recorded with a rollback version.
+// AbortReason is the reason recorded with a rollback version: "rollout
+// r-1a2b aborted " and why, which reads on from there ("at step 2/4 ...",
+// "by alice: ...").
 func AbortReason(r Rollout, why string) string {
-	return truncate(reasonPrefix(r)+"aborted: "+why, MaxReason)
+	return truncate(reasonPrefix(r)+"aborted "+why, MaxReason)
 }
 
 func withReason(s, reason string) string {

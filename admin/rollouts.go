@@ -1,0 +1,445 @@
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/rollout"
+)
+
+// RolloutStatus is a rollout as the API shows it: as stored, and how long
+// its current step still bakes.
+type RolloutStatus struct {
+	rollout.Rollout
+	// BakeLeft is how long the current step still bakes; 0 once it has
+	// baked (the rollout then waits for the guard's samples), and when the
+	// rollout is not running.
+	BakeLeft gateway.Duration `json:"bake_left"`
+}
+
+// startRolloutRequest is the body of POST .../rollouts: rollout.Request,
+// its fields spelled out so a decoding error names them plainly.
+type startRolloutRequest struct {
+	Target string    `json:"target"`
+	Steps  []float64 `json:"steps"`
+	Bake   string    `json:"bake"`
+	writeFields
+}
+
+// Rollout actions besides start.
+const (
+	rolloutPause  = "pause"
+	rolloutResume = "resume"
+	rolloutAbort  = "abort"
+)
+
+// maxRolloutAttempts bounds how often pause, resume and abort read the
+// rollout again after losing a compare-and-swap to the driver recording a
+// step.
+const maxRolloutAttempts = 5
+
+func (s *Server) rolloutRoutes() {
+	const d = "/api/v1/deployments/{name}/rollouts"
+	s.Handle("POST "+d, http.HandlerFunc(s.handleStartRollout), RoleOperator)
+	s.Handle("GET "+d, http.HandlerFunc(s.handleGetRollout), RoleViewer)
+	for _, action := range []string{rolloutPause, rolloutResume, rolloutAbort} {
+		s.Handle("POST "+d+"/"+action, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.changeRollout(w, r, action)
+		}), RoleOperator)
+	}
+}
+
+func (s *Server) handleGetRollout(w http.ResponseWriter, r *http.Request) {
+	ro, _, err := s.store.GetRollout(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.writeErr(w, s.noRollout(r.Context(), r.PathValue("name"), err))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.rolloutStatus(ro))
+}
+
+// handleStartRollout validates the request against the current document
+// and stores the rollout; the elected driver applies its first step.
+func (s *Server) handleStartRollout(w http.ResponseWriter, r *http.Request) {
+	var req startRolloutRequest
+	m, ok := s.begin(w, r, "rollout-start", "", &req)
+	if !ok {
+		return
+	}
+	m.rec.Target = req.Target
+	ctx, name := r.Context(), m.rec.Deployment
+	doc, err := s.store.Get(ctx, name)
+	if err != nil {
+		s.fail(w, m, err)
+		return
+	}
+	if m.rec.IfMatch != 0 && doc.Meta.Version != m.rec.IfMatch {
+		s.fail(w, m, fmt.Errorf("%w: deployment %q is at version %d, not %d", configstore.ErrConflict, name, doc.Meta.Version, m.rec.IfMatch))
+		return
+	}
+	ro, err := rollout.New(rollout.Request{Target: req.Target, Steps: req.Steps, Bake: req.Bake, Reason: req.Reason},
+		doc.Config, newRolloutID(), m.meta.Author, m.rec.Time)
+	if err != nil {
+		s.fail(w, m, err)
+		return
+	}
+	if _, err := s.store.PutRollout(ctx, ro, 0); err != nil {
+		if errors.Is(err, configstore.ErrConflict) {
+			err = &apiError{status: http.StatusConflict,
+				msg: strings.TrimPrefix(err.Error(), "configstore: version conflict: ") + "; pause it, abort it or let it finish first"}
+		}
+		s.fail(w, m, err)
+		return
+	}
+	steps := make([]string, len(ro.Steps))
+	for i, v := range ro.Steps {
+		steps[i] = pct(v)
+	}
+	s.rolloutEvent(ctx, ro, rollout.EventStarted, doc.Meta.Version, withWhy(fmt.Sprintf("%s started by %s: %s through %s, baking %s per step",
+		ro.ID, m.meta.Author, ro.Target, strings.Join(steps, ", "), time.Duration(ro.Bake)), ro.Reason))
+	m.rec.Status = http.StatusCreated
+	s.audit(m.rec)
+	writeJSON(w, http.StatusCreated, s.rolloutStatus(ro))
+}
+
+// changeRollout pauses, resumes or aborts a deployment's rollout. Pause and
+// resume flip its state (resume restarts the step's bake). Abort records
+// the rollout aborted first, so the driver leaves it alone, then writes the
+// rollback as a new version.
+func (s *Server) changeRollout(w http.ResponseWriter, r *http.Request, action string) {
+	var req writeFields
+	m, ok := s.begin(w, r, "rollout-"+action, "", &req)
+	if !ok {
+		return
+	}
+	ctx, name, who := r.Context(), m.rec.Deployment, m.meta.Author
+	var (
+		ro   rollout.Rollout
+		rev  int64
+		kind string
+	)
+	for attempt := 1; ; attempt++ {
+		var err error
+		ro, rev, err = s.store.GetRollout(ctx, name)
+		if err != nil {
+			s.fail(w, m, s.noRollout(ctx, name, err))
+			return
+		}
+		m.rec.Target = ro.Target
+		if aerr := checkTransition(ro, action); aerr != nil {
+			s.fail(w, m, aerr)
+			return
+		}
+		switch action {
+		case rolloutPause:
+			kind, ro.State, ro.Message = rollout.EventPaused, rollout.Paused, withWhy("paused by "+who, req.Reason)
+		case rolloutResume:
+			kind, ro.State, ro.StepStarted = rollout.EventResumed, rollout.Running, s.now().UTC().Round(0)
+			ro.Message = withWhy("resumed by "+who, req.Reason) + "; the step's bake starts again"
+		case rolloutAbort:
+			kind, ro.State, ro.Message = rollout.EventAborted, rollout.Aborted, withWhy("aborted by "+who, req.Reason)
+		}
+		rev, err = s.store.PutRollout(ctx, ro, rev)
+		if errors.Is(err, configstore.ErrConflict) && attempt < maxRolloutAttempts {
+			continue // the driver recorded a step meanwhile: look again
+		}
+		if err != nil {
+			s.fail(w, m, err)
+			return
+		}
+		break
+	}
+	version := uint64(0)
+	if action == rolloutAbort {
+		doc, err := s.store.Update(ctx, name, 0, configstore.Meta{
+			Author: who,
+			Source: configstore.RolloutSource,
+			Reason: rollout.AbortReason(ro, withWhy("by "+who, req.Reason)),
+		}, m.track(rollout.Rollback(ro)))
+		if err != nil {
+			// The rollout stays aborted: say so, and that the target is
+			// where the last step left it.
+			ro.Message += "; the rollback failed: " + err.Error()
+			s.putRolloutNote(ctx, ro, rev)
+			s.rolloutEvent(ctx, ro, kind, 0, ro.Message)
+			s.fail(w, m, fmt.Errorf("rollout %s aborted, but %s was not rolled back: %w", ro.ID, ro.Target, err))
+			return
+		}
+		version = doc.Meta.Version
+		m.rec.Version = version
+		if m.before != nil && doc.Meta.Version > m.before.Version {
+			m.rec.From = m.before.Version
+			m.rec.Changes = configstore.Diff(*m.before, doc.Config)
+			ro.Version = version
+			ro.Message += fmt.Sprintf("; %s back to %s (version %d)", ro.Target, pct(ro.From), version)
+		} else {
+			ro.Message += fmt.Sprintf("; %s was already at %s", ro.Target, pct(ro.From))
+		}
+		s.putRolloutNote(ctx, ro, rev)
+	}
+	s.rolloutEvent(ctx, ro, kind, version, ro.Message)
+	m.rec.Status = http.StatusOK
+	s.audit(m.rec)
+	writeJSON(w, http.StatusOK, s.rolloutStatus(ro))
+}
+
+// checkTransition refuses an action the rollout's state does not allow.
+func checkTransition(ro rollout.Rollout, action string) *apiError {
+	var ok bool
+	var want string
+	switch action {
+	case rolloutPause:
+		ok, want = ro.State == rollout.Running, "only a running rollout can be paused"
+	case rolloutResume:
+		ok, want = ro.State == rollout.Paused, "only a paused rollout can be resumed"
+	case rolloutAbort:
+		ok, want = ro.State.Active(), "only a running or paused rollout can be aborted"
+	}
+	if ok {
+		return nil
+	}
+	return &apiError{status: http.StatusConflict, field: "state",
+		msg: fmt.Sprintf("rollout %s of %s is %s; %s", ro.ID, ro.Target, ro.State, want)}
+}
+
+// putRolloutNote records what an abort's rollback did; the abort itself
+// is already recorded, so a failure here is only logged.
+func (s *Server) putRolloutNote(ctx context.Context, ro rollout.Rollout, rev int64) {
+	if _, err := s.store.PutRollout(ctx, ro, rev); err != nil {
+		s.log.Warn("recording the rollback of an aborted rollout", zap.String("deployment", ro.Deployment), zap.String("rollout", ro.ID), zap.Error(err))
+	}
+}
+
+// noRollout turns GetRollout's ErrNotFound into the answer naming what is
+// missing: the deployment, or only its rollout.
+func (s *Server) noRollout(ctx context.Context, name string, err error) error {
+	if !errors.Is(err, configstore.ErrNotFound) {
+		return err
+	}
+	if _, derr := s.store.Get(ctx, name); derr != nil {
+		return derr
+	}
+	return &apiError{status: http.StatusNotFound, field: "name",
+		msg: fmt.Sprintf("deployment %q has no rollout; start one with POST /api/v1/deployments/%s/rollouts", name, name)}
+}
+
+func (s *Server) rolloutStatus(ro rollout.Rollout) RolloutStatus {
+	return RolloutStatus{Rollout: ro, BakeLeft: gateway.Duration(ro.BakeLeft(s.now()))}
+}
+
+// rolloutEvent records an event in the store's log; like a.event in the
+// gateway, a store outage loses the entry but not the log line.
+func (s *Server) rolloutEvent(ctx context.Context, ro rollout.Rollout, kind string, version uint64, reason string) {
+	ev := configstore.Event{Deployment: ro.Deployment, Kind: kind, Subject: ro.Target, Version: version, Instance: s.instance, Reason: reason}
+	s.log.Info("event", zap.String("kind", kind), zap.String("deployment", ro.Deployment), zap.String("subject", ro.Target), zap.String("reason", reason))
+	if _, err := s.store.AppendEvent(ctx, ev); err != nil {
+		s.log.Warn("recording event", zap.String("kind", kind), zap.Error(err))
+	}
+}
+
+func withWhy(s, reason string) string {
+	if reason == "" {
+		return s
+	}
+	return s + ": " + reason
+}
+
+// newRolloutID is "r-" and 8 random hex digits: short enough to quote in
+// a version's reason, unique enough for one deployment's rollouts.
+func newRolloutID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "r-" + hex.EncodeToString(b[:])
+}
+
+// Client.
+
+// StartRollout starts a rollout of a deployment's pool or flag; req.Reason
+// defaults to o.Reason. o.IfMatch makes it conditional on the deployment's
+// version.
+func (c *Client) StartRollout(ctx context.Context, name string, req rollout.Request, o WriteOptions) (RolloutStatus, error) {
+	if req.Reason == "" {
+		req.Reason = o.Reason
+	}
+	var out RolloutStatus
+	body := startRolloutRequest{Target: req.Target, Steps: req.Steps, Bake: req.Bake, writeFields: writeFields{req.Reason}}
+	err := c.do(ctx, http.MethodPost, deploymentPath(name)+"/rollouts", body, o, &out)
+	return out, err
+}
+
+// Rollout returns a deployment's current or last rollout.
+func (c *Client) Rollout(ctx context.Context, name string) (RolloutStatus, error) {
+	var out RolloutStatus
+	err := c.do(ctx, http.MethodGet, deploymentPath(name)+"/rollouts", nil, WriteOptions{}, &out)
+	return out, err
+}
+
+// PauseRollout holds a running rollout at its step.
+func (c *Client) PauseRollout(ctx context.Context, name string, o WriteOptions) (RolloutStatus, error) {
+	return c.rolloutAction(ctx, name, rolloutPause, o)
+}
+
+// ResumeRollout continues a paused rollout; its step bakes again in full.
+func (c *Client) ResumeRollout(ctx context.Context, name string, o WriteOptions) (RolloutStatus, error) {
+	return c.rolloutAction(ctx, name, rolloutResume, o)
+}
+
+// AbortRollout stops a rollout and puts its target back where it was.
+func (c *Client) AbortRollout(ctx context.Context, name string, o WriteOptions) (RolloutStatus, error) {
+	return c.rolloutAction(ctx, name, rolloutAbort, o)
+}
+
+func (c *Client) rolloutAction(ctx context.Context, name, action string, o WriteOptions) (RolloutStatus, error) {
+	var out RolloutStatus
+	err := c.do(ctx, http.MethodPost, deploymentPath(name)+"/rollouts/"+action, writeFields{o.Reason}, WriteOptions{}, &out)
+	return out, err
+}
+
+// Command line.
+
+// rolloutFlags are the flags of "switchback rollout".
+type rolloutFlags struct {
+	target, steps, bake string
+}
+
+// rollout runs "switchback rollout VERB NAME".
+func (inv *invocation) rollout(ctx context.Context, pos []string, f rolloutFlags, set map[string]bool) int {
+	if len(pos) != 2 {
+		return inv.usagef("want a verb (start, status, pause, resume, abort) and a deployment name")
+	}
+	verb, name := pos[0], pos[1]
+	if verb != "start" {
+		for _, flag := range []string{"target", "steps", "bake"} {
+			if set[flag] {
+				return inv.usagef("--%s is for rollout start", flag)
+			}
+		}
+	}
+	if verb == "status" && set["reason"] {
+		return inv.usagef("--reason is for start, pause, resume and abort")
+	}
+	var (
+		st  RolloutStatus
+		err error
+	)
+	switch verb {
+	case "start":
+		if f.target == "" || f.steps == "" || f.bake == "" {
+			return inv.usagef("rollout start needs --target pool:NAME or flag:NAME, --steps like 1,10,50,100 and --bake like 30m")
+		}
+		steps, perr := parseSteps(f.steps)
+		if perr != nil {
+			return inv.usagef("%v", perr)
+		}
+		st, err = inv.c.StartRollout(ctx, name, rollout.Request{Target: f.target, Steps: steps, Bake: f.bake}, inv.wo)
+	case "status":
+		st, err = inv.c.Rollout(ctx, name)
+	case "pause":
+		st, err = inv.c.PauseRollout(ctx, name, inv.wo)
+	case "resume":
+		st, err = inv.c.ResumeRollout(ctx, name, inv.wo)
+	case "abort":
+		st, err = inv.c.AbortRollout(ctx, name, inv.wo)
+	default:
+		return inv.usagef("unknown verb %q: want start, status, pause, resume or abort", verb)
+	}
+	if err != nil {
+		return inv.fail(err)
+	}
+	return inv.print(func(w io.Writer) { printRollout(w, st) })
+}
+
+// parseSteps reads "1,10,50,100" (a % after each number is allowed).
+func parseSteps(s string) ([]float64, error) {
+	parts := strings.Split(s, ",")
+	steps := make([]float64, 0, len(parts))
+	for _, p := range parts {
+		v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(p), "%"), 64)
+		if err != nil {
+			return nil, fmt.Errorf("--steps %q: want percentages separated by commas, like 1,10,50,100", s)
+		}
+		steps = append(steps, v)
+	}
+	return steps, nil
+}
+
+// printRollout shows a rollout as a table of its steps:
+//
+//	checkout  rollout r-5f3a9c01  pool:green  running, step 2/4
+//	started 2025-06-01 12:00:00Z by alice: "ship v2"
+//
+//	STEP  VALUE  STATE
+//	1/4   1%     baked
+//	2/4   10%    baking, 12m30s left
+//	3/4   50%    -
+//	4/4   100%   -
+//
+//	bake 30m0s per step; on abort pool:green goes back to 0%
+//	baking step 2/4 (pool green 10%)
+func printRollout(w io.Writer, st RolloutStatus) {
+	n := len(st.Steps)
+	state := string(st.State)
+	if st.State.Active() {
+		if st.Step < 0 {
+			state += ", before step 1/" + strconv.Itoa(n)
+		} else {
+			state += fmt.Sprintf(", step %d/%d", st.Step+1, n)
+		}
+	}
+	fmt.Fprintf(w, "%s  rollout %s  %s  %s\n", st.Deployment, st.ID, st.Target, state)
+	started := fmt.Sprintf("started %s by %s", formatTime(st.Created), firstNonEmpty(st.Author, "unknown"))
+	if st.Reason != "" {
+		started += fmt.Sprintf(": %q", oneLine(st.Reason))
+	}
+	fmt.Fprintln(w, started)
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tVALUE\tSTATE")
+	for i, v := range st.Steps {
+		fmt.Fprintf(tw, "%d/%d\t%s\t%s\n", i+1, n, pct(v), stepState(st, i))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nbake %s per step; on abort %s goes back to %s\n", time.Duration(st.Bake), st.Target, pct(st.From))
+	if st.Message != "" {
+		fmt.Fprintln(w, oneLine(st.Message))
+	}
+}
+
+func stepState(st RolloutStatus, i int) string {
+	switch {
+	case i < st.Step:
+		return "baked"
+	case i > st.Step:
+		return "-"
+	}
+	switch st.State {
+	case rollout.Running:
+		if left := time.Duration(st.BakeLeft); left > 0 {
+			return "baking, " + roundLeft(left) + " left"
+		}
+		return "baked, waiting for the guard"
+	case rollout.Done:
+		return "baked"
+	}
+	return string(st.State)
+}
+
+func roundLeft(d time.Duration) string {
+	if d >= time.Second {
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
