@@ -35,7 +35,7 @@ func three(blue, red, green float64) gateway.Config {
 	return c
 }
 
-func TestNew(t *testing.T) {
+func TestNewRollout(t *testing.T) {
 	noGuard := shop()
 	noGuard.Guard = nil
 	full := shop()
@@ -93,7 +93,7 @@ func TestNew(t *testing.T) {
 	}
 }
 
-func TestNewRecordsWhereItStarts(t *testing.T) {
+func TestNewRolloutRecordsWhereItStarts(t *testing.T) {
 	r, err := New(Request{Target: "pool:green", Steps: []float64{10, 100}, Bake: "30m", Reason: "v2"}, three(60, 40, 0), "r-1", "alice", t0)
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +145,7 @@ func withFlag(c gateway.Config, name string, pct float64) gateway.Config {
 	return c
 }
 
-func TestNext(t *testing.T) {
+func TestRolloutNext(t *testing.T) {
 	blue100 := map[string]float64{"blue": 100, "green": 0}
 	pool := func(step int, started time.Time) Rollout {
 		return at("pool:green", []float64{10, 50, 100}, step, 0, started, blue100)
@@ -262,7 +262,7 @@ func TestNext(t *testing.T) {
 	}
 }
 
-func TestSetWeight(t *testing.T) {
+func TestRolloutSetWeight(t *testing.T) {
 	tests := []struct {
 		name   string
 		cfg    gateway.Config
@@ -310,7 +310,7 @@ func TestSetWeight(t *testing.T) {
 	}
 }
 
-func TestRollback(t *testing.T) {
+func TestRolloutRollback(t *testing.T) {
 	r := at("pool:green", []float64{50, 100}, 1, 0, t0, weights("blue", 100, "green", 0))
 	c := withWeights(shop(), weights("blue", 0, "green", 100))
 	if err := Rollback(r)(&c); err != nil || c.Weights["blue"] != 100 || c.Weights["green"] != 0 {
@@ -325,7 +325,7 @@ func TestRollback(t *testing.T) {
 	}
 }
 
-func TestBakeLeft(t *testing.T) {
+func TestRolloutBakeLeft(t *testing.T) {
 	r := at("pool:green", []float64{10, 100}, 0, 0, t0, nil)
 	tests := []struct {
 		name string
@@ -346,7 +346,7 @@ func TestBakeLeft(t *testing.T) {
 	}
 }
 
-func TestReasons(t *testing.T) {
+func TestRolloutReasons(t *testing.T) {
 	r := at("pool:green", []float64{1, 10, 50, 100}, 0, 0, t0, nil)
 	r.ID, r.Reason = "r-1a2b", "ship v2"
 	if got, want := StepReason(r, 1), "rollout r-1a2b step 2/4: pool green 10% (ship v2)"; got != want {
