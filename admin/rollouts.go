@@ -165,9 +165,10 @@ func (s *Server) changeRollout(w http.ResponseWriter, r *http.Request, action st
 	version := uint64(0)
 	if action == rolloutAbort {
 		doc, err := s.store.Update(ctx, name, 0, configstore.Meta{
-			Author: who,
-			Source: configstore.RolloutSource,
-			Reason: rollout.AbortReason(ro, withWhy("by "+who, req.Reason)),
+			Author:   who,
+			Source:   configstore.RolloutSource,
+			Reason:   rollout.AbortReason(ro, withWhy("by "+who, req.Reason)),
+			Fallback: true,
 		}, m.track(rollout.Rollback(ro)))
 		if err != nil {
 			// The rollout stays aborted: say so, and that the target is

@@ -80,6 +80,7 @@ type App struct {
 	stop    context.CancelFunc
 	watched chan struct{} // closed when the watch goroutine has returned
 	judged  chan struct{} // closed when the guard goroutine has returned
+	rolled  chan struct{} // closed when the rollout driver has returned
 	admin   *http.Server
 	adminLn net.Listener
 }
@@ -287,6 +288,7 @@ func (a *App) Start() error {
 	a.stop = cancel
 	a.watched = make(chan struct{})
 	a.judged = make(chan struct{})
+	a.rolled = make(chan struct{})
 	go func() {
 		defer close(a.watched)
 		_ = a.store.Watch(ctx, a.apply, a.setHealth)
@@ -295,15 +297,21 @@ func (a *App) Start() error {
 		defer close(a.judged)
 		a.runGuards(ctx)
 	}()
+	go func() {
+		defer close(a.rolled)
+		a.runRollouts(ctx)
+	}()
 	return nil
 }
 
-// Stop ends the watch, the guard and the admin API, and waits for them.
+// Stop ends the watch, the guard, the rollout driver and the admin API, and
+// waits for them.
 func (a *App) Stop() error {
 	if a.stop != nil {
 		a.stop()
 		<-a.watched
 		<-a.judged
+		<-a.rolled
 	}
 	return a.stopAdmin()
 }

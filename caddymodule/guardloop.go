@@ -309,9 +309,10 @@ func (a *App) fallBack(ctx context.Context, snap *gateway.Snapshot, kind, subjec
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	doc, err := a.store.Update(wctx, snap.Name(), snap.Version(), configstore.Meta{
-		Author: a.Instance,
-		Source: configstore.SourceGuard,
-		Reason: reason,
+		Author:   a.Instance,
+		Source:   configstore.SourceGuard,
+		Reason:   reason,
+		Fallback: true,
 	}, mutate)
 	switch {
 	case errors.Is(err, configstore.ErrConflict):

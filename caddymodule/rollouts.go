@@ -160,7 +160,7 @@ func (a *App) driveRollout(ctx context.Context, sr configstore.StoredRollout) {
 func (a *App) applyStep(ctx context.Context, sr configstore.StoredRollout, doc configstore.Document, d rollout.Decision, now time.Time) {
 	r := sr.Rollout
 	reason := rollout.StepReason(r, d.Step)
-	written, err := a.writeRollout(ctx, doc, reason, d.Mutate)
+	written, err := a.writeRollout(ctx, doc, reason, false, d.Mutate)
 	var fe *gateway.FieldError
 	if errors.As(err, &fe) {
 		a.abortRollout(ctx, sr, doc, rollout.Decision{Action: rollout.Abort, Value: r.From, Mutate: rollout.Rollback(r),
@@ -187,7 +187,7 @@ func (a *App) abortRollout(ctx context.Context, sr configstore.StoredRollout, do
 	r.State, r.Message = rollout.Aborted, d.Message
 	version := doc.Meta.Version
 	if d.Mutate != nil {
-		written, err := a.writeRollout(ctx, doc, rollout.AbortReason(r, d.Message), d.Mutate)
+		written, err := a.writeRollout(ctx, doc, rollout.AbortReason(r, d.Message), true, d.Mutate)
 		var fe *gateway.FieldError
 		switch {
 		case errors.As(err, &fe):
@@ -209,12 +209,14 @@ func (a *App) abortRollout(ctx context.Context, sr configstore.StoredRollout, do
 // writeRollout writes a rollout's change on top of the version it judged;
 // if anyone wrote meanwhile, the compare-and-swap fails and the rollout is
 // judged again on the next tick.
-func (a *App) writeRollout(ctx context.Context, doc configstore.Document, reason string, mutate func(*gateway.Config) error) (configstore.Document, error) {
+// A rollback (fallback) does not make the pools it empties rollback targets.
+func (a *App) writeRollout(ctx context.Context, doc configstore.Document, reason string, fallback bool, mutate func(*gateway.Config) error) (configstore.Document, error) {
 	name := doc.Config.Name
 	written, err := a.store.Update(ctx, name, doc.Meta.Version, configstore.Meta{
-		Author: a.Instance,
-		Source: configstore.RolloutSource,
-		Reason: reason,
+		Author:   a.Instance,
+		Source:   configstore.RolloutSource,
+		Reason:   reason,
+		Fallback: fallback,
 	}, mutate)
 	switch {
 	case errors.Is(err, configstore.ErrConflict):

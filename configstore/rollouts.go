@@ -25,9 +25,8 @@ import (
 // rollbacks.
 const SourceRollout Source = "rollout"
 
-// RolloutSource is the Source rollout versions are written with. It is
-// SourceAPI until Source.valid accepts SourceRollout.
-const RolloutSource = SourceAPI
+// RolloutSource is the Source rollout versions are written with.
+const RolloutSource = SourceRollout
 
 // StoredRollout is a rollout and the ModRevision of its key, which a
 // compare-and-swap update passes back to PutRollout.

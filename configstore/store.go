@@ -57,7 +57,7 @@ const (
 
 func (s Source) valid() bool {
 	switch s {
-	case SourceAPI, SourceCLI, SourceGuard, SourceBootstrap:
+	case SourceAPI, SourceCLI, SourceGuard, SourceBootstrap, SourceRollout:
 		return true
 	}
 	return false
@@ -72,6 +72,10 @@ type Meta struct {
 	Reason       string    `json:"reason"`
 	Source       Source    `json:"source"`
 	RestoredFrom uint64    `json:"restored_from,omitempty"`
+	// Fallback marks a version that undoes a bad change (a guard fallback,
+	// a rollout abort): the pools it takes off traffic failed, so they do
+	// not become rollback targets the way a flipped-away pool does.
+	Fallback bool `json:"fallback,omitempty"`
 	// Summary is one line computed from the diff to the previous version,
 	// like "weights.green 0 → 100, weights.blue 100 → 0"; "created" for
 	// version 1 and "restored version 3" for a restore.
@@ -268,7 +272,7 @@ func checkMeta(m Meta) error {
 	}
 	if !m.Source.valid() {
 		return &gateway.FieldError{Field: "source", Value: strconv.Quote(string(m.Source)),
-			Want: "want one of api, cli, guard, bootstrap"}
+			Want: "want one of api, cli, guard, bootstrap, rollout"}
 	}
 	return nil
 }

@@ -545,3 +545,29 @@ func sameRouting(a, b gateway.Config) bool {
 	a.Retained, b.Retained = nil, nil
 	return a.Equal(b)
 }
+
+// TestFallbackRetainsNothing: a flip keeps the pool it empties as the
+// rollback target; a fallback (guard, rollout abort) empties a failing pool,
+// which must not become one.
+func TestFallbackRetainsNothing(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	bootstrap(t, s, "shop") // blue 100, green 0
+	flip, err := s.Update(ctx, "shop", 0, testMeta("ship green"), setWeights(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := flip.Config.Retained["blue"]; !ok {
+		t.Fatalf("after a flip: retained %v, want blue", flip.Config.Retained)
+	}
+	m := testMeta("green failing")
+	m.Fallback = true
+	back, err := s.Update(ctx, "shop", 0, m, setWeights(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Config.Retained != nil || !back.Meta.Fallback {
+		t.Errorf("after a fallback: retained %v, meta fallback %v; want none retained, the version marked", back.Config.Retained, back.Meta.Fallback)
+	}
+}

@@ -154,8 +154,8 @@ func (s *Store) write(ctx context.Context, name string, ifVersion uint64, meta M
 				Want: "a document keeps its deployment's name, " + strconv.Quote(name)}
 		}
 		// Every writer maintains the rollback targets the same way. A pool
-		// the guard takes off traffic failed: it is no way back.
-		gateway.Transition(&cur.Config, &cfg, s.now(), meta.Source != SourceGuard)
+		// a fallback takes off traffic failed: it is no way back.
+		gateway.Transition(&cur.Config, &cfg, s.now(), !meta.Fallback && meta.Source != SourceGuard)
 		changes := Diff(cur.Config, cfg)
 		if len(changes) == 0 {
 			return cur, nil
