@@ -45,14 +45,7 @@ func startCaddyGlobal(t testing.TB, global, site string) string {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	port := freePort(t)
 	src := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\t%s\n}\nhttp://127.0.0.1:%d {\n%s\n}\n", global, port, site)
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		t.Fatalf("adapt: %v\n%s", err, src)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	loadCaddyfile(t, src)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitFor(t, "caddy to listen", func() bool {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
@@ -62,6 +55,20 @@ func startCaddyGlobal(t testing.TB, global, site string) string {
 		return err == nil
 	})
 	return base
+}
+
+// loadCaddyfile adapts a whole Caddyfile and runs it in this process until the
+// test ends.
+func loadCaddyfile(t testing.TB, src string) {
+	t.Helper()
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatalf("adapt: %v\n%s", err, src)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
 }
 
 // waitFor polls cond until it holds, failing the test after 10 s.
