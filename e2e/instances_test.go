@@ -185,10 +185,13 @@ func TestTwoInstancesOneFallback(t *testing.T) {
 			guardVersions++
 		}
 	}
-	evs, err := store.Events(t.Context(), "checkout", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The winner records its event just after its version.
+	var evs []configstore.Event
+	waitFor(t, "the fallback event", func() bool {
+		var err error
+		evs, err = store.Events(t.Context(), "checkout", 0)
+		return err == nil && len(evs) > 0
+	})
 	var fallbacks int
 	for _, ev := range evs {
 		if ev.Kind == "fallback" {

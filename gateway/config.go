@@ -131,9 +131,9 @@ func (c Config) Validate() error {
 			return &FieldError{Field: "weights." + name, Value: strconv.Quote(name),
 				Want: "unknown pool; known pools: " + strings.Join(sortedKeys(c.Pools), ", ")}
 		}
-		bp, err := basisPoints(c.Weights[name])
+		bp, err := BasisPoints(c.Weights[name])
 		if err != nil {
-			return &FieldError{Field: "weights." + name, Value: formatPercent(c.Weights[name]), Want: err.Error()}
+			return &FieldError{Field: "weights." + name, Value: FormatPercent(c.Weights[name]), Want: err.Error()}
 		}
 		sum += bp
 	}
@@ -170,8 +170,8 @@ func (c Config) Validate() error {
 		if !ValidName(name) {
 			return &FieldError{Field: "flags", Value: strconv.Quote(name), Want: "flag name " + nameWant}
 		}
-		if _, err := basisPoints(c.Flags[name].Percent); err != nil {
-			return &FieldError{Field: "flags." + name + ".percent", Value: formatPercent(c.Flags[name].Percent), Want: err.Error()}
+		if _, err := BasisPoints(c.Flags[name].Percent); err != nil {
+			return &FieldError{Field: "flags." + name + ".percent", Value: FormatPercent(c.Flags[name].Percent), Want: err.Error()}
 		}
 	}
 	return nil
@@ -206,15 +206,16 @@ func ParsePercent(s string) (float64, error) {
 	if err != nil || strings.ContainsAny(t, "eE") || t == "" {
 		return 0, fmt.Errorf("want a number from 0 to 100 with at most two decimals, like 10 or 0.5")
 	}
-	if _, err := basisPoints(v); err != nil {
+	if _, err := BasisPoints(v); err != nil {
 		return 0, err
 	}
 	return v, nil
 }
 
-// basisPoints converts a percentage to hundredths of a percent, exactly,
-// rejecting values out of range or with more than two decimals.
-func basisPoints(pct float64) (int, error) {
+// BasisPoints converts a percentage to hundredths of a percent, exactly,
+// rejecting values out of range or with more than two decimals. Weights,
+// flag percentages and rollout steps all go through it.
+func BasisPoints(pct float64) (int, error) {
 	if math.IsNaN(pct) || pct < 0 || pct > 100 {
 		return 0, fmt.Errorf("want a number from 0 to 100")
 	}
@@ -225,14 +226,15 @@ func basisPoints(pct float64) (int, error) {
 	return int(bp), nil
 }
 
-func formatPercent(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+// FormatPercent writes a percentage as short as it reads: 10, 0.5, 12.25.
+func FormatPercent(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
-func formatBP(bp int) string { return formatPercent(float64(bp) / 100) }
+func formatBP(bp int) string { return FormatPercent(float64(bp) / 100) }
 
 func describeWeights(w map[string]float64) string {
 	parts := make([]string, 0, len(w))
 	for _, k := range sortedKeys(w) {
-		parts = append(parts, k+"="+formatPercent(w[k]))
+		parts = append(parts, k+"="+FormatPercent(w[k]))
 	}
 	if len(parts) == 0 {
 		return "(none)"

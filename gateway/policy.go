@@ -90,7 +90,7 @@ func (d Duration) Std(def time.Duration) time.Duration {
 // validate checks the policy, naming fields under prefix.
 func (g *Guard) validate(prefix string) error {
 	if g.ErrorRate < 0 || g.ErrorRate > 100 {
-		return &FieldError{Field: prefix + ".error_rate", Value: formatPercent(g.ErrorRate), Want: "want a percentage from 0 to 100 (0 turns it off)"}
+		return &FieldError{Field: prefix + ".error_rate", Value: FormatPercent(g.ErrorRate), Want: "want a percentage from 0 to 100 (0 turns it off)"}
 	}
 	if g.P95 < 0 {
 		return &FieldError{Field: prefix + ".p95", Value: time.Duration(g.P95).String(), Want: "want a positive duration such as 500ms (0 turns it off)"}

@@ -72,7 +72,7 @@ func Compile(cfg Config) (*Snapshot, error) {
 		poolHash: seeded(PoolSeed(cfg.Name)),
 	}
 	for _, name := range sortedKeys(cfg.Pools) {
-		bp, _ := basisPoints(cfg.Weights[name]) // validated above
+		bp, _ := BasisPoints(cfg.Weights[name]) // validated above
 		s.pools = append(s.pools, PoolInfo{
 			Name:      name,
 			Release:   cfg.Pools[name].Release,
@@ -94,7 +94,7 @@ func Compile(cfg Config) (*Snapshot, error) {
 		s.ranges = append(s.ranges, poolRange{upper: upper, pool: i})
 	}
 	for _, name := range sortedKeys(cfg.Flags) {
-		bp, _ := basisPoints(cfg.Flags[name].Percent)
+		bp, _ := BasisPoints(cfg.Flags[name].Percent)
 		s.flags = append(s.flags, flagRule{name: name, bp: uint32(bp), hash: seeded(FlagSeed(name))})
 	}
 	g := cfg.Guard

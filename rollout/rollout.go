@@ -12,7 +12,7 @@ package rollout
 
 import (
 	"fmt"
-	"math"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,7 +138,7 @@ func New(req Request, cfg gateway.Config, id, author string, now time.Time) (Rol
 	switch {
 	case t.Kind == KindPool && !exists:
 		return Rollout{}, &gateway.FieldError{Field: "target", Value: strconv.Quote(req.Target),
-			Want: "unknown pool; pools are " + strings.Join(sortedKeys(cfg.Pools), ", ")}
+			Want: "unknown pool; pools are " + strings.Join(slices.Sorted(maps.Keys(cfg.Pools)), ", ")}
 	case t.Kind == KindFlag && !exists && len(cfg.Flags) >= gateway.MaxFlags:
 		return Rollout{}, &gateway.FieldError{Field: "target", Value: strconv.Quote(req.Target),
 			Want: fmt.Sprintf("a new flag, but the deployment has the most flags it may (%d)", gateway.MaxFlags)}
@@ -180,16 +180,16 @@ func validateSteps(steps []float64, t Target, from float64) error {
 		field := "steps[" + strconv.Itoa(i) + "]"
 		bp, ok := basisPoints(v)
 		if !ok || bp == 0 {
-			return &gateway.FieldError{Field: field, Value: formatPercent(v),
+			return &gateway.FieldError{Field: field, Value: gateway.FormatPercent(v),
 				Want: "want a percentage above 0 and at most 100, with at most two decimals"}
 		}
 		if i == 0 && bp <= mustBP(from) {
-			return &gateway.FieldError{Field: field, Value: formatPercent(v),
-				Want: fmt.Sprintf("the first step must be above %s's current %s%%", t.describe(), formatPercent(from))}
+			return &gateway.FieldError{Field: field, Value: gateway.FormatPercent(v),
+				Want: fmt.Sprintf("the first step must be above %s's current %s%%", t.describe(), gateway.FormatPercent(from))}
 		}
 		if i > 0 && bp <= mustBP(steps[i-1]) {
-			return &gateway.FieldError{Field: field, Value: formatPercent(v),
-				Want: fmt.Sprintf("steps must increase: want more than steps[%d], %s", i-1, formatPercent(steps[i-1]))}
+			return &gateway.FieldError{Field: field, Value: gateway.FormatPercent(v),
+				Want: fmt.Sprintf("steps must increase: want more than steps[%d], %s", i-1, gateway.FormatPercent(steps[i-1]))}
 		}
 	}
 	return nil
@@ -318,14 +318,14 @@ func Next(r Rollout, doc Doc, h Health, now time.Time) Decision {
 		}
 		if doc.ByGuard {
 			return Decision{Action: Abort, Message: fmt.Sprintf("%s; the guard moved %s from %s%% to %s%% (%s)",
-				r.at(), t.describe(), formatPercent(want), formatPercent(cur), doc.Reason)}
+				r.at(), t.describe(), gateway.FormatPercent(want), gateway.FormatPercent(cur), doc.Reason)}
 		}
 		return Decision{Action: Abort, Message: fmt.Sprintf("%s; %s was changed outside the rollout, from %s%% to %s%%; left as it is",
-			r.at(), t.describe(), formatPercent(want), formatPercent(cur))}
+			r.at(), t.describe(), gateway.FormatPercent(want), gateway.FormatPercent(cur))}
 	}
 	if h.Breach != "" {
 		return Decision{Action: Abort, Value: r.From, Mutate: Rollback(r),
-			Message: fmt.Sprintf("%s; %s breached its guard: %s; rolled back to %s%%", r.at(), t.describe(), h.Breach, formatPercent(r.From))}
+			Message: fmt.Sprintf("%s; %s breached its guard: %s; rolled back to %s%%", r.at(), t.describe(), h.Breach, gateway.FormatPercent(r.From))}
 	}
 	if r.Step < 0 {
 		return r.apply(t, 0)
@@ -341,7 +341,7 @@ func Next(r Rollout, doc Doc, h Health, now time.Time) Decision {
 			r.stepName(r.Step), h.MinSamples, t.describe())}
 	}
 	if r.Step == len(r.Steps)-1 {
-		return Decision{Action: Finish, Message: fmt.Sprintf("all %d steps baked healthy: %s at %s%%", len(r.Steps), t.describe(), formatPercent(want))}
+		return Decision{Action: Finish, Message: fmt.Sprintf("all %d steps baked healthy: %s at %s%%", len(r.Steps), t.describe(), gateway.FormatPercent(want))}
 	}
 	return r.apply(t, r.Step+1)
 }
@@ -363,7 +363,7 @@ func (r Rollout) apply(t Target, i int) Decision {
 // stepName is "step 2/4 (pool green 10%)".
 func (r Rollout) stepName(i int) string {
 	t, _ := ParseTarget(r.Target)
-	return fmt.Sprintf("step %d/%d (%s %s%%)", i+1, len(r.Steps), t.describe(), formatPercent(r.Steps[i]))
+	return fmt.Sprintf("step %d/%d (%s %s%%)", i+1, len(r.Steps), t.describe(), gateway.FormatPercent(r.Steps[i]))
 }
 
 // at says where the rollout stands, for abort messages.
@@ -400,7 +400,7 @@ func reasonPrefix(r Rollout) string { return "rollout " + r.ID + " " }
 // "rollout r-1a2b step 2/4: pool green 10% (ship v2)".
 func StepReason(r Rollout, i int) string {
 	t, _ := ParseTarget(r.Target)
-	s := fmt.Sprintf("%sstep %d/%d: %s %s%%", reasonPrefix(r), i+1, len(r.Steps), t.describe(), formatPercent(r.Steps[i]))
+	s := fmt.Sprintf("%sstep %d/%d: %s %s%%", reasonPrefix(r), i+1, len(r.Steps), t.describe(), gateway.FormatPercent(r.Steps[i]))
 	return withReason(s, r.Reason)
 }
 
@@ -464,14 +464,14 @@ func set(t Target, v float64, before map[string]float64) func(*gateway.Config) e
 func SetWeight(c *gateway.Config, pool string, v float64, before map[string]float64) error {
 	if _, ok := c.Pools[pool]; !ok {
 		return &gateway.FieldError{Field: "target", Value: strconv.Quote("pool:" + pool),
-			Want: "unknown pool; pools are " + strings.Join(sortedKeys(c.Pools), ", ")}
+			Want: "unknown pool; pools are " + strings.Join(slices.Sorted(maps.Keys(c.Pools)), ", ")}
 	}
 	target, ok := basisPoints(v)
 	if !ok {
-		return &gateway.FieldError{Field: "weights." + pool, Value: formatPercent(v), Want: "want a percentage from 0 to 100 with at most two decimals"}
+		return &gateway.FieldError{Field: "weights." + pool, Value: gateway.FormatPercent(v), Want: "want a percentage from 0 to 100 with at most two decimals"}
 	}
 	var others []string
-	for _, p := range sortedKeys(c.Pools) {
+	for _, p := range slices.Sorted(maps.Keys(c.Pools)) {
 		if p != pool {
 			others = append(others, p)
 		}
@@ -539,39 +539,22 @@ func share(rest int, pools []string, weights map[string]float64) ([]int, error) 
 	return out, nil
 }
 
-// basisPoints converts a percentage to hundredths of a percent, exactly;
-// false for values out of 0..100 or with more than two decimals.
+// basisPoints is gateway.BasisPoints as a lookup: false for a value that
+// is not a valid percentage.
 func basisPoints(pct float64) (int, bool) {
-	if math.IsNaN(pct) || pct < 0 || pct > 100 {
-		return 0, false
-	}
-	bp := math.Round(pct * 100)
-	if math.Abs(bp-pct*100) > 1e-6 {
-		return 0, false
-	}
-	return int(bp), true
+	bp, err := gateway.BasisPoints(pct)
+	return bp, err == nil
 }
 
 // mustBP compares values stored in documents, which are valid.
-func mustBP(pct float64) int { return int(math.Round(pct * 100)) }
+func mustBP(pct float64) int { bp, _ := gateway.BasisPoints(pct); return bp }
 
-func formatPercent(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
-
-func formatBP(bp int) string { return formatPercent(float64(bp) / 100) }
+func formatBP(bp int) string { return gateway.FormatPercent(float64(bp) / 100) }
 
 func describeWeights(w map[string]float64) string {
 	parts := make([]string, 0, len(w))
-	for _, k := range sortedKeys(w) {
-		parts = append(parts, k+"="+formatPercent(w[k]))
+	for _, k := range slices.Sorted(maps.Keys(w)) {
+		parts = append(parts, k+"="+gateway.FormatPercent(w[k]))
 	}
 	return strings.Join(parts, " ")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
