@@ -7,9 +7,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/a8e2c47e/switchback/configstore"
@@ -141,5 +144,20 @@ func TestBootFromLastKnownGoodWhenStoreDown(t *testing.T) {
 		siteWithStore(ups, "blue"))
 	if pool, v := servedPool(t, base, "u1"); pool != "green" || v != "2" {
 		t.Errorf("booted during outage: %s at version %s, want the last-known-good green at version 2", pool, v)
+	}
+}
+
+func TestGuardNeedsTheApp(t *testing.T) {
+	src := "{\n\tadmin off\n\tpersist_config off\n}\nhttp://127.0.0.1:0 {\n\tswitchback checkout {\n\t\tpool blue 127.0.0.1:1\n\t\tpool green 127.0.0.1:2\n\t\tguard {\n\t\t\terror_rate 5%\n\t\t}\n\t}\n}\n"
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	err = caddy.Load(cfg, true)
+	t.Cleanup(func() { _ = caddy.Stop() })
+	if err == nil || !strings.Contains(err.Error(), "need the switchback global option") {
+		t.Errorf("load with a guard and no app: %v; want an error saying it needs the switchback global option", err)
 	}
 }

@@ -179,6 +179,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		return h.applyIfNew(doc)
 	case errors.Is(err, caddy.ErrNotConfigured):
+		// The guard and the health checks run in the app and record what
+		// they do in the store; accepting them without it would mean a
+		// safety net that silently does nothing.
+		if h.Guard != nil || h.Health != nil {
+			return fmt.Errorf("switchback %s: guard and health_uri need the switchback global option (add 'switchback' in the global options block; it stores every fallback as a version)", h.Deployment)
+		}
 		return h.applyCaddyfile(boot)
 	default:
 		return err
