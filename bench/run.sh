@@ -23,4 +23,4 @@ go test -run '^$' -bench . -benchtime 1x -timeout 10m ./e2e/ 2>&1 | go run ./ben
 
 echo
 echo "== 3. Load: backend direct vs reverse_proxy vs switchback (same binary) =="
-go run ./bench/loadbench -bin bin/switchback "$@"
+go run ./bench/loadbench -bin bin/switchback -rounds 5 -requests 30000 "$@"
