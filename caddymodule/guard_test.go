@@ -15,6 +15,17 @@ import (
 	"github.com/a8e2c47e/switchback/configstore"
 )
 
+// testGuard is the guard most tests use: a 5% error ceiling, judged over a
+// short window so tests finish quickly, with a baseline so shared faults do
+// not count.
+const testGuard = `
+		guard {
+			error_rate 5%
+			window 2s
+			min_requests 20
+			baseline 2x
+		}`
+
 // load sends requests from rotating users at about rps until stopped, and
 // counts them by status. It only ever targets the test's loopback gateway.
 type load struct {
@@ -132,12 +143,7 @@ func waitView(t *testing.T, app *App, what string, cond func(GuardView) bool) Gu
 func TestGuardFallsBackFromBadCanary(t *testing.T) {
 	ups, base, store := guardedGateway(t, `
 		weights blue 80 green 20
-		guard {
-			error_rate 5%
-			window 2s
-			min_requests 20
-			baseline 2x
-		}`)
+`+testGuard)
 	startLoad(t, base, 200)
 	app := runningApp(t)
 	waitView(t, app, "healthy traffic on both pools", func(v GuardView) bool {
@@ -204,12 +210,7 @@ func noActionAfter(t *testing.T, app *App, store *configstore.Store, want uint64
 func TestGuardIgnoresFaultSharedByBothPools(t *testing.T) {
 	ups, base, store := guardedGateway(t, `
 		weights blue 50 green 50
-		guard {
-			error_rate 5%
-			window 2s
-			min_requests 20
-			baseline 2x
-		}`)
+`+testGuard)
 	setFault(t, ups.blue.URL, `{"error_rate": 0.5}`)
 	setFault(t, ups.green.URL, `{"error_rate": 0.5}`)
 	startLoad(t, base, 200)
@@ -244,12 +245,7 @@ func TestGuardSwitchesOffBadFlag(t *testing.T) {
 		weights blue 50 green 50
 		flag new_payment_flow 30
 		flag dark_mode 50
-		guard {
-			error_rate 5%
-			window 2s
-			min_requests 20
-			baseline 2x
-		}`)
+`+testGuard)
 	for _, u := range []string{ups.blue.URL, ups.green.URL} {
 		setFault(t, u, `{"error_rate": 1, "flag": "new_payment_flow"}`)
 	}
@@ -361,5 +357,32 @@ func TestMetricsPerPoolAndCohort(t *testing.T) {
 	}
 	if !strings.Contains(text, `switchback_request_duration_seconds_count{deployment="checkout",pool="blue"}`) {
 		t.Error("no latency histogram for blue")
+	}
+}
+
+// TestClientCancelsAreNotErrors: clients giving up on a slow upstream are
+// not the upstream failing.
+func TestClientCancelsAreNotErrors(t *testing.T) {
+	ups, base, _ := guardedGateway(t, "weights blue 0 green 100"+testGuard)
+	setFault(t, ups.green.URL, `{"latency": "2s"}`)
+	c := &http.Client{Timeout: 50 * time.Millisecond}
+	for i := range 30 {
+		req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
+		req.Header.Set("X-User-ID", fmt.Sprint("impatient-", i))
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatal("a request finished before the injected latency")
+		}
+	}
+	setFault(t, ups.green.URL, `{}`)
+	for i := range 5 {
+		if p, _ := servedPool(t, base, fmt.Sprint("patient-", i)); p != "green" {
+			t.Fatalf("served by %s", p)
+		}
+	}
+	app := runningApp(t)
+	v := waitView(t, app, "the patient requests counted", func(v GuardView) bool { return v.Pools["green"].Requests >= 5 })
+	if g := v.Pools["green"]; g.Errors != 0 {
+		t.Errorf("green: %d errors in %d requests after 30 client timeouts, want 0", g.Errors, g.Requests)
 	}
 }

@@ -124,12 +124,7 @@ func TestRolloutAdvancesToDone(t *testing.T) {
 func TestRolloutAbortsOnBreach(t *testing.T) {
 	ups, base, store := guardedGateway(t, `
 		weights blue 100 green 0
-		guard {
-			error_rate 5%
-			window 2s
-			min_requests 20
-			baseline 2x
-		}`)
+`+testGuard)
 	startLoad(t, base, 200)
 	app := runningApp(t)
 	driveRollouts(t, app, 1)
