@@ -347,8 +347,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	rt.snap.SetUpstreamHeaders(r.Header, d)
 	start := time.Now()
 	err := rt.proxies[d.Pool].ServeHTTP(w, r, next)
-	// A client that went away says nothing about the upstream; counting it
-	// would let impatient users push a healthy pool into a fallback.
+	// A request its client abandoned says nothing about the upstream: its
+	// cut-short latency (or error) would skew the guard's figures.
 	if r.Context().Err() == nil {
 		rt.meter.Record(d.Pool, d.Flags, err != nil || rt.snap.IsError(proxiedStatus(r)), time.Since(start))
 	}
