@@ -395,3 +395,28 @@ func BenchmarkTokenLookup(b *testing.B) {
 		ts.lookup("some-presented-token")
 	}
 }
+
+// TestRefusedMutationsAreAudited: a viewer trying to change routing, and a
+// mutation with the wrong content type, leave audit records.
+func TestRefusedMutationsAreAudited(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Tokens = tokensFile(t) })
+	r := h.do("POST", "/api/v1/deployments/shop/flip", `{}`, "Authorization", "Bearer "+viewerToken)
+	if r.status != http.StatusForbidden {
+		t.Fatalf("viewer flip: %d %s", r.status, r.body)
+	}
+	rec := h.audit.last(t)
+	if rec.Who != "watcher" || rec.Status != http.StatusForbidden || !strings.Contains(rec.Action, "/flip") {
+		t.Errorf("audit %+v, want watcher's refused flip (403)", rec)
+	}
+	req, _ := http.NewRequest(http.MethodPost, h.srv.URL+"/api/v1/deployments/shop/flip", strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Bearer "+operatorToken)
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if rec := h.audit.last(t); resp.StatusCode != http.StatusUnsupportedMediaType || rec.Who != "ops" || rec.Status != http.StatusUnsupportedMediaType {
+		t.Errorf("text/plain flip: %d, audit %+v; want 415 audited for ops", resp.StatusCode, rec)
+	}
+}

@@ -42,7 +42,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusBadRequest, field: "follow", msg: fmt.Sprintf("follow %q: want 1 or 0", follow)})
 		return
 	}
-	recent, err := s.store.Events(r.Context(), dep, limit)
+	recent, rev, err := s.store.EventsAt(r.Context(), dep, limit)
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -54,10 +54,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, eventsList{Events: recent})
 		return
 	}
-	s.streamEvents(w, r, dep, recent)
+	s.streamEvents(w, r, dep, recent, rev)
 }
 
-func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, dep string, recent []configstore.Event) {
+// streamEvents sends recent, then follows the log from rev, the revision
+// recent was read at, so no event falls between the two.
+func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, dep string, recent []configstore.Event, rev int64) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -89,7 +91,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, dep string
 	evs := make(chan configstore.Event, 64)
 	followErr := make(chan error, 1)
 	go func() {
-		followErr <- s.store.FollowEvents(ctx, func(ev configstore.Event) {
+		followErr <- s.store.FollowEvents(ctx, rev, func(ev configstore.Event) {
 			if dep == "" || ev.Deployment == dep {
 				select {
 				case evs <- ev:

@@ -269,10 +269,10 @@ func parseVersion(field, v string) (uint64, *apiError) {
 func (s *Server) handleFlip(w http.ResponseWriter, r *http.Request) {
 	var req flipRequest
 	m, ok := s.begin(w, r, "flip", "", &req)
-	if !ok {
+	if !ok || !s.readBefore(w, r, m) {
 		return
 	}
-	doc, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, m.track(flip))
+	doc, err := s.store.Update(r.Context(), m.rec.Deployment, m.pinned(), m.meta, m.track(flip))
 	s.finish(w, r, m, doc, err)
 }
 
@@ -410,7 +410,7 @@ func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
 	if !s.readBefore(w, r, m) {
 		return
 	}
-	doc, err := s.store.Rollback(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta)
+	doc, err := s.store.Rollback(r.Context(), m.rec.Deployment, m.pinned(), m.meta)
 	// The deployment exists (readBefore read it): what is missing is a
 	// version before the current one.
 	s.finish(w, r, m, doc, notFoundField(err, "version"))
@@ -425,7 +425,19 @@ func (s *Server) readBefore(w http.ResponseWriter, r *http.Request, m *mutation)
 		return false
 	}
 	m.before = &cur.Config
+	m.read = cur.Meta.Version
 	return true
+}
+
+// pinned is the version a relative change (flip, rollback) must apply to:
+// the If-Match given, or else the version the request read. Two operators
+// flipping at once then get one flip and one 409, never two flips that
+// cancel out with both answered 200.
+func (m *mutation) pinned() uint64 {
+	if m.rec.IfMatch != 0 {
+		return m.rec.IfMatch
+	}
+	return m.read
 }
 
 // mutation is one write in progress: its audit record so far, the metadata
@@ -434,6 +446,7 @@ type mutation struct {
 	rec    Record
 	meta   configstore.Meta
 	before *gateway.Config
+	read   uint64 // the version readBefore read
 }
 
 // track wraps a document edit so the mutation remembers what the edit

@@ -126,6 +126,16 @@ func (s *Server) changeRollout(w http.ResponseWriter, r *http.Request, action st
 		return
 	}
 	ctx, name, who := r.Context(), m.rec.Deployment, m.meta.Author
+	if m.rec.IfMatch != 0 {
+		doc, err := s.store.Get(ctx, name)
+		if err == nil && doc.Meta.Version != m.rec.IfMatch {
+			err = fmt.Errorf("%w: deployment %q is at version %d, not %d", configstore.ErrConflict, name, doc.Meta.Version, m.rec.IfMatch)
+		}
+		if err != nil {
+			s.fail(w, m, err)
+			return
+		}
+	}
 	var (
 		ro   rollout.Rollout
 		rev  int64
@@ -164,6 +174,10 @@ func (s *Server) changeRollout(w http.ResponseWriter, r *http.Request, action st
 	}
 	version := uint64(0)
 	if action == rolloutAbort {
+		// The rollout is recorded aborted, so nothing else will roll the
+		// target back: finish even if the caller hangs up meanwhile.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
 		doc, err := s.store.Update(ctx, name, 0, configstore.Meta{
 			Author:   who,
 			Source:   configstore.RolloutSource,
@@ -305,7 +319,7 @@ func (c *Client) AbortRollout(ctx context.Context, name string, o WriteOptions) 
 
 func (c *Client) rolloutAction(ctx context.Context, name, action string, o WriteOptions) (RolloutStatus, error) {
 	var out RolloutStatus
-	err := c.do(ctx, http.MethodPost, deploymentPath(name)+"/rollouts/"+action, writeFields{o.Reason}, WriteOptions{}, &out)
+	err := c.do(ctx, http.MethodPost, deploymentPath(name)+"/rollouts/"+action, writeFields{o.Reason}, o, &out)
 	return out, err
 }
 

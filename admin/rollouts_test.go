@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -318,5 +319,30 @@ func TestRolloutCLI(t *testing.T) {
 	}
 	if doc := h.current("shop"); doc.Config.Weights["green"] != 0 || doc.Meta.Source != configstore.RolloutSource {
 		t.Errorf("after the CLI's abort: weights %v by %s", doc.Config.Weights, doc.Meta.Source)
+	}
+}
+
+// TestRolloutActionIfMatch: pause, resume and abort honour If-Match.
+func TestRolloutActionIfMatch(t *testing.T) {
+	h := newHarness(t, nil)
+	if _, err := h.store.Update(t.Context(), "shop", 0, configstore.Meta{Author: "t", Source: configstore.SourceAPI}, func(c *gateway.Config) error {
+		c.Guard = &gateway.Guard{ErrorRate: 5}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.do("POST", "/api/v1/deployments/shop/rollouts", `{"target": "pool:green", "steps": [10, 100], "bake": "1m"}`); r.status != http.StatusCreated {
+		t.Fatalf("start: %d %s", r.status, r.body)
+	}
+	cur := h.current("shop").Meta.Version
+	r := h.do("POST", "/api/v1/deployments/shop/rollouts/pause", `{}`, "If-Match", fmt.Sprintf(`"%d"`, cur+5))
+	if r.status != http.StatusConflict {
+		t.Fatalf("pause with a stale If-Match: %d %s, want 409", r.status, r.body)
+	}
+	if ro, _, err := h.store.GetRollout(t.Context(), "shop"); err != nil || ro.State == rollout.Paused {
+		t.Errorf("rollout %v (%v) after a refused pause, want it not paused", ro.State, err)
+	}
+	if r := h.do("POST", "/api/v1/deployments/shop/rollouts/pause", `{}`, "If-Match", fmt.Sprintf(`"%d"`, cur)); r.status != http.StatusOK {
+		t.Errorf("pause with the current If-Match: %d %s", r.status, r.body)
 	}
 }

@@ -234,8 +234,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		need = rt.role
 	}
 	if !p.Role.allows(need) {
-		writeError(sw, &apiError{status: http.StatusForbidden,
-			msg: fmt.Sprintf("%s (role %s) may not %s %s; needs role %s", p.Name, p.Role, r.Method, r.URL.Path, need)})
+		aerr := &apiError{status: http.StatusForbidden,
+			msg: fmt.Sprintf("%s (role %s) may not %s %s; needs role %s", p.Name, p.Role, r.Method, r.URL.Path, need)}
+		s.auditRefused(r, p, aerr)
+		writeError(sw, aerr)
 		return
 	}
 	if rt == nil {
@@ -246,12 +248,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if isMutation(r.Method) {
 		if aerr := checkJSONBody(r); aerr != nil {
+			s.auditRefused(r, p, aerr)
 			writeError(sw, aerr)
 			return
 		}
 		r.Body = http.MaxBytesReader(sw, r.Body, maxBody)
 	}
 	s.mux.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+}
+
+// auditRefused records a mutation attempt that an authenticated caller made
+// and the gate refused (a viewer trying to change routing, a non-JSON body),
+// so the audit log holds every attempt, not only the ones that got through.
+func (s *Server) auditRefused(r *http.Request, p Principal, aerr *apiError) {
+	if !isMutation(r.Method) {
+		return
+	}
+	s.audit(Record{
+		Time:       s.now(),
+		Who:        p.Name,
+		Role:       p.Role,
+		Remote:     r.RemoteAddr,
+		Action:     r.Method + " " + r.URL.Path,
+		Status:     aerr.status,
+		Error:      aerr.msg,
+	})
 }
 
 // maxBody caps a request body.

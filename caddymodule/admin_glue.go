@@ -58,8 +58,13 @@ func (a *App) startAdmin() error {
 		return fmt.Errorf("switchback admin %q: %w", a.Admin, err)
 	}
 	a.adminLn = lnAny.(net.Listener)
+	base, cancelStreams := context.WithCancel(context.Background())
+	a.cancelStreams = cancelStreams
 	a.admin = &http.Server{
-		Handler:           srv,
+		Handler: srv,
+		// Requests (the events stream above all) end when the API stops,
+		// so a reload never waits on an open follower.
+		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -78,6 +83,7 @@ func (a *App) stopAdmin() error {
 	if a.admin == nil {
 		return nil
 	}
+	a.cancelStreams()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := a.admin.Shutdown(ctx)

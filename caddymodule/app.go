@@ -83,6 +83,8 @@ type App struct {
 	rolled  chan struct{} // closed when the rollout driver has returned
 	admin   *http.Server
 	adminLn net.Listener
+	// cancelStreams ends the admin API's open requests (events streams).
+	cancelStreams context.CancelFunc
 }
 
 // StoreConfig selects the etcd the versions live in.
@@ -193,6 +195,11 @@ func (a *App) startEmbedded() error {
 	if addr == "" {
 		addr = defaultClientAddr
 	}
+	// The embedded etcd has no TLS and no auth: reachable from elsewhere,
+	// it would let anyone change routing around the admin API's tokens.
+	if host, _, err := net.SplitHostPort(addr); err != nil || !isLoopback(host) {
+		return fmt.Errorf("embedded etcd client address %q: want a loopback address such as 127.0.0.1:2379 (it has no TLS or auth); for a shared store use 'store etcd' with a secured cluster", addr)
+	}
 	a.embedKey = dir + "|" + addr
 	val, _, err := embeddedStores.LoadOrNew(a.embedKey, func() (caddy.Destructor, error) {
 		e, err := configstore.StartEmbedded(dir, addr)
@@ -207,6 +214,14 @@ func (a *App) startEmbedded() error {
 	}
 	a.client, err = val.(embeddedEntry).Client()
 	return err
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (a *App) connectExternal() error {
@@ -344,16 +359,20 @@ func (a *App) apply(doc configstore.Document) {
 	if doc.Meta.Source == configstore.SourceGuard {
 		a.noteGuardWrite(name, doc.Meta.Time)
 	}
-	cur := dep.Snapshot()
+	_, err := dep.Apply(doc.Config)
 	switch {
-	case cur != nil && cur.Version() > doc.Meta.Version:
-		return // older than what is live
-	case cur == nil || cur.Version() < doc.Meta.Version:
-		if _, err := dep.Apply(doc.Config); err != nil {
-			a.metrics.applyErrors.WithLabelValues(name).Inc()
-			a.logger.Error("applying version", zap.String("deployment", name), zap.Uint64("version", doc.Meta.Version), zap.Error(err))
+	case errors.Is(err, gateway.ErrStale):
+		// Already live (the bootstrapped version, or our own write applied
+		// before the watch brought it back) or older than what is live;
+		// record it only if it is exactly what is live.
+		if cur := dep.Snapshot(); cur == nil || cur.Version() != doc.Meta.Version {
 			return
 		}
+	case err != nil:
+		a.metrics.applyErrors.WithLabelValues(name).Inc()
+		a.logger.Error("applying version", zap.String("deployment", name), zap.Uint64("version", doc.Meta.Version), zap.Error(err))
+		return
+	default:
 		a.metrics.switches.WithLabelValues(name).Inc()
 		a.logger.Info("applied version", zap.String("deployment", name), zap.Uint64("version", doc.Meta.Version),
 			zap.String("source", string(doc.Meta.Source)), zap.String("author", doc.Meta.Author), zap.String("summary", doc.Meta.Summary))

@@ -26,6 +26,9 @@ func (a *App) event(ctx context.Context, ev Event) {
 	a.metrics.events.WithLabelValues(ev.Deployment, ev.Kind).Inc()
 	a.logger.Warn("event", zap.String("kind", ev.Kind), zap.String("deployment", ev.Deployment),
 		zap.String("subject", ev.Subject), zap.Uint64("version", ev.Version), zap.String("reason", ev.Reason))
+	if !a.healthy.Load() {
+		return // the log line stands; waiting on an unreachable store would stall the guard
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if _, err := a.store.AppendEvent(ctx, ev); err != nil {

@@ -22,12 +22,12 @@ const guardTick = 25 * time.Millisecond
 
 // guardState is the evaluator's memory of one deployment on this instance.
 type guardState struct {
-	checker       *guard.Checker
-	stopChecker   context.CancelFunc
-	checkerDone   chan struct{}
-	healthVersion uint64    // version the checker was last configured from
-	nextSlot      time.Time // when the meters advance next
-	lastRefusal   time.Time // rate-limits "target unhealthy" events
+	checker     *guard.Checker
+	stopChecker context.CancelFunc
+	checkerDone chan struct{}
+	healthSnap  *gateway.Snapshot // snapshot the checker was last configured from
+	nextSlot    time.Time         // when the meters advance next
+	lastRefusal time.Time         // rate-limits "target unhealthy" events
 
 	// mu protects view, read by the admin API.
 	mu   sync.Mutex
@@ -147,8 +147,8 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 	if snap == nil {
 		return
 	}
-	if snap.Version() != st.healthVersion {
-		st.healthVersion = snap.Version()
+	if snap != st.healthSnap {
+		st.healthSnap = snap
 		configureChecks(st.checker, snap)
 	}
 	g := snap.Guard()
@@ -239,7 +239,10 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 	st.view = view
 	st.mu.Unlock()
 
-	if act == nil || cooldownUntil.After(now) {
+	// While the store is unreachable a fallback could not be written (and
+	// every attempt would stall this loop, and so the meters, for its
+	// timeout); the gateway keeps serving the last applied version.
+	if act == nil || cooldownUntil.After(now) || !a.healthy.Load() {
 		return
 	}
 	switch act.kind {

@@ -191,13 +191,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 }
 
-// applyIfNew makes a store version live unless the deployment already
-// serves it (a reload keeps what the watch applied).
+// applyIfNew makes a version live unless the deployment already serves it
+// or a newer one: a reload keeps what the watch, the guard or a rollout
+// applied, even when the store is down and bootstrap fell back to an older
+// last-known-good or to the Caddyfile.
 func (h *Handler) applyIfNew(doc gateway.Config) error {
-	if cur := h.deployment.Snapshot(); cur != nil && cur.Version() == doc.Version {
-		return nil
-	}
-	if _, err := h.deployment.Apply(doc); err != nil {
+	if _, err := h.deployment.Apply(doc); err != nil && !errors.Is(err, gateway.ErrStale) {
 		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
 	}
 	return nil
@@ -280,6 +279,7 @@ func (h *Handler) Prepare(snap *gateway.Snapshot) (commit func(), err error) {
 	}
 	return func() {
 		h.route.Store(rt)
+		h.meters.Prune(names, snap.FlagNames())
 		h.retireUnused(rt)
 	}, nil
 }
@@ -350,21 +350,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// A request its client abandoned says nothing about the upstream: its
 	// cut-short latency (or error) would skew the guard's figures.
 	if r.Context().Err() == nil {
-		rt.meter.Record(d.Pool, d.Flags, err != nil || rt.snap.IsError(proxiedStatus(r)), time.Since(start))
+		status, latency := proxied(r)
+		if status != http.StatusSwitchingProtocols { // a WebSocket's lifetime is no latency
+			if latency == 0 {
+				latency = time.Since(start) // a transport failure: time to fail
+			}
+			rt.meter.Record(d.Pool, d.Flags, err != nil || rt.snap.IsError(status), latency)
+		}
 	}
 	return err
 }
 
-// proxiedStatus is the status reverse_proxy got from the upstream, 0 if
-// none (a transport failure returns an error instead).
-func proxiedStatus(r *http.Request) int {
+// proxied reads what reverse_proxy recorded of the upstream's answer: its
+// status and how long the response headers took (time to first byte, so a
+// long streamed body is not counted as slowness); zeros when there was no
+// answer (a transport failure returns an error instead).
+func proxied(r *http.Request) (status int, latency time.Duration) {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
-		return 0
+		return 0, 0
 	}
 	v, _ := repl.Get("http.reverse_proxy.status_code")
-	code, _ := v.(int)
-	return code
+	status, _ = v.(int)
+	v, _ = repl.Get("http.reverse_proxy.upstream.latency")
+	latency, _ = v.(time.Duration)
+	return status, latency
 }
 
 func (h *Handler) decide(snap *gateway.Snapshot, w http.ResponseWriter, r *http.Request) gateway.Decision {

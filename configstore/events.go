@@ -84,18 +84,25 @@ func (s *Store) trimEvents(ctx context.Context) error {
 // Events lists events newest first, of one deployment or ("") of all;
 // limit <= 0 means all kept.
 func (s *Store) Events(ctx context.Context, deployment string, limit int) ([]Event, error) {
+	evs, _, err := s.EventsAt(ctx, deployment, limit)
+	return evs, err
+}
+
+// EventsAt is Events, also returning the etcd revision the list was read
+// at, from which FollowEvents continues without a gap.
+func (s *Store) EventsAt(ctx context.Context, deployment string, limit int) ([]Event, int64, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	resp, err := s.client.Get(ctx, s.eventsPrefix(), clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend))
 	if err != nil {
-		return nil, etcdErr("list events", err)
+		return nil, 0, etcdErr("list events", err)
 	}
 	var out []Event
 	for _, kv := range resp.Kvs {
 		var ev Event
 		if err := json.Unmarshal(kv.Value, &ev); err != nil {
-			return nil, fmt.Errorf("configstore: decode %s: %w", kv.Key, err)
+			continue // one damaged entry must not hide the log
 		}
 		if deployment != "" && ev.Deployment != deployment {
 			continue
@@ -105,16 +112,21 @@ func (s *Store) Events(ctx context.Context, deployment string, limit int) ([]Eve
 			break
 		}
 	}
-	return out, nil
+	return out, resp.Header.Revision, nil
 }
 
-// FollowEvents calls fn for every event appended from now on, in order,
-// until ctx ends or the watch fails (the caller, a streaming client, may
-// reconnect).
-func (s *Store) FollowEvents(ctx context.Context, fn func(Event)) error {
-	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+// FollowEvents calls fn for every event appended after etcd revision rev
+// (0: from now on), in order, until ctx ends or the watch fails. It always
+// returns a non-nil error: ctx's, or ErrUnavailable when the watch ended
+// (the caller, a streaming client, may reconnect).
+func (s *Store) FollowEvents(ctx context.Context, rev int64, fn func(Event)) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	for resp := range s.client.Watch(ctx, s.eventsPrefix(), clientv3.WithPrefix(), clientv3.WithFilterDelete()) {
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithFilterDelete()}
+	if rev > 0 {
+		opts = append(opts, clientv3.WithRev(rev+1))
+	}
+	for resp := range s.client.Watch(wctx, s.eventsPrefix(), opts...) {
 		if err := resp.Err(); err != nil {
 			return etcdErr("follow events", err)
 		}
@@ -125,5 +137,8 @@ func (s *Store) FollowEvents(ctx context.Context, fn func(Event)) error {
 			}
 		}
 	}
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: the events watch ended", ErrUnavailable)
 }

@@ -7,8 +7,16 @@ import (
 	"sync/atomic"
 )
 
-// ErrNameMismatch is returned by Apply for a document of another deployment.
-var ErrNameMismatch = errors.New("gateway: document names another deployment")
+// Errors from Apply.
+var (
+	// ErrNameMismatch: the document is another deployment's.
+	ErrNameMismatch = errors.New("gateway: document names another deployment")
+	// ErrStale: the document is not newer than the live one. Several
+	// writers apply versions (the store's watch, the guard, rollouts, a
+	// reload's bootstrap); refusing older ones under the lock is what keeps
+	// the live version from ever going backwards.
+	ErrStale = errors.New("gateway: version is not newer than the live one")
+)
 
 // Binder is a host that serves a deployment, such as one Caddy handler. The
 // host usually needs to build something per snapshot (for Caddy, a
@@ -47,8 +55,9 @@ func (d *Deployment) Name() string { return d.name }
 func (d *Deployment) Snapshot() *Snapshot { return d.current.Load() }
 
 // Apply compiles cfg and makes it live on every binder, or on none: a
-// document that does not validate, or that a binder cannot prepare, changes
-// nothing and returns the error.
+// document that does not validate, that is not newer than the live one
+// (ErrStale), or that a binder cannot prepare, changes nothing and returns
+// the error.
 func (d *Deployment) Apply(cfg Config) (*Snapshot, error) {
 	if cfg.Name != d.name {
 		return nil, fmt.Errorf("%w: %q, this is %q", ErrNameMismatch, cfg.Name, d.name)
@@ -59,6 +68,9 @@ func (d *Deployment) Apply(cfg Config) (*Snapshot, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if cur := d.current.Load(); cur != nil && cfg.Version <= cur.Version() {
+		return nil, fmt.Errorf("%w: version %d, live %d", ErrStale, cfg.Version, cur.Version())
+	}
 	commits := make([]func(), 0, len(d.binders))
 	for bd := range d.binders {
 		commit, err := bd.b.Prepare(snap)

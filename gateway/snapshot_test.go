@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -262,6 +264,17 @@ func TestDeploymentApplyAllOrNothing(t *testing.T) {
 		t.Errorf("after detaching b: a v%d, b v%d; want a v2, b v1", a.live.Version(), b.live.Version())
 	}
 
+	// Versions never go backwards, whoever applies them.
+	old := testConfig(0, nil)
+	old.Version = 2
+	if _, err := d.Apply(old); !errors.Is(err, ErrStale) {
+		t.Errorf("Apply(the live version again) = %v, want ErrStale", err)
+	}
+	old.Version = 1
+	if _, err := d.Apply(old); !errors.Is(err, ErrStale) || d.Snapshot().Version() != 2 {
+		t.Errorf("Apply(an older version) = %v, live v%d; want ErrStale and v2 kept", err, d.Snapshot().Version())
+	}
+
 	other := testConfig(0, nil)
 	other.Name = "search"
 	if _, err := d.Apply(other); !errors.Is(err, ErrNameMismatch) {
@@ -329,5 +342,54 @@ func BenchmarkSetUpstreamHeaders(b *testing.B) {
 	for b.Loop() {
 		h := make(http.Header, 4)
 		snap.SetUpstreamHeaders(h, d)
+	}
+}
+
+// TestApplyNeverGoesBack: writers racing with versions in any order leave
+// the newest live, and a reader never sees the version decrease.
+func TestApplyNeverGoesBack(t *testing.T) {
+	d := NewDeployment("checkout")
+	const writers, top = 8, 400
+	stop := make(chan struct{})
+	readerErr := make(chan error, 1)
+	go func() {
+		var last uint64
+		for {
+			select {
+			case <-stop:
+				readerErr <- nil
+				return
+			default:
+			}
+			if s := d.Snapshot(); s != nil {
+				if s.Version() < last {
+					readerErr <- fmt.Errorf("live version went from %d back to %d", last, s.Version())
+					return
+				}
+				last = s.Version()
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for v := top - w; v > 0; v -= writers { // newest first: most applies are stale
+				c := testConfig(float64(v%2)*100, nil)
+				c.Version = uint64(v)
+				if _, err := d.Apply(c); err != nil && !errors.Is(err, ErrStale) {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-readerErr; err != nil {
+		t.Error(err)
+	}
+	if got := d.Snapshot().Version(); got != top {
+		t.Errorf("live version %d, want the newest, %d", got, top)
 	}
 }

@@ -53,8 +53,13 @@ func TestMeterWindow(t *testing.T) {
 		t.Errorf("blue p95 = %v, want about 95 ms", p95)
 	}
 
-	// A new version keeping pool blue and flag f keeps their windows.
+	// A new version keeping pool blue and flag f keeps their windows; the
+	// series of green goes once that version is live.
 	m2 := reg.Meter([]string{"blue", "red"}, []string{"f"})
+	if _, ok := reg.Stats().Pools["green"]; !ok {
+		t.Error("green's series dropped before the version without it went live")
+	}
+	reg.Prune([]string{"blue", "red"}, []string{"f"})
 	m2.Record(0, 0, false, time.Millisecond)
 	w = reg.Stats()
 	if w.Pools["blue"].Requests != 51 || w.Pools["red"].Requests != 0 {

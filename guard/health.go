@@ -41,7 +41,13 @@ type Checker struct {
 // NewChecker returns a checker with nothing to check.
 func NewChecker(now func() time.Time) *Checker {
 	return &Checker{
-		client:  &http.Client{Timeout: 2 * time.Second},
+		client: &http.Client{
+			Timeout: 2 * time.Second,
+			// Probe the upstream itself: no proxy from the environment, and
+			// a redirect is an answer, not somewhere else to check.
+			Transport:     &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
 		now:     now,
 		state:   map[string]PoolHealth{},
 		changed: make(chan struct{}, 1),

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -23,31 +24,41 @@ func NewRegistry() *Registry {
 }
 
 // Meter returns a meter over the named pools and flags, in the order the
-// snapshot indexes them, creating series as needed and dropping series of
-// names no longer used.
+// snapshot indexes them, creating series as needed. Series of names no
+// longer used stay until Prune: a version that fails to go live must not
+// cost the live one its windows.
 func (r *Registry) Meter(poolNames, flagNames []string) *Meter {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pools := make([]*Series, len(poolNames))
-	keepPools := make(map[string]*Series, len(poolNames))
-	for i, n := range poolNames {
-		s := r.pools[n]
-		if s == nil {
-			s = new(Series)
+	series := func(m map[string]*Series, names []string) []*Series {
+		out := make([]*Series, len(names))
+		for i, n := range names {
+			s := m[n]
+			if s == nil {
+				s = new(Series)
+				m[n] = s
+			}
+			out[i] = s
 		}
-		pools[i], keepPools[n] = s, s
+		return out
 	}
-	flags := make([]*Series, len(flagNames))
-	keepFlags := make(map[string]*Series, len(flagNames))
-	for i, n := range flagNames {
-		s := r.flags[n]
-		if s == nil {
-			s = new(Series)
+	return &Meter{cur: &r.clock.cur, pools: series(r.pools, poolNames), flags: series(r.flags, flagNames)}
+}
+
+// Prune drops the series of pools and flags not named, once the version
+// that no longer has them is live.
+func (r *Registry) Prune(poolNames, flagNames []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keep := func(m map[string]*Series, names []string) {
+		for n := range m {
+			if !slices.Contains(names, n) {
+				delete(m, n)
+			}
 		}
-		flags[i], keepFlags[n] = s, s
 	}
-	r.pools, r.flags = keepPools, keepFlags
-	return &Meter{cur: &r.clock.cur, pools: pools, flags: flags}
+	keep(r.pools, poolNames)
+	keep(r.flags, flagNames)
 }
 
 // Advance moves every series to its next slot; the evaluator calls it once
