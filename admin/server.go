@@ -265,13 +265,13 @@ func (s *Server) auditRefused(r *http.Request, p Principal, aerr *apiError) {
 		return
 	}
 	s.audit(Record{
-		Time:       s.now(),
-		Who:        p.Name,
-		Role:       p.Role,
-		Remote:     r.RemoteAddr,
-		Action:     r.Method + " " + r.URL.Path,
-		Status:     aerr.status,
-		Error:      aerr.msg,
+		Time:   s.now(),
+		Who:    p.Name,
+		Role:   p.Role,
+		Remote: r.RemoteAddr,
+		Action: r.Method + " " + r.URL.Path,
+		Status: aerr.status,
+		Error:  aerr.msg,
 	})
 }
 

@@ -13,9 +13,19 @@ import (
 	"time"
 )
 
-// ErrNoSnapshot is returned by RestoreSnapshot for a version that has no
-// snapshot.
-var ErrNoSnapshot = errors.New("migrate: no snapshot for that version")
+var (
+	// ErrNoSnapshot is returned by RestoreSnapshot for a version that has
+	// no snapshot.
+	ErrNoSnapshot = errors.New("migrate: no snapshot for that version")
+	// ErrSnapshotRecord is returned by RestoreSnapshot when a row of the
+	// snapshot table names a table or copy that switchback would not have
+	// written; nothing is restored.
+	ErrSnapshotRecord = errors.New("migrate: snapshot record names a table switchback did not write")
+	// ErrRestoreForeignKeys is returned by RestoreSnapshot on SQLite when
+	// the restored rows would break foreign key references; nothing is
+	// restored.
+	ErrRestoreForeignKeys = errors.New("migrate: restore would break foreign key references")
+)
 
 // Snapshot is the copy of one table taken before a migration's up.
 type Snapshot struct {
@@ -25,6 +35,28 @@ type Snapshot struct {
 	Copy    string    `json:"copy"`
 	Rows    int64     `json:"rows"`
 	TakenAt time.Time `json:"taken_at"`
+	// RevertedAt is when a down of Version succeeded after the copy was
+	// taken; zero until then. Only a reverted snapshot is replaced by the
+	// next up of Version (see takeSnapshot).
+	RevertedAt time.Time `json:"reverted_at,omitzero"`
+	// Kept is set in an up's report when the run did not take the copy
+	// but kept the one an earlier, unsuccessful up of Version took.
+	Kept bool `json:"kept,omitempty"`
+}
+
+// check refuses a record whose names takeSnapshot could not have written:
+// restore puts them into SQL, and they come from a table anyone with
+// write access to the database can change.
+func (s Snapshot) check() error {
+	if !identRE.MatchString(s.Table) {
+		return fmt.Errorf("snapshot %d: table %q in %s: %w; accepted: letters, digits and _",
+			s.Version, s.Table, snapshotsTable, ErrSnapshotRecord)
+	}
+	if want := snapshotName(s.Version, s.Table); s.Copy != want || !identRE.MatchString(s.Copy) {
+		return fmt.Errorf("snapshot %d of %s: copy %q in %s: %w; accepted: %q",
+			s.Version, s.Table, s.Copy, snapshotsTable, ErrSnapshotRecord, want)
+	}
+	return nil
 }
 
 // snapshotName returns the copy table's name, within the 63 characters
@@ -38,15 +70,34 @@ func snapshotName(version int64, table string) string {
 	return name[:54] + "_" + hex.EncodeToString(sum[:4])
 }
 
-// takeSnapshot copies mig's snapshot tables with CREATE TABLE AS, replacing
-// any earlier snapshot for the same version. On PostgreSQL and SQLite the
-// copy and its metadata commit together.
+// takeSnapshot copies mig's snapshot tables with CREATE TABLE AS. On
+// PostgreSQL and SQLite the copies and their metadata commit together.
+//
+// An existing snapshot of a table for mig's version is replaced only when a
+// down of the version succeeded after it was taken (RevertedAt is set);
+// otherwise it is kept, and returned with Kept set. Such a snapshot was
+// taken by an up that failed or was interrupted, and an up that could not
+// be rolled back as a whole (NO TRANSACTION, or DDL on MySQL) may have
+// changed rows without changing the schema: the copy from before it is then
+// the only copy of the rows as they were. An up that the database did roll
+// back drops the copies it took (dropSnapshots), so that its retry copies
+// the rows as they are by then.
 func (m *Migrator) takeSnapshot(ctx context.Context, mig *Migration) ([]Snapshot, error) {
 	d := m.target.Dialect
 	at := m.cfg.now().UTC()
+	existing, err := m.snapshots(ctx, mig.Version)
+	if err != nil {
+		return nil, err
+	}
 	var out []Snapshot
-	err := m.inTx(ctx, d != MySQL, func(ex execer) error {
+	err = m.inTx(ctx, d != MySQL, func(ex execer) error {
 		for _, table := range mig.Snapshot {
+			if i := slices.IndexFunc(existing, func(s Snapshot) bool { return s.Table == table }); i >= 0 && existing[i].RevertedAt.IsZero() {
+				s := existing[i]
+				s.Kept = true
+				out = append(out, s)
+				continue
+			}
 			s := Snapshot{Version: mig.Version, Table: table, Copy: snapshotName(mig.Version, table), TakenAt: at}
 			stmts := []string{
 				"DROP TABLE IF EXISTS " + quote(d, s.Copy),
@@ -75,6 +126,39 @@ func (m *Migrator) takeSnapshot(ctx context.Context, mig *Migration) ([]Snapshot
 		return nil, err
 	}
 	return out, nil
+}
+
+// dropSnapshots removes the copies in snaps that were taken, not kept, by
+// an up that the database then rolled back as a whole: the rows are as
+// they were, so the copies hold nothing that a retry should keep.
+func (m *Migrator) dropSnapshots(ctx context.Context, snaps []Snapshot) error {
+	d := m.target.Dialect
+	return m.inTx(ctx, d != MySQL, func(ex execer) error {
+		for _, s := range snaps {
+			if s.Kept {
+				continue
+			}
+			if _, err := ex.ExecContext(ctx, "DROP TABLE IF EXISTS "+quote(d, s.Copy)); err != nil {
+				return fmt.Errorf("drop snapshot of %s: %w", s.Table, err)
+			}
+			if _, err := ex.ExecContext(ctx, m.q("DELETE FROM "+snapshotsTable+" WHERE version = ? AND table_name = ?"), s.Version, s.Table); err != nil {
+				return fmt.Errorf("drop snapshot of %s: %w", s.Table, err)
+			}
+		}
+		return nil
+	})
+}
+
+// markReverted records that a down of version succeeded, so that the next
+// up of version replaces its snapshots. It runs after goose's down: a crash
+// in between leaves them kept, which loses no copy.
+func (m *Migrator) markReverted(ctx context.Context, version int64) error {
+	_, err := m.db.ExecContext(ctx, m.q("UPDATE "+snapshotsTable+" SET reverted_at = ? WHERE version = ?"),
+		m.cfg.now().UTC().Format(time.RFC3339Nano), version)
+	if err != nil {
+		return fmt.Errorf("snapshot metadata: mark %d rolled back: %w", version, err)
+	}
+	return nil
 }
 
 // Snapshots lists every snapshot in the database, by version and table.
