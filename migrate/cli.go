@@ -287,6 +287,9 @@ func (c *cli) printReport(rep *Report, err error) {
 		line := fmt.Sprintf("OK    %-4s %s (%s)", rep.Direction, a.File, a.Duration.Round(time.Millisecond))
 		for _, s := range a.Snapshots {
 			line += fmt.Sprintf("; snapshot %s: %d rows", s.Table, s.Rows)
+			if s.Kept {
+				line += " (kept from " + s.TakenAt.Format(time.RFC3339) + ", before an earlier attempt)"
+			}
 		}
 		fmt.Fprintln(c.stdout, line)
 	}
@@ -444,16 +447,7 @@ func (c *cli) snapshot(ctx context.Context, pos []string) (any, error) {
 			return nil, err
 		}
 		if !c.json {
-			if len(snaps) == 0 {
-				fmt.Fprintln(c.stdout, "no snapshots")
-			} else {
-				w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "VERSION\tTABLE\tROWS\tTAKEN AT\tCOPY")
-				for _, s := range snaps {
-					fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%s\n", s.Version, s.Table, s.Rows, s.TakenAt.Format(time.RFC3339), s.Copy)
-				}
-				w.Flush()
-			}
+			printSnapshots(c.stdout, snaps)
 		}
 		return map[string]any{"snapshots": snaps}, nil
 	}
@@ -469,6 +463,26 @@ func (c *cli) snapshot(ctx context.Context, pos []string) (any, error) {
 		fmt.Fprintf(c.stdout, "snapshot %d restored in %s\n", v, time.Since(began).Round(time.Millisecond))
 	}
 	return map[string]any{"version": v, "restored": restored}, nil
+}
+
+// printSnapshots lists snaps as a table. NEXT UP says what the next up of
+// the version does with the copy (see takeSnapshot).
+func printSnapshots(out io.Writer, snaps []Snapshot) {
+	if len(snaps) == 0 {
+		fmt.Fprintln(out, "no snapshots")
+		return
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "VERSION\tTABLE\tROWS\tTAKEN AT\tNEXT UP\tCOPY")
+	for _, s := range snaps {
+		next := "keeps it"
+		if !s.RevertedAt.IsZero() {
+			next = "replaces it (down at " + s.RevertedAt.Format(time.RFC3339) + ")"
+		}
+		fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%s\t%s\n", s.Version, s.Table, s.Rows, s.TakenAt.Format(time.RFC3339), next, s.Copy)
+	}
+	w.Flush()
+	fmt.Fprintln(out, "an up replaces a version's snapshot only after a down of that version; a retried up keeps the copy from before the failed one")
 }
 
 func (c *cli) resolve(ctx context.Context, pos []string) (any, error) {

@@ -2,7 +2,9 @@ package migrate
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -33,30 +35,58 @@ func newLocker(t Target, timeout time.Duration) (lock.SessionLocker, error) {
 }
 
 // mysqlLocker takes a named lock with GET_LOCK. Named locks are server
-// wide, so the name carries the database name; the server releases it when
-// the session ends, even if the process dies.
+// wide, so the name carries the database; the server releases it when the
+// session ends, even if the process dies.
 type mysqlLocker struct {
 	timeout time.Duration
 }
 
+// mysqlLockName returns the lock name for database db: a fixed prefix and
+// the first 16 hex digits of the name's SHA-256. MySQL refuses lock names
+// over 64 characters (MariaDB over 192 bytes), and a database name alone
+// may be 64 characters long.
+func mysqlLockName(db string) string {
+	sum := sha256.Sum256([]byte(db))
+	return "switchback_migrate:" + hex.EncodeToString(sum[:8])
+}
+
+// lockName reads the connection's database from the server, as
+// DATABASE() spells it, and returns its lock name.
+func (l *mysqlLocker) lockName(ctx context.Context, conn *sql.Conn) (string, error) {
+	var db sql.NullString
+	if err := conn.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&db); err != nil {
+		return "", fmt.Errorf("lock name: %w", err)
+	}
+	if !db.Valid {
+		return "", errors.New("lock name: the connection has no database selected")
+	}
+	return mysqlLockName(db.String), nil
+}
+
 func (l *mysqlLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
-	var got sql.NullInt64
-	err := conn.QueryRowContext(ctx,
-		"SELECT GET_LOCK(CONCAT('switchback_migrate:', DATABASE()), ?)",
-		int64(max(l.timeout/time.Second, 1))).Scan(&got)
+	name, err := l.lockName(ctx, conn)
 	if err != nil {
-		return fmt.Errorf("get_lock: %w", err)
+		return err
+	}
+	var got sql.NullInt64
+	err = conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, ?)", name, int64(max(l.timeout/time.Second, 1))).Scan(&got)
+	if err != nil {
+		return fmt.Errorf("get_lock %s: %w", name, err)
 	}
 	if !got.Valid || got.Int64 != 1 {
-		return fmt.Errorf("get_lock after %s: %w", l.timeout, ErrLockTimeout)
+		return fmt.Errorf("get_lock %s after %s: %w", name, l.timeout, ErrLockTimeout)
 	}
 	return nil
 }
 
 func (l *mysqlLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
-	_, err := conn.ExecContext(ctx, "DO RELEASE_LOCK(CONCAT('switchback_migrate:', DATABASE()))")
+	name, err := l.lockName(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("release_lock: %w", err)
+	}
+	var released sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT RELEASE_LOCK(?)", name).Scan(&released); err != nil {
+		return fmt.Errorf("release_lock %s: %w", name, err)
 	}
 	return nil
 }

@@ -227,15 +227,14 @@ func rebind(d Dialect, query string) string {
 }
 
 // quote quotes a table name validated by identRE. PostgreSQL folds
-// unquoted names to lower case, so the quoted form is lower-cased too.
+// unquoted names to lower case, so the quoted form is lower-cased too. A
+// quote character inside the name is doubled all the same (quoteColumn),
+// so that a name that slipped past validation cannot end the identifier.
 func quote(d Dialect, name string) string {
-	switch d {
-	case MySQL:
-		return "`" + name + "`"
-	case Postgres:
-		return `"` + strings.ToLower(name) + `"`
+	if d == Postgres {
+		name = strings.ToLower(name)
 	}
-	return `"` + name + `"`
+	return quoteColumn(d, name)
 }
 
 // tableExists reports whether an internal table exists.

@@ -248,6 +248,11 @@ func (m *Migrator) step(ctx context.Context, rep *Report, mig *Migration, up boo
 			}
 		}
 		rep.Failed = f
+		if f.RolledBack && len(done.Snapshots) > 0 {
+			if derr := m.dropSnapshots(ctx, done.Snapshots); derr != nil {
+				err = errors.Join(err, derr)
+			}
+		}
 		if f.RolledBack || len(f.Left) == 0 {
 			// Nothing is left behind: no reason to stop the next run.
 			if cerr := m.clearJournal(ctx, mig.Version); cerr != nil {
@@ -284,6 +289,11 @@ func (m *Migrator) step(ctx context.Context, rep *Report, mig *Migration, up boo
 	}
 	done.Duration = res.Duration
 	rep.Applied = append(rep.Applied, done)
+	if !up {
+		if err := m.markReverted(ctx, mig.Version); err != nil {
+			return err
+		}
+	}
 	return m.clearJournal(ctx, mig.Version)
 }
 
@@ -361,10 +371,22 @@ func (m *Migrator) ensureInternal(ctx context.Context) error {
 			snapshot_table VARCHAR(128) NOT NULL,
 			row_count BIGINT NOT NULL,
 			taken_at VARCHAR(40) NOT NULL,
+			reverted_at VARCHAR(40),
 			PRIMARY KEY (version, table_name))`,
 	} {
 		if _, err := m.db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("create internal table: %w", err)
+		}
+	}
+	// reverted_at came after the snapshot table; add it to one created
+	// without it.
+	cols, err := m.columns(ctx, snapshotsTable)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(cols, func(c column) bool { return strings.EqualFold(c.name, "reverted_at") }) {
+		if _, err := m.db.ExecContext(ctx, "ALTER TABLE "+snapshotsTable+" ADD COLUMN reverted_at VARCHAR(40)"); err != nil {
+			return fmt.Errorf("upgrade internal table %s: %w", snapshotsTable, err)
 		}
 	}
 	return nil

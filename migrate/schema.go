@@ -120,8 +120,13 @@ func DumpSchema(ctx context.Context, d Dialect, db *sql.DB) (*Schema, error) {
 	return s, nil
 }
 
+// querier is what *sql.DB, *sql.Conn and *sql.Tx offer for reading.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // queryRows runs q and calls scan for every row.
-func queryRows(ctx context.Context, db *sql.DB, q string, scan func(*sql.Rows) error, args ...any) error {
+func queryRows(ctx context.Context, db querier, q string, scan func(*sql.Rows) error, args ...any) error {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return err

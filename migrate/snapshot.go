@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -163,28 +164,40 @@ func (m *Migrator) markReverted(ctx context.Context, version int64) error {
 
 // Snapshots lists every snapshot in the database, by version and table.
 func (m *Migrator) Snapshots(ctx context.Context) ([]Snapshot, error) {
-	ok, err := m.tableExists(ctx, snapshotsTable)
-	if err != nil || !ok {
-		return nil, err
-	}
 	return m.snapshots(ctx, -1)
 }
 
+// snapshots lists the snapshots of version, or of every version when
+// version is negative; none when the table does not exist yet.
 func (m *Migrator) snapshots(ctx context.Context, version int64) ([]Snapshot, error) {
-	q := "SELECT version, table_name, snapshot_table, row_count, taken_at FROM " + snapshotsTable
+	cols, err := m.columns(ctx, snapshotsTable)
+	if err != nil || len(cols) == 0 {
+		return nil, err
+	}
+	// A table created before reverted_at existed gets the column from the
+	// next up or down (ensureInternal); until then nothing was reverted.
+	reverted := "NULL"
+	if slices.ContainsFunc(cols, func(c column) bool { return strings.EqualFold(c.name, "reverted_at") }) {
+		reverted = "reverted_at"
+	}
+	q := "SELECT version, table_name, snapshot_table, row_count, taken_at, " + reverted + " FROM " + snapshotsTable
 	var args []any
 	if version >= 0 {
 		q += " WHERE version = ?"
 		args = append(args, version)
 	}
 	var out []Snapshot
-	err := queryRows(ctx, m.db, m.q(q+" ORDER BY version, table_name"), func(r *sql.Rows) error {
+	err = queryRows(ctx, m.db, m.q(q+" ORDER BY version, table_name"), func(r *sql.Rows) error {
 		var s Snapshot
 		var at string
-		if err := r.Scan(&s.Version, &s.Table, &s.Copy, &s.Rows, &at); err != nil {
+		var rev sql.NullString
+		if err := r.Scan(&s.Version, &s.Table, &s.Copy, &s.Rows, &at, &rev); err != nil {
 			return err
 		}
 		s.TakenAt, _ = time.Parse(time.RFC3339Nano, at)
+		if rev.Valid {
+			s.RevertedAt, _ = time.Parse(time.RFC3339Nano, rev.String)
+		}
 		out = append(out, s)
 		return nil
 	}, args...)
@@ -217,23 +230,30 @@ type Restored struct {
 // columns added since keep their defaults, generated columns are
 // recomputed. Tables are emptied children first (the reverse of the order
 // in the annotation) and filled parents first.
+//
+// Emptying a table fires no ON DELETE action: on SQLite and MySQL foreign
+// key enforcement is off for the restore's connection, and PostgreSQL's
+// TRUNCATE refuses when a table outside the snapshot references one inside
+// it. On SQLite with foreign keys on, the restore is rolled back with
+// ErrRestoreForeignKeys if any row of a restored table, or of a table that
+// references one, is left referencing a missing row.
 func (m *Migrator) RestoreSnapshot(ctx context.Context, version int64) ([]Restored, error) {
 	if version < 1 {
 		return nil, fmt.Errorf("snapshot restore %d: accepted: a migration version of 1 or more", version)
 	}
 	var out []Restored
 	err := m.withLock(ctx, nil, func(ctx context.Context) error {
-		if ok, err := m.tableExists(ctx, snapshotsTable); err != nil {
-			return err
-		} else if !ok {
-			return fmt.Errorf("snapshot restore %d: %w", version, ErrNoSnapshot)
-		}
 		snaps, err := m.snapshots(ctx, version)
 		if err != nil {
 			return err
 		}
 		if len(snaps) == 0 {
 			return fmt.Errorf("snapshot restore %d: %w; `switchback migrate snapshot list` shows the versions that have one", version, ErrNoSnapshot)
+		}
+		for _, s := range snaps {
+			if err := s.check(); err != nil {
+				return fmt.Errorf("snapshot restore %d: %w", version, err)
+			}
 		}
 		plans := make([]string, len(snaps))
 		for i, s := range snaps {
@@ -250,31 +270,42 @@ func (m *Migrator) RestoreSnapshot(ctx context.Context, version int64) ([]Restor
 	return out, nil
 }
 
-func (m *Migrator) restore(ctx context.Context, snaps []Snapshot, cols []string) ([]Restored, error) {
+func (m *Migrator) restore(ctx context.Context, snaps []Snapshot, cols []string) (_ []Restored, err error) {
 	d := m.target.Dialect
 	conn, err := m.db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	defer conn.Close()
-	if d == MySQL {
-		// Rows are put back parents first, but a self-reference or a
-		// cycle would still trip a check half-way through the copy.
+	// Foreign key enforcement is turned off on this connection so that
+	// emptying a parent fires no ON DELETE CASCADE or SET NULL on a table
+	// outside the snapshot (SQLite's defer_foreign_keys only defers the
+	// checks, not the actions), and so that a self-reference or a cycle
+	// does not trip a check half-way through the copy. Both settings only
+	// take effect outside a transaction, hence before BEGIN.
+	var fkOn bool
+	switch d {
+	case MySQL:
 		if _, err := conn.ExecContext(ctx, "SET FOREIGN_KEY_CHECKS = 0"); err != nil {
 			return nil, fmt.Errorf("restore: %w", err)
 		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), "SET FOREIGN_KEY_CHECKS = 1")
+		defer func() { err = errors.Join(err, resetSession(ctx, conn, "SET FOREIGN_KEY_CHECKS = 1")) }()
+	case SQLite:
+		if err := conn.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fkOn); err != nil {
+			return nil, fmt.Errorf("restore: %w", err)
+		}
+		if fkOn {
+			if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+				return nil, fmt.Errorf("restore: %w", err)
+			}
+			defer func() { err = errors.Join(err, resetSession(ctx, conn, "PRAGMA foreign_keys = ON")) }()
+		}
 	}
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	defer tx.Rollback()
-	if d == SQLite {
-		if _, err := tx.ExecContext(ctx, "PRAGMA defer_foreign_keys = ON"); err != nil {
-			return nil, fmt.Errorf("restore: %w", err)
-		}
-	}
 	if d == Postgres {
 		// TRUNCATE refuses, rather than cascades, when a table outside the
 		// snapshot references one inside it.
@@ -312,10 +343,86 @@ func (m *Migrator) restore(ctx context.Context, snaps []Snapshot, cols []string)
 		}
 		out = append(out, Restored{Table: s.Table, Rows: n})
 	}
+	if d == SQLite && fkOn {
+		if err := sqliteForeignKeyCheck(ctx, tx, snaps); err != nil {
+			return nil, err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("restore: commit: %w", err)
 	}
 	return out, nil
+}
+
+// resetSession undoes a session setting made for the restore before conn
+// goes back to the pool. If that fails, the connection is discarded rather
+// than handed to the next user with foreign keys off.
+func resetSession(ctx context.Context, conn *sql.Conn, stmt string) error {
+	if _, err := conn.ExecContext(context.WithoutCancel(ctx), stmt); err != nil {
+		conn.Raw(func(any) error { return driver.ErrBadConn })
+		return fmt.Errorf("restore: %s: %w", stmt, err)
+	}
+	return nil
+}
+
+// sqliteForeignKeyCheck runs PRAGMA foreign_key_check on the restored
+// tables and on every table whose foreign keys reference one of them: the
+// only rows the restore can have left referencing a missing row. It is not
+// run when foreign keys are off for the database URL: SQLite then enforces
+// nothing on that connection, and such a database may hold violations that
+// have nothing to do with the restore.
+func sqliteForeignKeyCheck(ctx context.Context, tx *sql.Tx, snaps []Snapshot) error {
+	restored := make([]string, len(snaps))
+	for i, s := range snaps {
+		restored[i] = strings.ToLower(s.Table)
+	}
+	tables := slices.Clone(restored)
+	err := queryRows(ctx, tx, `SELECT DISTINCT m.name, lower(f."table") FROM sqlite_schema AS m, pragma_foreign_key_list(m.name) AS f
+		WHERE m.type = 'table'`, func(r *sql.Rows) error {
+		var child, parent string
+		if err := r.Scan(&child, &parent); err != nil {
+			return err
+		}
+		if slices.Contains(restored, parent) && !slices.Contains(tables, strings.ToLower(child)) {
+			tables = append(tables, strings.ToLower(child))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore: list foreign keys: %w", err)
+	}
+	const shown = 5
+	var bad []string
+	n := 0
+	for _, t := range tables {
+		err := queryRows(ctx, tx, `SELECT "table", rowid, parent FROM pragma_foreign_key_check(?)`, func(r *sql.Rows) error {
+			var table, parent string
+			var rowid sql.NullInt64
+			if err := r.Scan(&table, &rowid, &parent); err != nil {
+				return err
+			}
+			if n++; n <= shown {
+				row := "a row"
+				if rowid.Valid {
+					row = fmt.Sprintf("rowid %d", rowid.Int64)
+				}
+				bad = append(bad, fmt.Sprintf("%s %s references a missing row of %s", table, row, parent))
+			}
+			return nil
+		}, t)
+		if err != nil {
+			return fmt.Errorf("restore: foreign_key_check %s: %w", t, err)
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	more := ""
+	if n > shown {
+		more = fmt.Sprintf(" (and %d more)", n-shown)
+	}
+	return fmt.Errorf("restore: %w: %d violation(s), so nothing was restored: %s%s; restore the referenced rows or remove the referencing ones, then restore again",
+		ErrRestoreForeignKeys, n, strings.Join(bad, "; "), more)
 }
 
 // restoreColumns returns the quoted column list to copy back for s, or an
@@ -388,11 +495,13 @@ func (m *Migrator) columns(ctx context.Context, table string) (cols columnList, 
 
 type columnList []column
 
+// quoteColumn quotes a column name as the database reported it, doubling
+// any quote character inside it.
 func quoteColumn(d Dialect, name string) string {
 	if d == MySQL {
-		return "`" + name + "`"
+		return "`" + strings.ReplaceAll(name, "`", "``") + "`"
 	}
-	return `"` + name + `"`
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }
 
 // execer is what both *sql.DB and *sql.Tx offer.

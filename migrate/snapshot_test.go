@@ -166,3 +166,129 @@ func concat(d Dialect, parts ...string) string {
 	}
 	return strings.Join(parts, " || ")
 }
+
+// TestRetriedUpKeepsSnapshot: an up that changed rows but could not be
+// rolled back must not let its retry replace the snapshot from before it;
+// an up the database rolled back must not leave a stale one behind; and a
+// down lets the next up take a fresh one.
+func TestRetriedUpKeepsSnapshot(t *testing.T) {
+	const schema = `-- +goose Up
+CREATE TABLE orders (id INTEGER PRIMARY KEY, customer VARCHAR(40) NOT NULL, total DECIMAL(12,2) NOT NULL, status VARCHAR(20) NOT NULL);
+-- +goose Down
+DROP TABLE orders;
+`
+	const fixed = `-- +switchback snapshot orders
+-- +goose Up
+UPDATE orders SET status = 'archived' WHERE id % 2 = 0;
+-- +goose Down
+UPDATE orders SET status = 'new' WHERE status = 'archived';
+`
+	tests := []struct {
+		name   string
+		broken string
+	}{
+		// A half-done backfill: the UPDATE commits, the next statement fails.
+		{"no transaction", `-- +switchback snapshot orders
+-- +goose NO TRANSACTION
+-- +goose Up
+UPDATE orders SET status = 'archived' WHERE id % 2 = 0;
+INSERT INTO no_such_table (id) VALUES (1);
+-- +goose Down
+UPDATE orders SET status = 'new' WHERE status = 'archived';
+`},
+		// MySQL commits the UPDATE before the failing DDL; PostgreSQL and
+		// SQLite roll both back.
+		{"dml then failing ddl", `-- +switchback snapshot orders
+-- +goose Up
+UPDATE orders SET status = 'archived' WHERE id % 2 = 0;
+ALTER TABLE no_such_table ADD COLUMN x INTEGER;
+-- +goose Down
+UPDATE orders SET status = 'new' WHERE status = 'archived';
+`},
+	}
+	const n = 20
+	const ordersQ = "SELECT * FROM orders ORDER BY id"
+	at := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			forEachDialect(t, func(t *testing.T, base Target) {
+				tg := scratch(t, base)
+				m := openMigrator(t, tg, files("00001_orders.sql", schema, "00002_archive.sql", tt.broken), WithNow(func() time.Time { return at }))
+				if _, err := m.Up(t.Context(), 1); err != nil {
+					t.Fatalf("up to 1: %v", err)
+				}
+				exec(t, m.DB(), series(tg.Dialect, n, "orders", "id, customer, total, status", "x, 'c', x, 'new'"))
+				want := rowsOf(t, m.DB(), ordersQ)
+
+				rep, err := m.Up(t.Context(), 0)
+				if !errors.Is(err, ErrMigrationFailed) {
+					t.Fatalf("up of the broken migration = %v, want ErrMigrationFailed", err)
+				}
+				snaps, err := m.Snapshots(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				rolledBack := rep.Failed.RolledBack
+				if rolledBack {
+					if got := rowsOf(t, m.DB(), ordersQ); !slices.Equal(got, want) {
+						t.Fatal("a rolled-back migration changed orders")
+					}
+					if len(snaps) != 0 {
+						t.Errorf("snapshots after a rolled-back up = %+v, want none", snaps)
+					}
+					// Rows written before the retry belong in its snapshot.
+					exec(t, m.DB(), "INSERT INTO orders (id, customer, total, status) VALUES (1000, 'late', 1, 'new')")
+					want = rowsOf(t, m.DB(), ordersQ)
+				} else {
+					if slices.Equal(rowsOf(t, m.DB(), ordersQ), want) {
+						t.Fatal("the failed migration changed no rows; the test proves nothing")
+					}
+					if len(rep.Failed.Left) != 0 {
+						t.Fatalf("left behind = %v, want no schema change", rep.Failed.Left)
+					}
+					if len(snaps) != 1 || snaps[0].Rows != n || !snaps[0].RevertedAt.IsZero() {
+						t.Errorf("snapshots after a half-applied up = %+v, want orders' %d rows, not reverted", snaps, n)
+					}
+				}
+
+				m2 := openMigrator(t, tg, files("00001_orders.sql", schema, "00002_archive.sql", fixed), WithNow(func() time.Time { return at }))
+				rep, err = m2.Up(t.Context(), 0)
+				if err != nil {
+					t.Fatalf("retried up: %v", err)
+				}
+				// Kept from the half-applied attempt; fresh after a rolled-back one.
+				if got := rep.Applied[0].Snapshots; len(got) != 1 || got[0].Kept == rolledBack {
+					t.Errorf("retried up's snapshots = %+v, want kept: %v", got, !rolledBack)
+				}
+				if _, err := m2.RestoreSnapshot(t.Context(), 2); err != nil {
+					t.Fatalf("RestoreSnapshot: %v", err)
+				}
+				if got := rowsOf(t, m2.DB(), ordersQ); !slices.Equal(got, want) {
+					t.Errorf("orders after restore = %v,\nwant the rows from before the first attempt: %v", got, want)
+				}
+
+				// After a down, the next up replaces the snapshot.
+				if _, err := m2.Down(t.Context(), 1); err != nil {
+					t.Fatalf("down: %v", err)
+				}
+				snaps, err = m2.Snapshots(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(snaps) != 1 || !snaps[0].RevertedAt.Equal(at) {
+					t.Errorf("snapshots after down = %+v, want reverted at %s", snaps, at)
+				}
+				exec(t, m2.DB(), "INSERT INTO orders (id, customer, total, status) VALUES (2000, 'later', 1, 'new')")
+				rows := int64(len(rowsOf(t, m2.DB(), ordersQ)))
+				rep, err = m2.Up(t.Context(), 0)
+				if err != nil {
+					t.Fatalf("up after down: %v", err)
+				}
+				if got := rep.Applied[0].Snapshots; len(got) != 1 || got[0].Kept || got[0].Rows != rows || !got[0].RevertedAt.IsZero() {
+					t.Errorf("snapshots of the up after a down = %+v, want a fresh one of %d rows", got, rows)
+				}
+			})
+		})
+	}
+}
