@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/configstore"
@@ -150,6 +151,9 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 	if snap != st.healthSnap {
 		st.healthSnap = snap
 		configureChecks(st.checker, snap)
+		// Pools and flags may be gone: their breach gauges go too, and
+		// this slot sets the current ones again.
+		a.metrics.breaching.DeletePartialMatch(prometheus.Labels{"deployment": snap.Name()})
 	}
 	g := snap.Guard()
 	window := gateway.DefaultWindow

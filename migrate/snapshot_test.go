@@ -292,3 +292,109 @@ UPDATE orders SET status = 'new' WHERE status = 'archived';
 		})
 	}
 }
+
+func TestPrintSnapshots(t *testing.T) {
+	at := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		snap Snapshot
+		want string
+	}{
+		{"kept", Snapshot{Version: 2, Table: "orders", Copy: "switchback_snap_2_orders", Rows: 5, TakenAt: at}, "keeps it"},
+		{"reverted", Snapshot{Version: 2, Table: "orders", Copy: "switchback_snap_2_orders", Rows: 5, TakenAt: at, RevertedAt: at.Add(time.Hour)},
+			"replaces it (down at 2026-03-02T09:00:00Z)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			printSnapshots(&b, []Snapshot{tt.snap})
+			if got := b.String(); !strings.Contains(got, "NEXT UP") || !strings.Contains(got, tt.want) {
+				t.Errorf("printSnapshots = %q, want a NEXT UP column saying %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSnapshotRestoreSQLiteForeignKeys: with foreign keys on, emptying a
+// snapshotted parent must not fire ON DELETE actions on tables outside the
+// snapshot, and a restore that would leave dangling references is refused.
+func TestSnapshotRestoreSQLiteForeignKeys(t *testing.T) {
+	const schema = `-- +goose Up
+CREATE TABLE customers (id INTEGER PRIMARY KEY, name VARCHAR(40) NOT NULL);
+CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers (id) ON DELETE CASCADE);
+CREATE TABLE notes (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers (id) ON DELETE SET NULL);
+-- +goose Down
+DROP TABLE notes;
+DROP TABLE orders;
+DROP TABLE customers;
+`
+	const rename = `-- +switchback snapshot customers
+-- +goose Up
+UPDATE customers SET name = 'renamed';
+-- +goose Down
+SELECT 1;
+`
+	s := scratch(t, baseTarget(t, SQLite))
+	tg, err := ParseTarget(s.URL + "&_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := openMigrator(t, tg, files("00001_customers.sql", schema, "00002_rename.sql", rename))
+	if _, err := m.Up(t.Context(), 1); err != nil {
+		t.Fatalf("up to 1: %v", err)
+	}
+	exec(t, m.DB(),
+		series(SQLite, 50, "customers", "id, name", "x, 'customer'"),
+		series(SQLite, 100, "orders", "id, customer_id", "x, (x % 50) + 1"),
+		series(SQLite, 100, "notes", "id, customer_id", "x, (x % 50) + 1"),
+	)
+	const customersQ, ordersQ, notesQ = "SELECT * FROM customers ORDER BY id", "SELECT * FROM orders ORDER BY id", "SELECT * FROM notes ORDER BY id"
+	wantCustomers, wantOrders, wantNotes := rowsOf(t, m.DB(), customersQ), rowsOf(t, m.DB(), ordersQ), rowsOf(t, m.DB(), notesQ)
+	if _, err := m.Up(t.Context(), 0); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+
+	// A customer added after the snapshot, with an order: restoring
+	// customers would leave that order pointing nowhere.
+	exec(t, m.DB(), "INSERT INTO customers (id, name) VALUES (51, 'late')", "INSERT INTO orders (id, customer_id) VALUES (101, 51)")
+	before := rowsOf(t, m.DB(), customersQ)
+	_, err = m.RestoreSnapshot(t.Context(), 2)
+	if !errors.Is(err, ErrRestoreForeignKeys) {
+		t.Fatalf("restore with a dangling order = %v, want ErrRestoreForeignKeys", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "orders rowid 101") || !strings.Contains(msg, "customers") {
+		t.Errorf("error %q does not name orders rowid 101 and customers", msg)
+	}
+	if got := rowsOf(t, m.DB(), customersQ); !slices.Equal(got, before) {
+		t.Error("a refused restore changed customers")
+	}
+
+	exec(t, m.DB(), "DELETE FROM orders WHERE id = 101")
+	if _, err := m.RestoreSnapshot(t.Context(), 2); err != nil {
+		t.Fatalf("RestoreSnapshot: %v", err)
+	}
+	for _, c := range []struct {
+		q    string
+		want []string
+	}{{customersQ, wantCustomers}, {ordersQ, wantOrders}, {notesQ, wantNotes}} {
+		if got := rowsOf(t, m.DB(), c.q); !slices.Equal(got, c.want) {
+			t.Errorf("%s after restore: %d rows, want %d as before the migration", c.q, len(got), len(c.want))
+		}
+	}
+
+	// The restore's connection went back to the pool with foreign keys on.
+	for i := range 3 {
+		conn, err := m.DB().Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var on bool
+		if err := conn.QueryRowContext(t.Context(), "PRAGMA foreign_keys").Scan(&on); err != nil {
+			t.Fatal(err)
+		}
+		if !on {
+			t.Errorf("pooled connection %d has foreign keys off after a restore", i)
+		}
+	}
+}
