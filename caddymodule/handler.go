@@ -344,6 +344,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	rt := h.route.Load()
 	d := h.decide(rt.snap, w, r)
 	gateway.StripClientHeaders(r.Header)
+	gateway.StripClientTrailers(r)
 	rt.snap.SetUpstreamHeaders(r.Header, d)
 	start := time.Now()
 	err := rt.proxies[d.Pool].ServeHTTP(w, r, next)

@@ -103,3 +103,41 @@ func TestUpgradedConnectionSurvivesFlip(t *testing.T) {
 		t.Errorf("new connection answered %q, want green:hello", line)
 	}
 }
+
+// TestTrailersStripped: X-Switchback-* sent as request trailers, declared
+// or not, never reach the upstream.
+func TestTrailersStripped(t *testing.T) {
+	got := make(chan http.Header, 2)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		got <- r.Trailer.Clone()
+	}))
+	t.Cleanup(up.Close)
+	base := startCaddy(t, fmt.Sprintf(`
+	switchback checkout {
+		pool blue %s
+		pool green %s
+		live blue
+	}`, hostport(up), hostport(up)))
+	host := strings.TrimPrefix(base, "http://")
+	for _, declared := range []string{"Trailer: X-Switchback-Pool, X-Other\r\n", ""} {
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n%s\r\n"+
+			"5\r\nhello\r\n0\r\nX-Switchback-Pool: green\r\nX-Other: kept\r\n\r\n", host, declared)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("declared %q: %v %v", declared, resp, err)
+		}
+		tr := <-got
+		if v := tr.Get("X-Switchback-Pool"); v != "" {
+			t.Errorf("declared %q: upstream got trailer X-Switchback-Pool %q", declared, v)
+		}
+		if declared != "" && tr.Get("X-Other") != "kept" {
+			t.Errorf("declared %q: other trailers lost: %v", declared, tr)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"io"
 	"net/http"
 	"strings"
 )
@@ -78,4 +79,32 @@ func (s *Snapshot) SetUpstreamHeaders(h http.Header, d Decision) {
 		buf[2] = s.FlagsHeader(d.Flags)
 		h[HeaderFlags] = buf[2:3:3]
 	}
+}
+
+// StripClientTrailers does for trailers, which arrive after the body, what
+// StripClientHeaders does for headers: a client must not be able to send
+// X-Switchback-* to the upstream as a trailer either. Trailers come only
+// with a body of unknown length (chunked, or HTTP/2 without a length), and
+// net/http fills them in when the body is read to its end, declared or not;
+// so such a body is wrapped to strip them at EOF, before the proxy copies
+// them. Other requests cost nothing.
+func StripClientTrailers(r *http.Request) {
+	StripClientHeaders(r.Trailer) // declared names
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength >= 0 {
+		return
+	}
+	r.Body = &trailerStripper{ReadCloser: r.Body, req: r}
+}
+
+type trailerStripper struct {
+	io.ReadCloser
+	req *http.Request
+}
+
+func (t *trailerStripper) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if err == io.EOF {
+		StripClientHeaders(t.req.Trailer)
+	}
+	return n, err
 }

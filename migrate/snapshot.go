@@ -419,10 +419,10 @@ func sqliteForeignKeyCheck(ctx context.Context, tx *sql.Tx, snaps []Snapshot) er
 	}
 	more := ""
 	if n > shown {
-		more = fmt.Sprintf(" (and %d more)", n-shown)
+		more = fmt.Sprintf(" and %d more", n-shown)
 	}
-	return fmt.Errorf("restore: %w: %d violation(s), so nothing was restored: %s%s; restore the referenced rows or remove the referencing ones, then restore again",
-		ErrRestoreForeignKeys, n, strings.Join(bad, "; "), more)
+	return fmt.Errorf("%w: %s%s; nothing was restored: put back the referenced rows or delete the referencing ones, then restore again",
+		ErrRestoreForeignKeys, strings.Join(bad, "; "), more)
 }
 
 // restoreColumns returns the quoted column list to copy back for s, or an

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -171,12 +172,15 @@ func concat(d Dialect, parts ...string) string {
 // rolled back must not let its retry replace the snapshot from before it;
 // an up the database rolled back must not leave a stale one behind; and a
 // down lets the next up take a fresh one.
-func TestRetriedUpKeepsSnapshot(t *testing.T) {
-	const schema = `-- +goose Up
+// ordersOnly is orders without order_items, whose reference would make
+// PostgreSQL refuse to truncate orders alone.
+const ordersOnly = `-- +goose Up
 CREATE TABLE orders (id INTEGER PRIMARY KEY, customer VARCHAR(40) NOT NULL, total DECIMAL(12,2) NOT NULL, status VARCHAR(20) NOT NULL);
 -- +goose Down
 DROP TABLE orders;
 `
+
+func TestRetriedUpKeepsSnapshot(t *testing.T) {
 	const fixed = `-- +switchback snapshot orders
 -- +goose Up
 UPDATE orders SET status = 'archived' WHERE id % 2 = 0;
@@ -214,7 +218,7 @@ UPDATE orders SET status = 'new' WHERE status = 'archived';
 			t.Parallel()
 			forEachDialect(t, func(t *testing.T, base Target) {
 				tg := scratch(t, base)
-				m := openMigrator(t, tg, files("00001_orders.sql", schema, "00002_archive.sql", tt.broken), WithNow(func() time.Time { return at }))
+				m := openMigrator(t, tg, files("00001_orders.sql", ordersOnly, "00002_archive.sql", tt.broken), WithNow(func() time.Time { return at }))
 				if _, err := m.Up(t.Context(), 1); err != nil {
 					t.Fatalf("up to 1: %v", err)
 				}
@@ -252,7 +256,7 @@ UPDATE orders SET status = 'new' WHERE status = 'archived';
 					}
 				}
 
-				m2 := openMigrator(t, tg, files("00001_orders.sql", schema, "00002_archive.sql", fixed), WithNow(func() time.Time { return at }))
+				m2 := openMigrator(t, tg, files("00001_orders.sql", ordersOnly, "00002_archive.sql", fixed), WithNow(func() time.Time { return at }))
 				rep, err = m2.Up(t.Context(), 0)
 				if err != nil {
 					t.Fatalf("retried up: %v", err)
@@ -354,22 +358,6 @@ SELECT 1;
 		t.Fatalf("up: %v", err)
 	}
 
-	// A customer added after the snapshot, with an order: restoring
-	// customers would leave that order pointing nowhere.
-	exec(t, m.DB(), "INSERT INTO customers (id, name) VALUES (51, 'late')", "INSERT INTO orders (id, customer_id) VALUES (101, 51)")
-	before := rowsOf(t, m.DB(), customersQ)
-	_, err = m.RestoreSnapshot(t.Context(), 2)
-	if !errors.Is(err, ErrRestoreForeignKeys) {
-		t.Fatalf("restore with a dangling order = %v, want ErrRestoreForeignKeys", err)
-	}
-	if msg := err.Error(); !strings.Contains(msg, "orders rowid 101") || !strings.Contains(msg, "customers") {
-		t.Errorf("error %q does not name orders rowid 101 and customers", msg)
-	}
-	if got := rowsOf(t, m.DB(), customersQ); !slices.Equal(got, before) {
-		t.Error("a refused restore changed customers")
-	}
-
-	exec(t, m.DB(), "DELETE FROM orders WHERE id = 101")
 	if _, err := m.RestoreSnapshot(t.Context(), 2); err != nil {
 		t.Fatalf("RestoreSnapshot: %v", err)
 	}
@@ -378,8 +366,23 @@ SELECT 1;
 		want []string
 	}{{customersQ, wantCustomers}, {ordersQ, wantOrders}, {notesQ, wantNotes}} {
 		if got := rowsOf(t, m.DB(), c.q); !slices.Equal(got, c.want) {
-			t.Errorf("%s after restore: %d rows, want %d as before the migration", c.q, len(got), len(c.want))
+			t.Errorf("%s after restore differs from before the migration (%d rows, want %d)", c.q, len(got), len(c.want))
 		}
+	}
+
+	// A customer added after the snapshot, with an order: restoring
+	// customers again would leave that order pointing nowhere.
+	exec(t, m.DB(), "INSERT INTO customers (id, name) VALUES (51, 'late')", "INSERT INTO orders (id, customer_id) VALUES (101, 51)")
+	before, beforeOrders := rowsOf(t, m.DB(), customersQ), rowsOf(t, m.DB(), ordersQ)
+	_, err = m.RestoreSnapshot(t.Context(), 2)
+	if !errors.Is(err, ErrRestoreForeignKeys) {
+		t.Fatalf("restore with a dangling order = %v, want ErrRestoreForeignKeys", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "orders rowid 101") || !strings.Contains(msg, "customers") {
+		t.Errorf("error %q does not name orders rowid 101 and customers", msg)
+	}
+	if !slices.Equal(rowsOf(t, m.DB(), customersQ), before) || !slices.Equal(rowsOf(t, m.DB(), ordersQ), beforeOrders) {
+		t.Error("a refused restore changed customers or orders")
 	}
 
 	// The restore's connection went back to the pool with foreign keys on.
@@ -397,4 +400,126 @@ SELECT 1;
 			t.Errorf("pooled connection %d has foreign keys off after a restore", i)
 		}
 	}
+}
+
+func TestQuote(t *testing.T) {
+	tests := []struct {
+		d          Dialect
+		name       string
+		table, col string
+	}{
+		{Postgres, "Orders", `"orders"`, `"Orders"`},
+		{Postgres, `a"b`, `"a""b"`, `"a""b"`},
+		{SQLite, `a"b`, `"a""b"`, `"a""b"`},
+		{SQLite, "a`b", "\"a`b\"", "\"a`b\""},
+		{MySQL, "a`b", "`a``b`", "`a``b`"},
+		{MySQL, `a"b`, "`a\"b`", "`a\"b`"},
+	}
+	for _, tt := range tests {
+		if got := quote(tt.d, tt.name); got != tt.table {
+			t.Errorf("quote(%s, %q) = %s, want %s", tt.d, tt.name, got, tt.table)
+		}
+		if got := quoteColumn(tt.d, tt.name); got != tt.col {
+			t.Errorf("quoteColumn(%s, %q) = %s, want %s", tt.d, tt.name, got, tt.col)
+		}
+	}
+}
+
+// TestSnapshotRestoreQuotedColumns restores a table whose column names
+// hold the dialect's quote characters.
+func TestSnapshotRestoreQuotedColumns(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, base Target) {
+		tg := scratch(t, base)
+		// say "hi" and back`tick, quoted for the dialect.
+		say, tick := `"say ""hi"""`, "\"back`tick\""
+		if tg.Dialect == MySQL {
+			say, tick = "`say \"hi\"`", "`back``tick`"
+		}
+		m := openMigrator(t, tg, files(
+			"00001_notes.sql", fmt.Sprintf(`-- +goose Up
+CREATE TABLE notes (id INTEGER PRIMARY KEY, %s VARCHAR(20), %s VARCHAR(20));
+-- +goose Down
+DROP TABLE notes;
+`, say, tick),
+			"00002_blank.sql", fmt.Sprintf(`-- +switchback snapshot notes
+-- +goose Up
+UPDATE notes SET %s = 'x', %s = 'y';
+-- +goose Down
+SELECT 1;
+`, say, tick)))
+		if _, err := m.Up(t.Context(), 1); err != nil {
+			t.Fatalf("up to 1: %v", err)
+		}
+		exec(t, m.DB(), series(tg.Dialect, 10, "notes", "id, "+say+", "+tick, "x, 'hello', 'there'"))
+		const q = "SELECT * FROM notes ORDER BY id"
+		want := rowsOf(t, m.DB(), q)
+		if _, err := m.Up(t.Context(), 0); err != nil {
+			t.Fatalf("up: %v", err)
+		}
+		if _, err := m.RestoreSnapshot(t.Context(), 2); err != nil {
+			t.Fatalf("RestoreSnapshot: %v", err)
+		}
+		if got := rowsOf(t, m.DB(), q); !slices.Equal(got, want) {
+			t.Errorf("notes after restore = %v, want %v", got, want)
+		}
+	})
+}
+
+// TestSnapshotRestoreRefusesRecords: restore re-checks the names it reads
+// from the snapshot table before putting them into SQL.
+func TestSnapshotRestoreRefusesRecords(t *testing.T) {
+	const archive = `-- +switchback snapshot orders
+-- +goose Up
+UPDATE orders SET status = 'archived';
+-- +goose Down
+UPDATE orders SET status = 'new';
+`
+	tests := []struct {
+		name, table, copy string
+		rows              int64
+		bad               string // the name the error must quote; empty when the record is sound
+	}{
+		{"copy of another table", "orders", "orders_archive", 1, "orders_archive"},
+		{"copy with a quote", "orders", `switchback_snap_2_orders" --`, 5, `switchback_snap_2_orders" --`},
+		{"table with a quote", `orders" --`, "switchback_snap_2_orders", 5, `orders" --`},
+		{"sound", "orders", "switchback_snap_2_orders", 5, ""},
+	}
+	forEachDialect(t, func(t *testing.T, base Target) {
+		tg := scratch(t, base)
+		m := openMigrator(t, tg, files("00001_orders.sql", ordersOnly, "00002_archive.sql", archive))
+		if _, err := m.Up(t.Context(), 1); err != nil {
+			t.Fatalf("up to 1: %v", err)
+		}
+		exec(t, m.DB(), series(tg.Dialect, 5, "orders", "id, customer, total, status", "x, 'c', x, 'new'"))
+		const q = "SELECT * FROM orders ORDER BY id"
+		want := rowsOf(t, m.DB(), q)
+		if _, err := m.Up(t.Context(), 0); err != nil {
+			t.Fatalf("up: %v", err)
+		}
+		// A table with the columns of orders that is not its snapshot.
+		exec(t, m.DB(), "CREATE TABLE orders_archive AS SELECT * FROM orders WHERE id = 1")
+		migrated := rowsOf(t, m.DB(), q)
+		for _, tt := range tests {
+			exec(t, m.DB(), "DELETE FROM "+snapshotsTable)
+			if _, err := m.DB().ExecContext(t.Context(), m.q("INSERT INTO "+snapshotsTable+" (version, table_name, snapshot_table, row_count, taken_at) VALUES (2, ?, ?, ?, '2026-03-02T08:00:00Z')"),
+				tt.table, tt.copy, tt.rows); err != nil {
+				t.Fatal(err)
+			}
+			_, err := m.RestoreSnapshot(t.Context(), 2)
+			if tt.bad == "" {
+				if err != nil {
+					t.Errorf("%s: RestoreSnapshot = %v", tt.name, err)
+				} else if got := rowsOf(t, m.DB(), q); !slices.Equal(got, want) {
+					t.Errorf("%s: orders after restore = %v, want %v", tt.name, got, want)
+				}
+				continue
+			}
+			if !errors.Is(err, ErrSnapshotRecord) || !strings.Contains(err.Error(), strconv.Quote(tt.bad)) {
+				t.Errorf("%s: RestoreSnapshot = %v, want ErrSnapshotRecord naming %s", tt.name, err, tt.bad)
+			}
+			if got := rowsOf(t, m.DB(), q); !slices.Equal(got, migrated) {
+				t.Errorf("%s: a refused restore changed orders to %v", tt.name, got)
+			}
+		}
+	})
 }
