@@ -251,7 +251,7 @@ func (m *Migrator) RestoreSnapshot(ctx context.Context, version int64) ([]Restor
 			return fmt.Errorf("snapshot restore %d: %w; `switchback migrate snapshot list` shows the versions that have one", version, ErrNoSnapshot)
 		}
 		for _, s := range snaps {
-			if err := s.check(); false && err != nil {
+			if err := s.check(); err != nil {
 				return fmt.Errorf("snapshot restore %d: %w", version, err)
 			}
 		}
@@ -499,9 +499,9 @@ type columnList []column
 // any quote character inside it.
 func quoteColumn(d Dialect, name string) string {
 	if d == MySQL {
-		return "`" + name + "`"
+		return "`" + strings.ReplaceAll(name, "`", "``") + "`"
 	}
-	return `"` + name + `"`
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }
 
 // execer is what both *sql.DB and *sql.Tx offer.
