@@ -523,3 +523,33 @@ UPDATE orders SET status = 'new';
 		}
 	})
 }
+
+// TestSnapshotTableUpgrade: a snapshot table created before reverted_at
+// existed is listed as it is and gains the column on the next up.
+func TestSnapshotTableUpgrade(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, base Target) {
+		tg := scratch(t, base)
+		m := openMigrator(t, tg, files("00001_orders.sql", ordersOnly))
+		exec(t, m.DB(), `CREATE TABLE `+snapshotsTable+` (
+			version BIGINT NOT NULL,
+			table_name VARCHAR(128) NOT NULL,
+			snapshot_table VARCHAR(128) NOT NULL,
+			row_count BIGINT NOT NULL,
+			taken_at VARCHAR(40) NOT NULL,
+			PRIMARY KEY (version, table_name))`,
+			"INSERT INTO "+snapshotsTable+" VALUES (7, 'orders', 'switchback_snap_7_orders', 3, '2026-01-01T00:00:00Z')")
+		want := []Snapshot{{Version: 7, Table: "orders", Copy: "switchback_snap_7_orders", Rows: 3, TakenAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+		if got, err := m.Snapshots(t.Context()); err != nil || !slices.Equal(got, want) {
+			t.Errorf("Snapshots of the old table = %+v, %v; want %+v", got, err, want)
+		}
+		if _, err := m.Up(t.Context(), 0); err != nil {
+			t.Fatalf("up: %v", err)
+		}
+		if _, err := m.Down(t.Context(), 0); err != nil {
+			t.Fatalf("down: %v", err)
+		}
+		if got, err := m.Snapshots(t.Context()); err != nil || !slices.Equal(got, want) {
+			t.Errorf("Snapshots after the upgrade = %+v, %v; want %+v", got, err, want)
+		}
+	})
+}
