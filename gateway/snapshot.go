@@ -3,7 +3,6 @@ package gateway
 import (
 	"math/bits"
 	"math/rand/v2"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -188,9 +187,6 @@ func (s *Snapshot) Name() string { return s.cfg.Name }
 // Version is the document version this snapshot was compiled from.
 func (s *Snapshot) Version() uint64 { return s.cfg.Version }
 
-// VersionHeader is Version formatted for the X-Switchback-Version header.
-func (s *Snapshot) VersionHeader() string { return s.version }
-
 // Pools lists the pools in name order; Decision.Pool indexes it. The slice
 // is shared: do not modify it.
 func (s *Snapshot) Pools() []PoolInfo { return s.pools }
@@ -216,7 +212,3 @@ func (s *Snapshot) FlagNames() []string {
 
 // Config returns a copy of the document the snapshot was compiled from.
 func (s *Snapshot) Config() Config { return s.cfg.Clone() }
-
-// SameUpstreams reports whether pool i has the same upstream list in both
-// snapshots, so a host can keep the proxy it built for it.
-func SameUpstreams(a, b PoolInfo) bool { return slices.Equal(a.Upstreams, b.Upstreams) }
