@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/a8e2c47e/switchback/guard"
 )
@@ -67,3 +68,49 @@ func emit(ch chan<- prometheus.Metric, t guard.Total, requests, errors, latency 
 
 // Interface guard
 var _ prometheus.Collector = trafficCollector{}
+
+type appMetrics struct {
+	appliedVersion *prometheus.GaugeVec
+	switches       *prometheus.CounterVec
+	applyErrors    *prometheus.CounterVec
+	storeHealthy   prometheus.Gauge
+	breaching      *prometheus.GaugeVec
+	fallbacks      *prometheus.CounterVec
+	events         *prometheus.CounterVec
+}
+
+func newAppMetrics(reg prometheus.Registerer) *appMetrics {
+	f := promauto.With(reg)
+	m := &appMetrics{
+		appliedVersion: f.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "switchback", Name: "applied_version",
+			Help: "Version of each deployment's document live on this instance.",
+		}, []string{"deployment"}),
+		switches: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "switchback", Name: "switches_total",
+			Help: "Versions applied from the store, per deployment.",
+		}, []string{"deployment"}),
+		applyErrors: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "switchback", Name: "apply_errors_total",
+			Help: "Versions from the store this instance could not apply.",
+		}, []string{"deployment"}),
+		storeHealthy: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "switchback", Name: "store_healthy",
+			Help: "1 when the store is reachable, 0 while serving the last applied versions without it.",
+		}),
+	}
+	m.breaching = f.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "switchback", Name: "guard_breaching",
+		Help: "1 while a pool or flag cohort is over its guard's ceilings (and baseline).",
+	}, []string{"deployment", "kind", "name"})
+	m.fallbacks = f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "switchback", Name: "guard_fallbacks_total",
+		Help: "Fallbacks this instance wrote: pool traffic moved (fallback) or flag set to 0% (flag_off).",
+	}, []string{"deployment", "kind"})
+	m.events = f.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "switchback", Name: "events_total",
+		Help: "Events this instance recorded, by kind.",
+	}, []string{"deployment", "kind"})
+	m.storeHealthy.Set(1)
+	return m
+}
