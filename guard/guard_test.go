@@ -44,7 +44,7 @@ func TestMeterWindow(t *testing.T) {
 	if got := w.Pools["green"]; got.Requests != 50 || got.Errors != 50 || got.ErrorRate() != 1 {
 		t.Errorf("green = %+v, want 50 requests, all errors", got)
 	}
-	if off, on := w.Flags["f"][0], w.Flags["f"][1]; on.Requests != 25 || off.Requests != 75 {
+	if off, on := w.Flags["f"].Off, w.Flags["f"].On; on.Requests != 25 || off.Requests != 75 {
 		t.Errorf("flag f cohorts: off %d, on %d requests; want 75, 25", off.Requests, on.Requests)
 	}
 	// p95 of 1..100 ms is 95 ms; the histogram reports its bucket's upper

@@ -79,8 +79,14 @@ func (r *Registry) Advance() {
 // Window is a deployment's statistics over the window.
 type Window struct {
 	Pools map[string]Stats
-	// Flags holds, per flag, the cohort without it [0] and with it [1].
-	Flags map[string][2]Stats
+	Flags map[string]Cohorts[Stats]
+}
+
+// Cohorts are a flag's two populations: the requests that had it on and
+// those that did not.
+type Cohorts[T any] struct {
+	On  T `json:"on"`
+	Off T `json:"off"`
 }
 
 // Stats reads every series. A flag's off cohort is all pools' requests less
@@ -88,7 +94,7 @@ type Window struct {
 func (r *Registry) Stats() Window {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	w := Window{Pools: make(map[string]Stats, len(r.pools)), Flags: make(map[string][2]Stats, len(r.flags))}
+	w := Window{Pools: make(map[string]Stats, len(r.pools)), Flags: make(map[string]Cohorts[Stats], len(r.flags))}
 	var total [numBuckets]uint64
 	var totalErrors uint64
 	for n, s := range r.pools {
@@ -105,7 +111,7 @@ func (r *Registry) Stats() Window {
 		for b := range off {
 			off[b] = total[b] - min(on[b], total[b]) // reads race with writers: never below 0
 		}
-		w.Flags[n] = [2]Stats{statsOf(&off, totalErrors-min(onErrs, totalErrors)), statsOf(&on, onErrs)}
+		w.Flags[n] = Cohorts[Stats]{On: statsOf(&on, onErrs), Off: statsOf(&off, totalErrors-min(onErrs, totalErrors))}
 	}
 	return w
 }
