@@ -17,6 +17,7 @@ import (
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/guard"
 )
 
 // Exit codes of RunCLI.
@@ -361,7 +362,8 @@ func printDeployment(w io.Writer, d Deployment) {
 		}
 		tw.Flush()
 	}
-	fmt.Fprintf(w, "\nlast change: %s\n", describeMeta(d.Meta))
+	fmt.Fprintf(w, "\nguard: %s\n", describeGuard(d.Guard))
+	fmt.Fprintf(w, "last change: %s\n", describeMeta(d.Meta))
 	if len(d.Instances) > 0 {
 		parts := make([]string, 0, len(d.Instances))
 		for _, in := range sortedNames(d.Instances) {
@@ -374,6 +376,27 @@ func printDeployment(w io.Writer, d Deployment) {
 		}
 		fmt.Fprintf(w, "instances: %s\n", strings.Join(parts, ", "))
 	}
+}
+
+// describeGuard says in one line when the guard falls back, or that none
+// will.
+func describeGuard(g *gateway.Guard) string {
+	if g == nil {
+		return "no guard configured (nothing falls back automatically)"
+	}
+	p := guard.Compile(g)
+	var over []string
+	if p.ErrorRate > 0 {
+		over = append(over, "error rate > "+pct(g.ErrorRate))
+	}
+	if p.P95 > 0 {
+		over = append(over, "p95 > "+p.P95.String())
+	}
+	s := fmt.Sprintf("falls back on %s over %v (at least %d requests", strings.Join(over, " or "), p.Window, p.MinRequests)
+	if p.Baseline > 0 {
+		s += fmt.Sprintf(", and %g× the baseline", p.Baseline)
+	}
+	return s + ")"
 }
 
 func printList(w io.Writer, ds []Deployment) {

@@ -32,7 +32,7 @@ func TestCLI(t *testing.T) {
 		version uint64   // the stored version afterwards
 	}{
 		{args: []string{"status", "shop"}, stdout: []string{"shop  version 1  store ok", "POOL", "blue   100%    v1.0.0   127.0.0.1:9001",
-			"green  0%      v1.1.0   127.0.0.1:9002", "new-cart  10%", "last change: v1", "by test (bootstrap)", "instances: host-a v1"}, version: 1},
+			"green  0%      v1.1.0   127.0.0.1:9002", "new-cart  10%", "guard: no guard configured", "last change: v1", "by test (bootstrap)", "instances: host-a v1"}, version: 1},
 		{args: []string{"status"}, stdout: []string{"NAME", "shop", "blue=100% green=0%"}, version: 1},
 		{args: []string{"weights", "shop", "blue=70", "green=30%", "--reason", "canary 30%"},
 			stdout: []string{"version 2", "blue   70%", "green  30%", `by local (cli)`, `(reason: "canary 30%")`}, version: 2},

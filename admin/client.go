@@ -13,6 +13,7 @@ import (
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/guard"
 )
 
 // DefaultAdminURL is where the CLI looks for the admin API.
@@ -160,6 +161,14 @@ func (c *Client) Restore(ctx context.Context, name string, version uint64, o Wri
 // Rollback writes the previous version's document again, as a new version.
 func (c *Client) Rollback(ctx context.Context, name string, o WriteOptions) (Deployment, error) {
 	return c.write(ctx, http.MethodPost, deploymentPath(name)+"/rollback", flipRequest{writeFields{o.Reason}}, o)
+}
+
+// Guard returns what the guard of the instance serving the API sees of a
+// deployment; View.Guard is false when the deployment has no guard.
+func (c *Client) Guard(ctx context.Context, name string) (guard.View, error) {
+	var out guard.View
+	err := c.do(ctx, http.MethodGet, deploymentPath(name)+"/guard", nil, WriteOptions{}, &out)
+	return out, err
 }
 
 // Health returns the store's health as /healthz reports it; a 503 is an

@@ -34,6 +34,8 @@ type Deployment struct {
 	// Instances maps gateway instances to the version they have applied,
 	// where known.
 	Instances map[string]uint64 `json:"instances,omitempty"`
+	// Guard is the deployment's fallback policy; nil: no guard configured.
+	Guard *gateway.Guard `json:"guard,omitempty"`
 }
 
 // Config returns the routing document the deployment shows.
@@ -610,7 +612,7 @@ func (s *Server) writeState(w http.ResponseWriter, ctx context.Context, doc conf
 
 func deployment(doc configstore.Document) Deployment {
 	c := doc.Config
-	d := Deployment{Name: c.Name, Version: doc.Meta.Version, Pools: c.Pools, Weights: c.Weights, Flags: c.Flags, Meta: doc.Meta}
+	d := Deployment{Name: c.Name, Version: doc.Meta.Version, Pools: c.Pools, Weights: c.Weights, Flags: c.Flags, Meta: doc.Meta, Guard: c.Guard}
 	if d.Flags == nil {
 		d.Flags = map[string]gateway.Flag{}
 	}

@@ -21,7 +21,7 @@
 //	GET    /api/v1/deployments/{name}/diff?from=V&to=W
 //	POST   /api/v1/deployments/{name}/restore        {"version", "reason"}
 //	POST   /api/v1/deployments/{name}/rollback       {"reason"}
-//	GET    /api/v1/deployments/{name}/guard          this instance's guard: windows, breaches, health
+//	GET    /api/v1/deployments/{name}/guard          this instance's guard (guard.View): windows, breaches, health
 //	POST   /api/v1/deployments/{name}/rollouts       {"target": "pool:green", "steps": [1, 10, 50, 100], "bake": "30m", "reason"}
 //	GET    /api/v1/deployments/{name}/rollouts       the current or last rollout
 //	POST   /api/v1/deployments/{name}/rollouts/pause   {"reason"}
@@ -47,6 +47,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/guard"
 )
 
 // Options configure a Server. Store is required; everything else has a
@@ -77,9 +78,9 @@ type Options struct {
 	Audit func(Record)
 	// Now is the clock for audit records and version metadata.
 	Now func() time.Time
-	// Guard returns this instance's guard view of a deployment (any JSON
-	// value), served at GET /api/v1/deployments/{name}/guard.
-	Guard func(name string) (any, bool)
+	// Guard returns this instance's guard view of a deployment, served at
+	// GET /api/v1/deployments/{name}/guard.
+	Guard func(name string) (guard.View, bool)
 }
 
 // Server is the admin API. It is an http.Handler; mount it on a listener of
@@ -98,7 +99,7 @@ type Server struct {
 	log            *zap.Logger
 	audit          func(Record)
 	now            func() time.Time
-	guard          func(name string) (any, bool)
+	guard          func(name string) (guard.View, bool)
 }
 
 // New builds a Server. It reads the tokens file once; a file that does not

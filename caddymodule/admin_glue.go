@@ -37,9 +37,7 @@ func (a *App) startAdmin() error {
 			}
 			return false, errors.New("store unreachable; serving the last applied versions")
 		},
-		Guard: func(name string) (any, bool) {
-			return a.guardView(name)
-		},
+		Guard:        a.guardView,
 		Tokens:       a.AdminTokens,
 		AllowedHosts: a.AdminHosts,
 		Registry:     a.ctx.GetMetricsRegistry(),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,7 +13,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/guard"
 )
 
 // testGuard is the guard most tests use: a 5% error ceiling, judged over a
@@ -129,9 +133,9 @@ func guardedGateway(t *testing.T, body string) (upstreams, string, *configstore.
 }
 
 // waitView polls the guard's view of checkout until cond holds.
-func waitView(t *testing.T, app *App, what string, cond func(GuardView) bool) GuardView {
+func waitView(t *testing.T, app *App, what string, cond func(guard.View) bool) guard.View {
 	t.Helper()
-	var v GuardView
+	var v guard.View
 	waitFor(t, what, func() bool {
 		var ok bool
 		v, ok = app.guardView("checkout")
@@ -146,7 +150,7 @@ func TestGuardFallsBackFromBadCanary(t *testing.T) {
 `+testGuard)
 	startLoad(t, base, 200)
 	app := runningApp(t)
-	waitView(t, app, "healthy traffic on both pools", func(v GuardView) bool {
+	waitView(t, app, "healthy traffic on both pools", func(v guard.View) bool {
 		return v.Pools["green"].Requests >= 20 && v.Pools["blue"].Requests >= 20
 	})
 
@@ -180,6 +184,33 @@ func TestGuardFallsBackFromBadCanary(t *testing.T) {
 	}
 }
 
+// breachGauges lists checkout's switchback_guard_breaching series as
+// KIND/NAME=VALUE, sorted.
+func breachGauges(t *testing.T, app *App) []string {
+	t.Helper()
+	mfs, err := app.ctx.GetMetricsRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, mf := range mfs {
+		if mf.GetName() != "switchback_guard_breaching" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["deployment"] == "checkout" {
+				out = append(out, fmt.Sprintf("%s/%s=%g", labels["kind"], labels["name"], m.GetGauge().GetValue()))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // waitEvents polls checkout's events until there are at least n.
 func waitEvents(t *testing.T, store *configstore.Store, n int) []Event {
 	t.Helper()
@@ -197,7 +228,7 @@ func waitEvents(t *testing.T, store *configstore.Store, n int) []Event {
 func noActionAfter(t *testing.T, app *App, store *configstore.Store, want uint64) {
 	t.Helper()
 	start := time.Now()
-	waitView(t, app, "several more guard slots", func(v GuardView) bool { return v.Updated.Sub(start) > 1500*time.Millisecond })
+	waitView(t, app, "several more guard slots", func(v guard.View) bool { return v.Updated.Sub(start) > 1500*time.Millisecond })
 	doc, err := store.Get(t.Context(), "checkout")
 	if err != nil {
 		t.Fatal(err)
@@ -207,37 +238,108 @@ func noActionAfter(t *testing.T, app *App, store *configstore.Store, want uint64
 	}
 }
 
-func TestGuardIgnoresFaultSharedByBothPools(t *testing.T) {
-	ups, base, store := guardedGateway(t, `
-		weights blue 50 green 50
+// TestGuardWritesWhatJudgeSays drives the writer with judgements of
+// windows built by hand, step by step on one gateway, instead of waiting on
+// live traffic: the rules are guard.TestJudge's; this is the writing.
+func TestGuardWritesWhatJudgeSays(t *testing.T) {
+	_, _, store := guardedGateway(t, `
+		weights blue 80 green 20
+		flag new_payment_flow 30
 `+testGuard)
-	setFault(t, ups.blue.URL, `{"error_rate": 0.5}`)
-	setFault(t, ups.green.URL, `{"error_rate": 0.5}`)
-	startLoad(t, base, 200)
 	app := runningApp(t)
-	v := waitView(t, app, "both pools over the ceiling with enough samples", func(v GuardView) bool {
-		return v.Pools["blue"].Requests >= 40 && v.Pools["green"].Requests >= 40 &&
-			v.Pools["blue"].ErrorRate > 20 && v.Pools["green"].ErrorRate > 20
-	})
-	if v.Pools["blue"].Breach != "" || v.Pools["green"].Breach != "" {
-		t.Errorf("a shared fault counted as a breach: blue %q, green %q", v.Pools["blue"].Breach, v.Pools["green"].Breach)
+	// judge judges checkout's live snapshot over a window with healthy
+	// blue traffic and what fail adds.
+	judge := func(health map[string]guard.PoolHealth, fail func(m *guard.Meter, green int)) (*gateway.Snapshot, guard.Action) {
+		t.Helper()
+		dep, _ := LookupDeployment("checkout")
+		snap := dep.Snapshot()
+		reg := guard.NewRegistry()
+		var pools []string
+		for _, p := range snap.Pools() {
+			pools = append(pools, p.Name)
+		}
+		m := reg.Meter(pools, snap.FlagNames())
+		blue, _ := snap.PoolIndex("blue")
+		green, _ := snap.PoolIndex("green")
+		for range 200 {
+			m.Record(blue, 0, false, time.Millisecond)
+		}
+		fail(m, green)
+		_, act := guard.Judge(guard.Input{Snapshot: snap, Policy: guard.Compile(snap.Guard()), Window: reg.Stats(),
+			Health: health, Instance: app.Instance, Now: time.Now()})
+		return snap, act
 	}
-	noActionAfter(t, app, store, 1)
-}
+	greenFails := func(m *guard.Meter, green int) {
+		for range 50 {
+			m.Record(green, 0, true, time.Millisecond)
+		}
+	}
+	flagFails := func(m *guard.Meter, green int) {
+		for range 50 {
+			m.Record(green, 1, true, time.Millisecond)
+		}
+	}
+	blueDown := map[string]guard.PoolHealth{"blue": {Error: "127.0.0.1:1: connection refused"}}
 
-func TestGuardNeedsEnoughSamples(t *testing.T) {
-	ups, base, store := guardedGateway(t, `
-		weights blue 50 green 50
-		guard {
-			error_rate 5%
-			window 2s
-			min_requests 100000
-		}`)
-	setFault(t, ups.green.URL, `{"error_rate": 1}`)
-	startLoad(t, base, 100)
-	app := runningApp(t)
-	waitView(t, app, "green failing", func(v GuardView) bool { return v.Pools["green"].Errors >= 20 })
-	noActionAfter(t, app, store, 1)
+	// The loop's own judgement of the quiet deployment sets its gauges.
+	waitView(t, app, "a first judgement", func(guard.View) bool { return true })
+	if got, want := breachGauges(t, app), []string{"flag/new_payment_flow=0", "pool/blue=0", "pool/green=0"}; !slices.Equal(got, want) {
+		t.Errorf("breach gauges %v, want %v", got, want)
+	}
+
+	refusedSnap, refused := judge(blueDown, greenFails)
+	_, fallback := judge(nil, greenFails)
+	steps := []struct {
+		name    string
+		snap    func() (*gateway.Snapshot, guard.Action)
+		kind    guard.ActionKind
+		version uint64 // stored afterwards
+		events  int    // recorded so far
+		event   string // the newest event's kind and subject
+		check   func(configstore.Document) bool
+	}{
+		{"refused: the target fails its health checks", func() (*gateway.Snapshot, guard.Action) { return refusedSnap, refused },
+			guard.Refused, 1, 1, EventFallbackRefused + " pool:green", nil},
+		{"fallback", func() (*gateway.Snapshot, guard.Action) { return refusedSnap, fallback },
+			guard.Fallback, 2, 2, EventFallback + " pool:green",
+			func(d configstore.Document) bool {
+				return d.Config.Weights["blue"] == 100 && d.Config.Weights["green"] == 0
+			}},
+		// Another instance judged version 1 too: its write loses the
+		// compare-and-swap and records nothing.
+		{"a second fallback of the same version writes nothing", func() (*gateway.Snapshot, guard.Action) { return refusedSnap, fallback },
+			guard.Fallback, 2, 2, EventFallback + " pool:green", nil},
+		{"flag off", func() (*gateway.Snapshot, guard.Action) { return judge(nil, flagFails) },
+			guard.FlagOff, 3, 3, EventFlagOff + " flag:new_payment_flow",
+			func(d configstore.Document) bool {
+				return d.Config.Flags["new_payment_flow"].Percent == 0 && d.Config.Weights["blue"] == 100
+			}},
+	}
+	for _, st := range steps {
+		snap, act := st.snap()
+		if act.Kind != st.kind {
+			t.Fatalf("%s: judged %v (%s), want %v", st.name, act.Kind, act.Reason, st.kind)
+		}
+		app.act(t.Context(), snap, act)
+		doc, err := store.Get(t.Context(), "checkout")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if doc.Meta.Version != st.version || (st.version > 1 && doc.Meta.Source != configstore.SourceGuard) || (st.check != nil && !st.check(doc)) {
+			t.Errorf("%s: version %d by %s with weights %v, flags %v; want version %d", st.name, doc.Meta.Version, doc.Meta.Source, doc.Config.Weights, doc.Config.Flags, st.version)
+		}
+		// The fallback is live here at once, not after the watch.
+		if dep, _ := LookupDeployment("checkout"); dep.Snapshot().Version() != st.version {
+			t.Errorf("%s: live version %d, want %d", st.name, dep.Snapshot().Version(), st.version)
+		}
+		evs, err := store.Events(t.Context(), "checkout", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != st.events || evs[0].Kind+" "+evs[0].Subject != st.event || evs[0].Version != st.version || evs[0].Reason != act.Reason {
+			t.Errorf("%s: %d events, newest %+v; want %d, newest %s at version %d", st.name, len(evs), evs, st.events, st.event, st.version)
+		}
+	}
 }
 
 func TestGuardSwitchesOffBadFlag(t *testing.T) {
@@ -267,39 +369,6 @@ func TestGuardSwitchesOffBadFlag(t *testing.T) {
 	}
 	if evs := waitEvents(t, store, 1); evs[0].Kind != EventFlagOff || evs[0].Subject != "flag:new_payment_flow" {
 		t.Errorf("events %+v, want flag_off of flag:new_payment_flow", evs)
-	}
-}
-
-func TestGuardRefusesUnhealthyTarget(t *testing.T) {
-	ups, base, store := guardedGateway(t, `
-		weights blue 80 green 20
-		guard {
-			error_rate 5%
-			window 2s
-			min_requests 20
-			cooldown 1m
-		}
-		health_uri /health
-		health_interval 100ms`)
-	app := runningApp(t)
-	setFault(t, ups.blue.URL, `{"healthy": false}`) // blue serves, but fails its health checks
-	waitView(t, app, "blue's health check to fail", func(v GuardView) bool {
-		h, ok := v.Health["blue"]
-		return ok && !h.Healthy
-	})
-	setFault(t, ups.green.URL, `{"error_rate": 1}`)
-	startLoad(t, base, 200)
-	waitFor(t, "a fallback_refused event", func() bool {
-		evs, err := store.Events(t.Context(), "checkout", 10)
-		return err == nil && len(evs) > 0 && evs[0].Kind == EventFallbackRefused
-	})
-	evs, _ := store.Events(t.Context(), "checkout", 10)
-	if !strings.Contains(evs[0].Reason, "blue fails its health checks") {
-		t.Errorf("refusal reason %q does not say why", evs[0].Reason)
-	}
-	doc, err := store.Get(t.Context(), "checkout")
-	if err != nil || doc.Meta.Version != 1 {
-		t.Errorf("version %d after a refused fallback (%v), want 1", doc.Meta.Version, err)
 	}
 }
 
@@ -358,6 +427,31 @@ func TestMetricsPerPoolAndCohort(t *testing.T) {
 	if !strings.Contains(text, `switchback_request_duration_seconds_count{deployment="checkout",pool="blue"}`) {
 		t.Error("no latency histogram for blue")
 	}
+
+	// Without a guard, green failing every request is shown, but no breach
+	// gauge reads 0 as if a guard had judged it healthy, and the view says
+	// that nothing is judged.
+	app := runningApp(t)
+	waitView(t, app, "the requests in the guard's window", func(v guard.View) bool {
+		return v.Pools["blue"].Requests+v.Pools["green"].Requests == 100
+	})
+	if got := breachGauges(t, app); len(got) != 0 {
+		t.Errorf("breach gauges %v without a guard, want none", got)
+	}
+	ac, err := admin.NewClient(fmt.Sprintf("http://127.0.0.1:%d", aport), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ac.Guard(t.Context(), "checkout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Guard || v.Note != guard.NoGuardNote || v.Pools["green"].Errors != v.Pools["green"].Requests || v.Pools["green"].Breach != "" {
+		t.Errorf("guard view %+v; want no guard, the note, green's errors and no breach", v)
+	}
+	if f := v.Flags["f"]; f.On.Requests+f.Off.Requests != 100 {
+		t.Errorf("flag f cohorts on %d + off %d requests, want 100", f.On.Requests, f.Off.Requests)
+	}
 }
 
 // TestClientCancelsAreNotSamples: clients giving up on a slow upstream are
@@ -382,7 +476,7 @@ func TestClientCancelsAreNotSamples(t *testing.T) {
 		}
 	}
 	app := runningApp(t)
-	v := waitView(t, app, "the patient requests counted", func(v GuardView) bool { return v.Pools["green"].Requests >= 5 })
+	v := waitView(t, app, "the patient requests counted", func(v guard.View) bool { return v.Pools["green"].Requests >= 5 })
 	if g := v.Pools["green"]; g.Requests != 5 || g.Errors != 0 {
 		t.Errorf("green: %d requests, %d errors after 30 client timeouts and 5 answered requests; want 5 and 0", g.Requests, g.Errors)
 	}

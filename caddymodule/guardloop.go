@@ -3,8 +3,6 @@ package caddymodule
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -26,44 +24,14 @@ type guardState struct {
 	checker     *guard.Checker
 	stopChecker context.CancelFunc
 	checkerDone chan struct{}
-	healthSnap  *gateway.Snapshot // snapshot the checker was last configured from
+	snap        *gateway.Snapshot // the snapshot policy and the checker were set from
+	policy      guard.Policy      // compiled from snap's guard
 	nextSlot    time.Time         // when the meters advance next
-	lastRefusal time.Time         // rate-limits "target unhealthy" events
+	lastRefusal time.Time         // rate-limits "fallback refused" events
 
 	// mu protects view, read by the admin API.
 	mu   sync.Mutex
-	view GuardView
-}
-
-// GuardView is what the admin API shows of a deployment's guard on this
-// instance: the window's figures, the verdicts, and active health.
-type GuardView struct {
-	Instance string                       `json:"instance"`
-	Version  uint64                       `json:"version"`
-	Pools    map[string]PopulationView    `json:"pools"`
-	Flags    map[string][2]PopulationView `json:"flags,omitempty"` // [off, on]
-	Health   map[string]guard.PoolHealth  `json:"health,omitempty"`
-	Retained map[string]time.Time         `json:"retained,omitempty"`
-	Cooldown time.Time                    `json:"cooldown_until,omitzero"`
-	Updated  time.Time                    `json:"updated"`
-}
-
-// PopulationView is one pool's or cohort's window.
-type PopulationView struct {
-	Requests  uint64  `json:"requests"`
-	Errors    uint64  `json:"errors"`
-	ErrorRate float64 `json:"error_rate"` // percent
-	P50       string  `json:"p50"`
-	P95       string  `json:"p95"`
-	P99       string  `json:"p99"`
-	Breach    string  `json:"breach,omitempty"`
-}
-
-func populationView(s guard.Stats, v guard.Verdict) PopulationView {
-	return PopulationView{
-		Requests: s.Requests, Errors: s.Errors, ErrorRate: 100 * s.ErrorRate(),
-		P50: s.P50.String(), P95: s.P95.String(), P99: s.P99.String(), Breach: v.Reason,
-	}
+	view guard.View
 }
 
 // runGuards is the evaluator goroutine; it stops with ctx.
@@ -123,204 +91,113 @@ func (a *App) dropGuards(live map[string]deploymentEntry) {
 			st.stopChecker()
 			<-st.checkerDone
 			delete(a.guards, name)
+			a.metrics.breaching.DeletePartialMatch(prometheus.Labels{"deployment": name})
 		}
 	}
 }
 
 // guardView returns the evaluator's view of a deployment, if it has one.
-func (a *App) guardView(name string) (GuardView, bool) {
+func (a *App) guardView(name string) (guard.View, bool) {
 	a.guardsMu.Lock()
 	st, ok := a.guards[name]
 	a.guardsMu.Unlock()
 	if !ok {
-		return GuardView{}, false
+		return guard.View{}, false
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.view, !st.view.Updated.IsZero()
 }
 
-// evaluate advances a deployment's meters once per slot and acts on the
-// first breach it finds: a pool's traffic goes to a healthy pool, a flag
-// goes to 0%.
+// evaluate advances a deployment's meters once per slot, has guard.Judge
+// look at them, and writes what it says.
 func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardState, now time.Time) {
 	snap := entry.Snapshot()
 	if snap == nil {
 		return
 	}
-	if snap != st.healthSnap {
-		st.healthSnap = snap
+	name := snap.Name()
+	if snap != st.snap {
+		st.snap, st.policy = snap, guard.Compile(snap.Guard())
 		configureChecks(st.checker, snap)
-		// Pools and flags may be gone: their breach gauges go too, and
-		// this slot sets the current ones again.
-		a.metrics.breaching.DeletePartialMatch(prometheus.Labels{"deployment": snap.Name()})
-	}
-	g := snap.Guard()
-	window := gateway.DefaultWindow
-	if g != nil {
-		window = g.Window.Std(gateway.DefaultWindow)
+		// Pools and flags may be gone, or the guard with them: their
+		// breach gauges go too, and this slot sets the current ones again.
+		a.metrics.breaching.DeletePartialMatch(prometheus.Labels{"deployment": name})
 	}
 	if now.Before(st.nextSlot) {
 		return
 	}
-	st.nextSlot = now.Add(window / guard.Slots)
+	st.nextSlot = now.Add(st.policy.Window / guard.Slots)
 	entry.meters.Advance()
 
-	w := entry.meters.Stats()
-	policy := guard.Policy{MinRequests: gateway.DefaultMinRequests}
-	if g != nil {
-		policy = guard.Policy{
-			ErrorRate:   g.ErrorRate / 100,
-			P95:         time.Duration(g.P95),
-			MinRequests: uint64(g.MinRequests),
-			Baseline:    g.Baseline,
-		}
-		if g.MinRequests == 0 {
-			policy.MinRequests = gateway.DefaultMinRequests
-		}
-	}
-	cfg := snap.Config()
-	view := GuardView{
-		Instance: a.Instance, Version: snap.Version(), Updated: now,
-		Pools: map[string]PopulationView{}, Health: st.checker.All(), Retained: cfg.Retained,
-	}
-	cooldownUntil := a.cooldownUntil(snap.Name(), g)
-	if cooldownUntil.After(now) {
-		view.Cooldown = cooldownUntil
-	}
-
-	type action struct {
-		kind, subject, target, reason string
-	}
-	var act *action
-	// Flags are judged first: a bad flag shows in every pool it runs in,
-	// and switching it off is the narrower, more specific fix.
-	for i, f := range snap.FlagNames() {
-		cohorts := w.Flags[f]
-		var v guard.Verdict
-		if pct := snap.FlagPercent(i); g != nil && pct > 0 {
-			v = policy.Check(cohorts[1], cohorts[0], pct < gateway.Buckets)
-		}
-		if view.Flags == nil {
-			view.Flags = map[string][2]PopulationView{}
-		}
-		view.Flags[f] = [2]PopulationView{populationView(cohorts[0], guard.Verdict{}), populationView(cohorts[1], v)}
-		a.metrics.breaching.WithLabelValues(snap.Name(), "flag", f).Set(boolGauge(v.Breach))
-		if v.Breach && act == nil {
-			act = &action{kind: "flag", subject: f, reason: v.Reason}
-		}
-	}
-	pools := snap.Pools()
-	for _, p := range pools {
-		var others []guard.Stats
-		othersLive := false
-		for _, q := range pools {
-			if q.Name != p.Name {
-				others = append(others, w.Pools[q.Name])
-				othersLive = othersLive || q.Weight > 0
-			}
-		}
-		var v guard.Verdict
-		if g != nil && p.Weight > 0 {
-			v = policy.Check(w.Pools[p.Name], guard.Merge(others...), othersLive)
-		}
-		view.Pools[p.Name] = populationView(w.Pools[p.Name], v)
-		a.metrics.breaching.WithLabelValues(snap.Name(), "pool", p.Name).Set(boolGauge(v.Breach))
-		if v.Breach && act == nil {
-			target, why := fallbackTarget(snap, p.Name, view.Health, w, policy)
-			if target == "" {
-				if now.Sub(st.lastRefusal) >= g.Cooldown.Std(gateway.DefaultCooldown) {
-					st.lastRefusal = now
-					a.event(ctx, Event{Deployment: snap.Name(), Kind: EventFallbackRefused, Subject: "pool:" + p.Name,
-						Version: snap.Version(), Reason: v.Reason + "; not moving traffic: " + why})
-				}
-				continue
-			}
-			act = &action{kind: "pool", subject: p.Name, target: target, reason: v.Reason}
-		}
-	}
+	view, act := guard.Judge(guard.Input{
+		Snapshot:     snap,
+		Policy:       st.policy,
+		Window:       entry.meters.Stats(),
+		Health:       st.checker.All(),
+		Retained:     snap.Config().Retained,
+		LastFallback: a.lastFallback(name),
+		LastRefusal:  st.lastRefusal,
+		Instance:     a.Instance,
+		Now:          now,
+	})
+	// Gauges first: once the view shows a slot, its gauges are set.
+	a.setBreaching(view)
 	st.mu.Lock()
 	st.view = view
 	st.mu.Unlock()
+	if act.Kind == guard.Refused {
+		st.lastRefusal = now
+	}
+	a.act(ctx, snap, act)
+}
 
-	// While the store is unreachable a fallback could not be written (and
-	// every attempt would stall this loop, and so the meters, for its
-	// timeout); the gateway keeps serving the last applied version.
-	if act == nil || cooldownUntil.After(now) || !a.healthy.Load() {
+// act writes what a judgement asked for: a fallback version, or an event
+// saying why there is none.
+func (a *App) act(ctx context.Context, snap *gateway.Snapshot, act guard.Action) {
+	switch act.Kind {
+	case guard.Refused:
+		a.event(ctx, Event{Deployment: snap.Name(), Kind: EventFallbackRefused, Subject: act.Subject, Version: act.Version, Reason: act.Reason})
+	case guard.Fallback, guard.FlagOff:
+		// While the store is unreachable a fallback could not be written
+		// (and every attempt would stall this loop, and so the meters, for
+		// its timeout); the gateway keeps serving the last applied version.
+		if a.healthy.Load() {
+			a.fallBack(ctx, snap, act)
+		}
+	}
+}
+
+// setBreaching sets the breach gauges of a judged deployment; one without
+// a guard has none, so no one reads a 0 as "the guard sees nothing wrong".
+func (a *App) setBreaching(v guard.View) {
+	if !v.Guard {
 		return
 	}
-	switch act.kind {
-	case "pool":
-		a.fallBack(ctx, snap, EventFallback, "pool:"+act.subject, act.reason+"; traffic to "+act.target, func(c *gateway.Config) error {
-			c.Weights[act.target] += c.Weights[act.subject]
-			c.Weights[act.subject] = 0
-			return nil
-		})
-	case "flag":
-		a.fallBack(ctx, snap, EventFlagOff, "flag:"+act.subject, act.reason+"; flag set to 0%", func(c *gateway.Config) error {
-			f := c.Flags[act.subject]
-			f.Percent = 0
-			c.Flags[act.subject] = f
-			return nil
-		})
+	for pool, p := range v.Pools {
+		a.metrics.breaching.WithLabelValues(v.Deployment, "pool", pool).Set(boolGauge(p.Breach != ""))
+	}
+	for flag, c := range v.Flags {
+		a.metrics.breaching.WithLabelValues(v.Deployment, "flag", flag).Set(boolGauge(c.On.Breach != ""))
 	}
 }
 
-// fallbackTarget picks the pool a breaching pool's traffic goes to: a pool
-// that is not breaching itself and not failing its active health checks,
-// preferring the one with the most traffic, then the retained rollback
-// target. It returns "" and why when there is none.
-func fallbackTarget(snap *gateway.Snapshot, bad string, health map[string]guard.PoolHealth, w guard.Window, policy guard.Policy) (string, string) {
-	cfg := snap.Config()
-	type cand struct {
-		name     string
-		weight   uint32
-		retained bool
-	}
-	var cands []cand
-	var refused []string
-	for _, p := range snap.Pools() {
-		if p.Name == bad {
-			continue
-		}
-		if h, ok := health[p.Name]; ok && !h.Healthy {
-			refused = append(refused, fmt.Sprintf("%s fails its health checks (%s)", p.Name, h.Error))
-			continue
-		}
-		if v := policy.Check(w.Pools[p.Name], guard.Stats{}, false); v.Breach && p.Weight > 0 {
-			refused = append(refused, fmt.Sprintf("%s is failing too (%s)", p.Name, v.Reason))
-			continue
-		}
-		_, retained := cfg.Retained[p.Name]
-		cands = append(cands, cand{p.Name, p.Weight, retained})
-	}
-	if len(cands) == 0 {
-		if len(refused) == 0 {
-			return "", "no other pool"
-		}
-		return "", fmt.Sprint(refused)
-	}
-	sort.SliceStable(cands, func(i, j int) bool {
-		if cands[i].weight != cands[j].weight {
-			return cands[i].weight > cands[j].weight
-		}
-		return cands[i].retained && !cands[j].retained
-	})
-	return cands[0].name, ""
-}
-
-// fallBack writes the guard's change as a new version on top of the one it
+// fallBack writes the guard's action as a new version on top of the one it
 // judged: if another instance got there first, its compare-and-swap fails
 // and this one does nothing, so every instance converges on one fallback.
-func (a *App) fallBack(ctx context.Context, snap *gateway.Snapshot, kind, subject, reason string, mutate func(*gateway.Config) error) {
+func (a *App) fallBack(ctx context.Context, snap *gateway.Snapshot, act guard.Action) {
+	kind, subject, reason := EventFallback, act.Subject, act.Reason
+	if act.Kind == guard.FlagOff {
+		kind = EventFlagOff
+	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	doc, err := a.store.Update(wctx, snap.Name(), snap.Version(), configstore.Meta{
+	doc, err := a.store.Update(wctx, snap.Name(), act.Version, configstore.Meta{
 		Author:   a.Instance,
 		Source:   configstore.SourceGuard,
 		Reason:   reason,
 		Fallback: true,
-	}, mutate)
+	}, act.Apply)
 	switch {
 	case errors.Is(err, configstore.ErrConflict):
 		a.logger.Debug("guard: another writer changed the deployment first", zap.String("deployment", snap.Name()))
@@ -347,18 +224,12 @@ func (a *App) noteGuardWrite(name string, t time.Time) {
 	}
 }
 
-func (a *App) cooldownUntil(name string, g *gateway.Guard) time.Time {
+// lastFallback is when the deployment's last guard version was written;
+// zero if never since this app started.
+func (a *App) lastFallback(name string) time.Time {
 	a.guardsMu.Lock()
 	defer a.guardsMu.Unlock()
-	last, ok := a.lastGuardWrite[name]
-	if !ok {
-		return time.Time{}
-	}
-	var cd gateway.Duration
-	if g != nil {
-		cd = g.Cooldown
-	}
-	return last.Add(cd.Std(gateway.DefaultCooldown))
+	return a.lastGuardWrite[name]
 }
 
 // configureChecks points the health checker at the snapshot's pools.

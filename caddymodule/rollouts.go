@@ -12,6 +12,7 @@ import (
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/guard"
 	"github.com/a8e2c47e/switchback/rollout"
 )
 
@@ -251,10 +252,7 @@ func (a *App) putRollout(ctx context.Context, r rollout.Rollout, modRev int64) b
 // the guard judged it within rolloutViewMaxAge, at the document's version
 // or later.
 func (a *App) rolloutHealth(r rollout.Rollout, doc configstore.Document, now time.Time) rollout.Health {
-	h := rollout.Health{MinSamples: gateway.DefaultMinRequests}
-	if g := doc.Config.Guard; g != nil && g.MinRequests > 0 {
-		h.MinSamples = uint64(g.MinRequests)
-	}
+	h := rollout.Health{MinSamples: guard.Compile(doc.Config.Guard).MinRequests}
 	t, err := rollout.ParseTarget(r.Target)
 	if err != nil {
 		return h
@@ -263,14 +261,14 @@ func (a *App) rolloutHealth(r rollout.Rollout, doc configstore.Document, now tim
 	if !ok {
 		return h
 	}
-	var p PopulationView
+	var p guard.Population
 	switch t.Kind {
 	case rollout.KindPool:
 		p, ok = view.Pools[t.Name]
 	case rollout.KindFlag:
-		var cohorts [2]PopulationView
+		var cohorts guard.Cohorts[guard.Population]
 		cohorts, ok = view.Flags[t.Name]
-		p = cohorts[1]
+		p = cohorts.On
 	}
 	if !ok {
 		return h
