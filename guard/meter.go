@@ -1,8 +1,10 @@
 // Package guard measures each deployment's traffic per pool and per flag
 // cohort and decides when a pool or a cohort has gone bad. It is pure logic:
-// the request path records into a Meter with atomic adds only, and an
-// evaluator reads windows and applies a Policy. Acting on a verdict (writing
-// a new version) is the caller's job.
+// the request path records into a Meter with atomic adds only; Compile turns
+// a deployment's guard block into a Policy (with every default); Judge reads
+// the windows, active health, retention and cooldown at a given time and
+// returns the View the admin API serves and the Action to write. Writing it
+// (a new version) is the caller's job.
 package guard
 
 import (
