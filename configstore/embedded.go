@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -71,6 +72,10 @@ func StartEmbedded(dataDir, clientAddr string) (*Embedded, error) {
 	attempts := 1
 	if port == "0" {
 		attempts = 3
+	}
+	// Messages name the directory as the operator will look for it.
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
 	}
 	lock, err := lockDataDir(dataDir)
 	if err != nil {
