@@ -45,6 +45,13 @@ type App struct {
 	// StateDir holds the last-known-good document of each deployment, used
 	// when the store is unreachable at start; default under Caddy's data dir.
 	StateDir string `json:"state_dir,omitempty"`
+	// OnDamagedData says what to do when the embedded etcd's data
+	// directory is damaged: "fail" (the default) refuses to start;
+	// "serve_last_known_good" serves each deployment's last-known-good
+	// document, with no store, no admin API and no guard, until the data
+	// is repaired and the gateway restarted. A deployment without a
+	// last-known-good file still fails the start.
+	OnDamagedData string `json:"on_damaged_data,omitempty"`
 
 	ctx      caddy.Context
 	logger   *zap.Logger
@@ -52,6 +59,9 @@ type App struct {
 	client   *clientv3.Client
 	store    *configstore.Store
 	metrics  *appMetrics
+	// damaged is why the store is off when the embedded etcd's data is
+	// damaged and OnDamagedData allows serving last-known-good documents.
+	damaged error
 
 	healthy atomic.Bool
 	now     func() time.Time
@@ -86,6 +96,9 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 const (
 	defaultAdmin      = "127.0.0.1:9180"
 	defaultClientAddr = "127.0.0.1:2379"
+
+	onDamagedFail    = "fail"
+	onDamagedServeLK = "serve_last_known_good"
 	// bootstrapTimeout bounds how long a starting gateway waits for the
 	// store before it falls back to its last-known-good document.
 	bootstrapTimeout = 3 * time.Second
@@ -119,10 +132,19 @@ func (a *App) Provision(ctx caddy.Context) error {
 			a.Instance += ":" + port
 		}
 	}
+	switch {
+	case a.OnDamagedData == "":
+		a.OnDamagedData = onDamagedFail
+	case a.OnDamagedData != onDamagedFail && a.OnDamagedData != onDamagedServeLK:
+		return fmt.Errorf("switchback: on_damaged_data %q: want %s or %s", a.OnDamagedData, onDamagedFail, onDamagedServeLK)
+	case a.Store.Kind != "embedded":
+		return fmt.Errorf("switchback: on_damaged_data %q: applies to the embedded store only, not to store %s", a.OnDamagedData, a.Store.Kind)
+	}
 	a.metrics = newAppMetrics(ctx.GetMetricsRegistry())
 	if err := ctx.GetMetricsRegistry().Register(trafficCollector{}); err != nil {
 		return fmt.Errorf("switchback: metrics: %w", err)
 	}
+	a.removeStaleTemps()
 
 	var err error
 	switch a.Store.Kind {
@@ -133,7 +155,16 @@ func (a *App) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("switchback: store %q: want embedded or etcd", a.Store.Kind)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, configstore.ErrDataDamaged) && a.OnDamagedData == onDamagedServeLK:
+		a.damaged = err
+		a.metrics.storeHealthy.Set(0)
+		a.logger.Error("store off: its data is damaged; serving last-known-good documents, no changes possible until the data is repaired and the gateway restarted",
+			zap.String("state_dir", a.StateDir), zap.Error(err))
+		return nil
+	case errors.Is(err, configstore.ErrDataDamaged):
+		return fmt.Errorf("switchback: store: %w (to serve the last-known-good documents in %s meanwhile, set 'on_damaged_data %s' in the switchback global option)", err, a.StateDir, onDamagedServeLK)
+	case err != nil:
 		return fmt.Errorf("switchback: store: %w", err)
 	}
 	var opts []configstore.Option
@@ -149,8 +180,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 }
 
 // Start watches the store and applies every new version, and serves the
-// admin API.
+// admin API. With the store off (damaged data) there is nothing to watch,
+// and no admin API: every call of it would need the store.
 func (a *App) Start() error {
+	if a.damaged != nil {
+		return nil
+	}
 	if err := a.startAdmin(); err != nil {
 		return err
 	}

@@ -32,7 +32,18 @@ func init() {
 //		admin_hosts  <host...>                        # extra Host values the admin API accepts
 //		instance     <name>                           # default: hostname:admin_port
 //		state_dir    <dir>                            # last-known-good documents
+//		on_damaged_data fail | serve_last_known_good  # embedded store only; default fail
 //	}
+//
+// on_damaged_data decides what a gateway does when the embedded etcd's data
+// directory is damaged (a cut write-ahead log, a corrupt database file): by
+// default it refuses to start, with an error naming the file, because a
+// gateway is never quietly run on data it cannot trust. With
+// serve_last_known_good it serves each deployment's last-known-good
+// document from state_dir instead, read-only: no store, no admin API, no
+// guard or rollouts, until the data is restored and the gateway restarted.
+// A deployment with no last-known-good file still fails the start. A data
+// directory in use by another process always fails the start.
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
 	d.Next() // option name
@@ -98,8 +109,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 				return nil, err
 			}
 			app.StateDir = v
+		case "on_damaged_data":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if v != onDamagedFail && v != onDamagedServeLK {
+				return nil, d.Errf("on_damaged_data %q: want %s or %s", v, onDamagedFail, onDamagedServeLK)
+			}
+			app.OnDamagedData = v
 		default:
-			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, instance, state_dir", d.Val())
+			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, instance, state_dir, on_damaged_data", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "switchback", Value: caddyconfig.JSON(app, nil)}, nil

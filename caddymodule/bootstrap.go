@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 
 	"go.uber.org/zap"
@@ -14,8 +15,20 @@ import (
 // bootstrap returns the document a handler should serve for its deployment
 // at start: etcd's current version when there is one; the Caddyfile's,
 // written as version 1, when there is none; the last-known-good file when
-// etcd cannot be reached; and the Caddyfile's as a last resort.
+// etcd cannot be reached; and the Caddyfile's as a last resort. With the
+// store off because its data is damaged, only the last-known-good file will
+// do: the operator asked for what was live, and the Caddyfile may be far
+// older than that.
 func (a *App) bootstrap(cfg gateway.Config) (gateway.Config, error) {
+	if a.damaged != nil {
+		lkg, err := a.readLastKnownGood(cfg.Name)
+		if err != nil {
+			return gateway.Config{}, fmt.Errorf("store data damaged and no usable last-known-good document (%w); repair the store's data: %w", err, a.damaged)
+		}
+		a.logger.Warn("store data damaged; serving the last-known-good version",
+			zap.String("deployment", cfg.Name), zap.Uint64("version", lkg.Meta.Version))
+		return lkg.Config, nil
+	}
 	ctx, cancel := context.WithTimeout(a.ctx, bootstrapTimeout)
 	defer cancel()
 	doc, created, err := a.store.Bootstrap(ctx, cfg, configstore.Meta{

@@ -2,12 +2,25 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/configstore"
 )
+
+// lkgTempPrefix starts the name of a last-known-good file being written.
+const lkgTempPrefix = ".lkg-"
+
+// staleTempAge is how old a temporary file must be to count as left by a
+// crash. A write takes milliseconds; the margin is for another gateway or
+// an older config's app sharing the state dir, whose write may be under way.
+const staleTempAge = time.Minute
 
 // lastKnownGoodPath is the file of one deployment's last applied document.
 func (a *App) lastKnownGoodPath(name string) string {
@@ -25,7 +38,7 @@ func (a *App) writeLastKnownGood(doc configstore.Document) error {
 		return err
 	}
 	path := a.lastKnownGoodPath(doc.Config.Name)
-	tmp, err := os.CreateTemp(a.StateDir, ".lkg-*")
+	tmp, err := os.CreateTemp(a.StateDir, lkgTempPrefix+"*")
 	if err != nil {
 		return err
 	}
@@ -58,4 +71,29 @@ func (a *App) readLastKnownGood(name string) (configstore.Document, error) {
 		return doc, fmt.Errorf("%s: holds deployment %q", a.lastKnownGoodPath(name), doc.Config.Name)
 	}
 	return doc, nil
+}
+
+// removeStaleTemps deletes the temporary files of writes a crash cut short;
+// nothing else ever would, and each holds a whole document.
+func (a *App) removeStaleTemps() {
+	entries, err := os.ReadDir(a.StateDir)
+	if err != nil {
+		return // no state dir yet: nothing left behind
+	}
+	now := a.now()
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), lkgTempPrefix) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || now.Sub(info.ModTime()) < staleTempAge {
+			continue
+		}
+		path := filepath.Join(a.StateDir, e.Name())
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			a.logger.Warn("removing a leftover last-known-good temporary file", zap.String("path", path), zap.Error(err))
+			continue
+		}
+		a.logger.Info("removed a leftover last-known-good temporary file", zap.String("path", path))
+	}
 }

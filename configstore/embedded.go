@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,17 +20,26 @@ import (
 	"google.golang.org/grpc/backoff"
 )
 
-// embeddedReadyTimeout bounds how long StartEmbedded waits for the server
-// to become ready; a single member on a local disk takes about a second.
-const embeddedReadyTimeout = 30 * time.Second
+const (
+	// embeddedReadyTimeout bounds how long StartEmbedded waits for the
+	// server to become ready; a single member on a local disk takes about
+	// a second.
+	embeddedReadyTimeout = 30 * time.Second
+	// embeddedStopTimeout bounds how long a stop is waited for. A server
+	// that never became ready can block in etcd's Close for ever; the
+	// caller is then better served by an error than by a hang.
+	embeddedStopTimeout = 15 * time.Second
+)
 
 // Embedded is an etcd server running inside this process: the
 // single-machine default, and what the tests use. It is one member
 // listening on loopback (or whatever host clientAddr names), without TLS.
 type Embedded struct {
 	etcd      *embed.Etcd
+	lock      *dataDirLock
 	endpoints []string
 	closeOnce sync.Once
+	closeErr  error
 	// closing silences the server's log while it stops: every listener
 	// reports "use of closed network connection" at error level.
 	closing *atomic.Bool
@@ -43,6 +53,12 @@ type Embedded struct {
 //
 // It waits until the server is ready, at most 30 seconds. The server logs
 // only errors, to stderr, and nothing while it stops.
+//
+// Before etcd starts, the data directory is locked (switchback.lock, which
+// holds the pid) and its database and write-ahead log are read back. A
+// directory another process uses gives a *DataDirError matching
+// ErrDataDirInUse at once; files etcd would panic or hang on give one
+// matching ErrDataDamaged, naming the file.
 func StartEmbedded(dataDir, clientAddr string) (*Embedded, error) {
 	if dataDir == "" {
 		return nil, errors.New("configstore: embedded etcd: empty data dir")
@@ -57,24 +73,44 @@ func StartEmbedded(dataDir, clientAddr string) (*Embedded, error) {
 	if port == "0" {
 		attempts = 3
 	}
+	// Messages name the directory as the operator will look for it.
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
+	lock, err := lockDataDir(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDataDir(dataDir); err != nil {
+		lock.release()
+		return nil, err
+	}
 	for i := 1; ; i++ {
-		e, err := startEmbedded(dataDir, host, port)
-		if err == nil || i == attempts {
-			return e, err
+		e, stopping, err := startEmbedded(dataDir, host, port, lock)
+		switch {
+		case err == nil:
+			return e, nil
+		case stopping:
+			return nil, err // stopping etcd releases the lock
+		case i == attempts:
+			lock.release()
+			return nil, err
 		}
 	}
 }
 
-func startEmbedded(dataDir, host, port string) (*Embedded, error) {
-	var err error
+// startEmbedded starts etcd once. The returned Embedded owns lock; when
+// etcd started but did not become ready, stopping says that its stop owns
+// lock; otherwise the caller still does.
+func startEmbedded(dataDir, host, port string, lock *dataDirLock) (e *Embedded, stopping bool, err error) {
 	if port == "0" {
 		if port, err = freePort(host); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	peerPort, err := freePort(host)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	clientURL := url.URL{Scheme: "http", Host: net.JoinHostPort(host, port)}
 	peerURL := url.URL{Scheme: "http", Host: net.JoinHostPort(host, peerPort)}
@@ -95,24 +131,48 @@ func startEmbedded(dataDir, host, port string) (*Embedded, error) {
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = "1h"
 
-	e, err := embed.StartEtcd(cfg)
+	etcd, err := embed.StartEtcd(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("configstore: embedded etcd: %w", err)
+		return nil, false, fmt.Errorf("configstore: embedded etcd: %w", err)
 	}
 	timer := time.NewTimer(embeddedReadyTimeout)
 	defer timer.Stop()
 	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
+	case <-etcd.Server.ReadyNotify():
+	case err := <-etcd.Err():
 		closing.Store(true)
-		e.Close()
-		return nil, fmt.Errorf("configstore: embedded etcd: %w", err)
+		return nil, true, errors.Join(fmt.Errorf("configstore: embedded etcd: %w", err), stopWithin(etcd, lock, embeddedStopTimeout))
 	case <-timer.C:
 		closing.Store(true)
-		e.Close()
-		return nil, fmt.Errorf("configstore: embedded etcd: not ready after %s", embeddedReadyTimeout)
+		return nil, true, errors.Join(
+			fmt.Errorf("configstore: embedded etcd: not ready after %s; if this persists, the data in %s may be damaged: restore it from a backup", embeddedReadyTimeout, dataDir),
+			stopWithin(etcd, lock, embeddedStopTimeout))
 	}
-	return &Embedded{etcd: e, endpoints: []string{clientURL.String()}, closing: closing}, nil
+	return &Embedded{etcd: etcd, lock: lock, endpoints: []string{clientURL.String()}, closing: closing}, false, nil
+}
+
+// errStopAbandoned means etcd did not stop in time and was left stopping.
+var errStopAbandoned = errors.New("configstore: embedded etcd did not stop in time")
+
+// stopWithin stops etcd and then releases the directory's lock, waiting at
+// most d. A stop that takes longer is left to finish on its own (it keeps
+// the lock until then): it is stuck inside etcd, and the caller, usually a
+// process about to exit with an error, must not hang with it.
+func stopWithin(etcd *embed.Etcd, lock *dataDirLock, d time.Duration) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		etcd.Close()
+		lock.release()
+	}()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-timer.C:
+		return fmt.Errorf("%w (waited %s)", errStopAbandoned, d)
+	}
 }
 
 // freePort asks the kernel for a port nobody listens on.
@@ -149,15 +209,17 @@ func localClient(endpoints []string) (*clientv3.Client, error) {
 	return c, nil
 }
 
-// Close stops the server and waits until it has stopped. Open watch streams
-// delay the stop by up to etcd's request timeout (about 7 s), so close
-// clients first where possible.
+// Close stops the server, waits until it has stopped and releases the data
+// directory. Open watch streams delay the stop by up to etcd's request
+// timeout (about 7 s), so close clients first where possible. A stop stuck
+// for longer than 15 s is abandoned with an error matching no sentinel;
+// the directory stays locked until it ends.
 func (e *Embedded) Close() error {
 	e.closeOnce.Do(func() {
 		e.closing.Store(true)
-		e.etcd.Close()
+		e.closeErr = stopWithin(e.etcd, e.lock, embeddedStopTimeout)
 	})
-	return nil
+	return e.closeErr
 }
 
 func quietLogger() *zap.Logger { return zap.New(errorCore()) }
