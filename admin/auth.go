@@ -94,7 +94,7 @@ func loadTokens(path string) (*tokenSet, error) {
 		}
 		name, role, sum := fields[0], Role(fields[1]), fields[2]
 		if !gateway.ValidName(name) || name == localPrincipal.Name {
-			return nil, fmt.Errorf("%s: name %q: want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit, not %q", at, name, localPrincipal.Name)
+			return nil, fmt.Errorf("%s: name %q: %s, not %q", at, name, gateway.NameRule, localPrincipal.Name)
 		}
 		if !role.valid() {
 			return nil, fmt.Errorf("%s: role %q: want viewer or operator", at, role)

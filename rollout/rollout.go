@@ -110,7 +110,7 @@ func ParseTarget(s string) (Target, error) {
 	}
 	if !gateway.ValidName(name) {
 		return Target{}, &gateway.FieldError{Field: "target", Value: strconv.Quote(s),
-			Want: kind + " name: want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit"}
+			Want: kind + " name: " + gateway.NameRule}
 	}
 	return Target{Kind: kind, Name: name}, nil
 }
