@@ -38,7 +38,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			release <label>           # shown to operators, e.g. v1.2.3
 //		}
 //		live <pool>                   # all traffic to one pool, or:
-//		weights <pool> <percent> ...  # e.g. weights blue 90 green 10 (sum 100)
+//		weights <pool> <percent> ...  # every pool, summing to 100: weights blue 90 green 10
 //		sticky cookie [<name>]        # default: cookie sb_uid, issued by the gateway
 //		sticky header <name>          # e.g. sticky header X-User-ID
 //		sticky ip                     # the client IP (trusted_proxies aware)
@@ -60,8 +60,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //	}
 //
-// Upstreams are host:port (or http://host:port). A percent may carry a
-// trailing %. Without 'live' or 'weights', the pool declared first is live.
+// Upstreams are host:port (or http://host:port); placeholders such as
+// {http.request.header.X} are refused, since a request could then choose
+// the host. A percent may carry a trailing %. Without 'live' or 'weights',
+// the pool declared first is live. Every setting but pool and flag is
+// given at most once, and durations are positive: a setting left out
+// takes its default. A deployment is declared by one switchback directive
+// per Caddyfile; to serve it on several addresses, list them on one site.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return h.unmarshal(d, nil)
 }

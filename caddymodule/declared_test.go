@@ -79,3 +79,21 @@ func TestDeploymentDeclaredTwiceInOneConfig(t *testing.T) {
 		t.Errorf("after reload blue = %s, want the new config's 127.0.0.1:9201", got)
 	}
 }
+
+// TestJSONConfigRefusesPlaceholderUpstream: the JSON form is validated by
+// gateway like every other path, so a placeholder that would let a request
+// header choose the upstream host never loads.
+func TestJSONConfigRefusesPlaceholderUpstream(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Cleanup(func() { _ = caddy.Stop() })
+	err := caddy.Load(jsonConfig(t, checkoutHandler("{http.request.header.X-Evil}:9001", "127.0.0.1:9002")), true)
+	if err == nil {
+		t.Fatal("load succeeded, want the placeholder upstream refused")
+	}
+	for _, w := range []string{"pools.blue.upstreams", `"{http.request.header.X-Evil}:9001"`, "placeholders", "want host:port"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+}
