@@ -78,17 +78,23 @@ func TestCaddyfileErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src := ":8080 {\n\tswitchback checkout {\n" + tt.body + "\n\t}\n}\n"
-			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
-			if err == nil {
-				t.Fatalf("adapt succeeded, want an error mentioning %q", tt.want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
+			wantAdaptError(t, ":8080 {\n\tswitchback checkout {\n"+tt.body+"\n\t}\n}\n", tt.want)
 		})
+	}
+}
+
+// wantAdaptError adapts a Caddyfile named Caddyfile and wants an error
+// that mentions every string of want.
+func wantAdaptError(t *testing.T, src string, want []string) {
+	t.Helper()
+	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+	if err == nil {
+		t.Fatalf("adapt succeeded, want an error mentioning %q", want)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
 	}
 }
 
@@ -119,15 +125,7 @@ func TestCaddyfileRefusesRepeats(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(tt.src), map[string]any{"filename": "Caddyfile"})
-			if err == nil {
-				t.Fatalf("adapt succeeded, want an error mentioning %q", tt.want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
+			wantAdaptError(t, tt.src, tt.want)
 		})
 	}
 }
