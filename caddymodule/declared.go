@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/a8e2c47e/switchback/gateway"
 )
@@ -33,6 +34,7 @@ type declarationKey struct {
 type declaration struct {
 	owner    *Handler
 	settings []byte // the handler's JSON
+	site     string // where it is served, for messages
 }
 
 // declare records h as its config's declaration of its deployment, or
@@ -52,16 +54,25 @@ func (h *Handler) declare(ctx caddy.Context) error {
 	declarations.mu.Lock()
 	defer declarations.mu.Unlock()
 	first, ok := declarations.m[key]
+	site := siteOf(ctx)
 	if !ok {
-		declarations.m[key] = declaration{owner: h, settings: settings}
+		declarations.m[key] = declaration{owner: h, settings: settings, site: site}
 		return nil
 	}
 	if bytes.Equal(first.settings, settings) {
 		return nil
 	}
 	return &gateway.FieldError{Field: "deployment", Value: h.Deployment,
-		Want: fmt.Sprintf("declared twice in this config with different settings (first: %s; again: %s); give each site its own deployment name, or serve both addresses from one declaration",
-			describePools(first.owner.Pools), describePools(h.Pools))}
+		Want: fmt.Sprintf("declared twice in this config with different settings (first on %s with %s; again on %s with %s); give each site its own deployment name, or serve both addresses from one declaration",
+			first.site, describePools(first.owner.Pools), site, describePools(h.Pools))}
+}
+
+// siteOf names the server a handler is provisioned in by its addresses.
+func siteOf(ctx caddy.Context) string {
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && len(srv.Listen) > 0 {
+		return strings.Join(srv.Listen, ", ")
+	}
+	return "an unnamed server"
 }
 
 // undeclare drops the records h made, so the deployment can be declared

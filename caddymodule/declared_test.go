@@ -53,11 +53,25 @@ func TestDeploymentDeclaredTwiceInOneConfig(t *testing.T) {
 	t.Cleanup(func() { _ = caddy.Stop() })
 
 	clash := jsonConfig(t, checkoutHandler("127.0.0.1:9001", "127.0.0.1:9002"), checkoutHandler("127.0.0.1:9101", "127.0.0.1:9102"))
+	var listen []string
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct{ Listen []string }
+			}
+		}
+	}
+	if err := json.Unmarshal(clash, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, srv := range cfg.Apps.HTTP.Servers {
+		listen = append(listen, srv.Listen...)
+	}
 	err := caddy.Load(clash, true)
 	if err == nil {
 		t.Fatal("load succeeded, want the second declaration of checkout refused")
 	}
-	for _, w := range []string{"deployment: checkout: declared twice", "blue=127.0.0.1:9001", "blue=127.0.0.1:9101"} {
+	for _, w := range append([]string{"deployment: checkout: declared twice", "blue=127.0.0.1:9001", "blue=127.0.0.1:9101"}, listen...) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not mention %q", err, w)
 		}
