@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
 )
 
@@ -217,7 +219,14 @@ func TestCLIEscapesStoredText(t *testing.T) {
 	if r := h.do("PUT", "/api/v1/deployments/shop/pools/green", string(body)); r.status != http.StatusOK {
 		t.Fatalf("pool: %d %s", r.status, r.body)
 	}
-	for _, args := range [][]string{{"status", "shop"}, {"status"}, {"history", "shop"}, {"diff", "shop"}} {
+	guarded(t, h)
+	if code, _, _ := runCLI(t, env, "rollout", "start", "shop", "--target", "pool:green", "--steps", "10", "--bake", "1m", "--reason", reason); code != 0 {
+		t.Fatalf("rollout start: exit %d", code)
+	}
+	if code, _, _ := runCLI(t, env, "rollout", "pause", "shop", "--reason", reason); code != 0 {
+		t.Fatalf("rollout pause: exit %d", code)
+	}
+	for _, args := range [][]string{{"status", "shop"}, {"status"}, {"history", "shop"}, {"diff", "shop"}, {"rollout", "status", "shop"}} {
 		code, stdout, _ := runCLI(t, env, args...)
 		if code != 0 {
 			t.Fatalf("%v: exit %d", args, code)
@@ -238,7 +247,8 @@ func TestCLIEscapesStoredText(t *testing.T) {
 	}
 	_, stdout, _ = runCLI(t, env, "history", "shop", "--json")
 	var hist History
-	if err := json.Unmarshal([]byte(stdout), &hist); err != nil || len(hist.History) == 0 || hist.History[0].Reason != reason {
-		t.Errorf("--json history: %v, newest reason not exactly %q:\n%s", err, reason, stdout)
+	exact := func(m configstore.Meta) bool { return m.Reason == reason }
+	if err := json.Unmarshal([]byte(stdout), &hist); err != nil || !slices.ContainsFunc(hist.History, exact) {
+		t.Errorf("--json history: %v, no version with the reason exactly %q:\n%s", err, reason, stdout)
 	}
 }
