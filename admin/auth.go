@@ -94,7 +94,7 @@ func loadTokens(path string) (*tokenSet, error) {
 		}
 		name, role, sum := fields[0], Role(fields[1]), fields[2]
 		if !gateway.ValidName(name) || name == localPrincipal.Name {
-			return nil, fmt.Errorf("%s: name %q: want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit, not %q", at, name, localPrincipal.Name)
+			return nil, fmt.Errorf("%s: name %q: %s, not %q", at, name, gateway.NameRule, localPrincipal.Name)
 		}
 		if !role.valid() {
 			return nil, fmt.Errorf("%s: role %q: want viewer or operator", at, role)
@@ -145,7 +145,7 @@ func (ts *tokenSet) lookup(token string) (Principal, bool) {
 // unknown token, 403 for a non-loopback client when there are no tokens.
 func (s *Server) authenticate(r *http.Request) (Principal, *apiError) {
 	if s.tokens == nil {
-		if !isLoopback(r.RemoteAddr) {
+		if !IsLoopback(r.RemoteAddr) {
 			return Principal{}, &apiError{status: http.StatusForbidden,
 				msg: "the admin API has no tokens file, so it only serves clients on this host; configure tokens to allow remote clients"}
 		}
@@ -168,12 +168,20 @@ func (s *Server) authenticate(r *http.Request) (Principal, *apiError) {
 	return p, nil
 }
 
-func isLoopback(remoteAddr string) bool {
-	ap, err := netip.ParseAddrPort(remoteAddr)
+// IsLoopback reports whether addr (host:port) is on this host: localhost
+// or a loopback IP, IPv4-mapped included. Without tokens the admin API
+// serves only such clients, and the embedded etcd, which has no auth,
+// listens only on such an address.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
 	}
-	return ap.Addr().Unmap().IsLoopback()
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // hostAllowlist guards against DNS rebinding: a browser tricked into

@@ -18,6 +18,7 @@ import (
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/guard"
+	"github.com/a8e2c47e/switchback/printable"
 )
 
 // Exit codes of RunCLI.
@@ -261,14 +262,14 @@ func (inv *invocation) usagef(format string, args ...any) int {
 func (inv *invocation) fail(err error) int {
 	var ae *APIError
 	if errors.As(err, &ae) {
-		msg := ae.Message
+		msg := oneLine(ae.Message)
 		if ae.Field != "" {
-			msg += " (field: " + ae.Field + ")"
+			msg += " (field: " + oneLine(ae.Field) + ")"
 		}
 		fmt.Fprintf(inv.stderr, "switchback %s: %s [HTTP %d]\n", inv.cmd.Name, msg, ae.Status)
 		return ExitError
 	}
-	fmt.Fprintf(inv.stderr, "switchback %s: %v\n", inv.cmd.Name, err)
+	fmt.Fprintf(inv.stderr, "switchback %s: %s\n", inv.cmd.Name, oneLine(err.Error()))
 	return ExitError
 }
 
@@ -347,18 +348,18 @@ func (inv *invocation) flag(ctx context.Context, pos []string, del bool) int {
 // Text output.
 
 func printDeployment(w io.Writer, d Deployment) {
-	fmt.Fprintf(w, "%s  version %d  store %s\n\n", d.Name, d.Version, firstNonEmpty(d.Store, "unknown"))
+	fmt.Fprintf(w, "%s  version %d  store %s\n\n", oneLine(d.Name), d.Version, oneLine(firstNonEmpty(d.Store, "unknown")))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "POOL\tWEIGHT\tRELEASE\tUPSTREAMS")
 	for _, p := range sortedNames(d.Pools) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p, pct(d.Weights[p]), firstNonEmpty(d.Pools[p].Release, "-"), strings.Join(d.Pools[p].Upstreams, ", "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", oneLine(p), pct(d.Weights[p]), oneLine(firstNonEmpty(d.Pools[p].Release, "-")), oneLine(strings.Join(d.Pools[p].Upstreams, ", ")))
 	}
 	tw.Flush()
 	if len(d.Flags) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(tw, "FLAG\tPERCENT")
 		for _, f := range sortedNames(d.Flags) {
-			fmt.Fprintf(tw, "%s\t%s\n", f, pct(d.Flags[f].Percent))
+			fmt.Fprintf(tw, "%s\t%s\n", oneLine(f), pct(d.Flags[f].Percent))
 		}
 		tw.Flush()
 	}
@@ -368,7 +369,7 @@ func printDeployment(w io.Writer, d Deployment) {
 		parts := make([]string, 0, len(d.Instances))
 		for _, in := range sortedNames(d.Instances) {
 			v := d.Instances[in]
-			s := fmt.Sprintf("%s v%d", in, v)
+			s := fmt.Sprintf("%s v%d", oneLine(in), v)
 			if v < d.Version {
 				s += " (behind)"
 			}
@@ -409,9 +410,9 @@ func printList(w io.Writer, ds []Deployment) {
 	for _, d := range ds {
 		weights := make([]string, 0, len(d.Pools))
 		for _, p := range sortedNames(d.Pools) {
-			weights = append(weights, p+"="+pct(d.Weights[p]))
+			weights = append(weights, oneLine(p)+"="+pct(d.Weights[p]))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", d.Name, d.Version, strings.Join(weights, " "), len(d.Flags), describeMeta(d.Meta))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", oneLine(d.Name), d.Version, strings.Join(weights, " "), len(d.Flags), describeMeta(d.Meta))
 	}
 	tw.Flush()
 }
@@ -424,21 +425,21 @@ func printHistory(w io.Writer, h []configstore.Meta) {
 		if m.RestoredFrom != 0 && !strings.Contains(summary, "restore") {
 			summary = strings.TrimSpace(fmt.Sprintf("restored v%d %s", m.RestoredFrom, summary))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", m.Version, formatTime(m.Time), firstNonEmpty(m.Author, "-"),
-			firstNonEmpty(string(m.Source), "-"), firstNonEmpty(oneLine(summary), "-"), firstNonEmpty(oneLine(m.Reason), "-"))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", m.Version, formatTime(m.Time), firstNonEmpty(oneLine(m.Author), "-"),
+			firstNonEmpty(oneLine(string(m.Source)), "-"), firstNonEmpty(oneLine(summary), "-"), firstNonEmpty(oneLine(m.Reason), "-"))
 	}
 	tw.Flush()
 }
 
 func printDiff(w io.Writer, d DiffResult) {
-	fmt.Fprintf(w, "%s: v%d → v%d\n", d.Name, d.From, d.To)
+	fmt.Fprintf(w, "%s: v%d → v%d\n", oneLine(d.Name), d.From, d.To)
 	if len(d.Changes) == 0 {
 		fmt.Fprintln(w, "no changes")
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, c := range d.Changes {
-		fmt.Fprintf(tw, "  %s\t%s → %s\n", c.Path, showValue(c.From), showValue(c.To))
+		fmt.Fprintf(tw, "  %s\t%s → %s\n", oneLine(c.Path), showValue(c.From), showValue(c.To))
 	}
 	tw.Flush()
 }
@@ -447,9 +448,9 @@ func describeMeta(m configstore.Meta) string {
 	if m.Version == 0 {
 		return "-"
 	}
-	s := fmt.Sprintf("v%d %s by %s", m.Version, formatTime(m.Time), firstNonEmpty(m.Author, "unknown"))
+	s := fmt.Sprintf("v%d %s by %s", m.Version, formatTime(m.Time), oneLine(firstNonEmpty(m.Author, "unknown")))
 	if m.Source != "" {
-		s += " (" + string(m.Source) + ")"
+		s += " (" + oneLine(string(m.Source)) + ")"
 	}
 	if m.RestoredFrom != 0 && !strings.Contains(m.Summary, "restored") {
 		s += fmt.Sprintf(", restored v%d", m.RestoredFrom)
@@ -472,21 +473,26 @@ func formatTime(t time.Time) string {
 
 func pct(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) + "%" }
 
-// showValue prints a diff side: absent as "-", anything else as JSON.
+// showValue prints a diff side: absent as "-", anything else as JSON
+// (which escapes C0 controls, but not C1 ones or bidirectional overrides).
 func showValue(v any) string {
 	if v == nil {
 		return "-"
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Sprint(v)
+		return oneLine(fmt.Sprint(v))
 	}
-	return string(b)
+	return oneLine(string(b))
 }
 
-// oneLine keeps a table row on one line whatever a reason contains.
+// oneLine makes text from the API fit for a row of human output: on one
+// line, and with anything a terminal would act on (ANSI escapes, carriage
+// returns, bidirectional overrides) escaped, so a reason cannot rewrite
+// the screen it is shown on. Every string the API answers goes through it
+// before it is printed as text; --json prints the answer exactly.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return printable.Escape(strings.Join(strings.Fields(s), " "))
 }
 
 func firstNonEmpty(s ...string) string {

@@ -101,8 +101,8 @@ func printRollout(w io.Writer, st RolloutStatus) {
 			state += fmt.Sprintf(", step %d/%d", st.Step+1, n)
 		}
 	}
-	fmt.Fprintf(w, "%s  rollout %s  %s  %s\n", st.Deployment, st.ID, st.Target, state)
-	started := fmt.Sprintf("started %s by %s", formatTime(st.Created), firstNonEmpty(st.Author, "unknown"))
+	fmt.Fprintf(w, "%s  rollout %s  %s  %s\n", oneLine(st.Deployment), oneLine(st.ID), oneLine(st.Target), oneLine(state))
+	started := fmt.Sprintf("started %s by %s", formatTime(st.Created), oneLine(firstNonEmpty(st.Author, "unknown")))
 	if st.Reason != "" {
 		started += fmt.Sprintf(": %q", oneLine(st.Reason))
 	}
@@ -111,10 +111,10 @@ func printRollout(w io.Writer, st RolloutStatus) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tVALUE\tSTATE")
 	for i, v := range st.Steps {
-		fmt.Fprintf(tw, "%d/%d\t%s\t%s\n", i+1, n, pct(v), stepState(st, i))
+		fmt.Fprintf(tw, "%d/%d\t%s\t%s\n", i+1, n, pct(v), oneLine(stepState(st, i)))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nbake %s per step; on abort %s goes back to %s\n", time.Duration(st.Bake), st.Target, pct(st.From))
+	fmt.Fprintf(w, "\nbake %s per step; on abort %s goes back to %s\n", time.Duration(st.Bake), oneLine(st.Target), pct(st.From))
 	if st.Message != "" {
 		fmt.Fprintln(w, oneLine(st.Message))
 	}

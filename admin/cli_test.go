@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
 )
 
@@ -204,4 +206,49 @@ func TestClient(t *testing.T) {
 
 func gatewayPool(upstream, release string) gateway.Pool {
 	return gateway.Pool{Upstreams: []string{upstream}, Release: release}
+}
+
+// TestCLIEscapesStoredText: text stored by others (reasons, releases) is
+// printed with terminal controls escaped in every human output, and
+// exactly with --json.
+func TestCLIEscapesStoredText(t *testing.T) {
+	h := newHarness(t, nil)
+	env := map[string]string{"SWITCHBACK_ADMIN": h.srv.URL}
+	const reason = "\x1b[2J\x1b[31mall fine\x1b[0m\u009b1A\u202eevil\rforged"
+	body, _ := json.Marshal(map[string]any{"upstreams": []string{"127.0.0.1:9002"}, "release": "\x1b]0;title\x07v2", "reason": reason})
+	if r := h.do("PUT", "/api/v1/deployments/shop/pools/green", string(body)); r.status != http.StatusOK {
+		t.Fatalf("pool: %d %s", r.status, r.body)
+	}
+	guarded(t, h)
+	if code, _, _ := runCLI(t, env, "rollout", "start", "shop", "--target", "pool:green", "--steps", "10", "--bake", "1m", "--reason", reason); code != 0 {
+		t.Fatalf("rollout start: exit %d", code)
+	}
+	if code, _, _ := runCLI(t, env, "rollout", "pause", "shop", "--reason", reason); code != 0 {
+		t.Fatalf("rollout pause: exit %d", code)
+	}
+	for _, args := range [][]string{{"status", "shop"}, {"status"}, {"history", "shop"}, {"diff", "shop"}, {"rollout", "status", "shop"}} {
+		code, stdout, _ := runCLI(t, env, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d", args, code)
+		}
+		if i := strings.IndexFunc(stdout, func(r rune) bool {
+			return r == 0x1b || r == '\r' || r == 0x07 || r == 0x9b || r == 0x202e
+		}); i >= 0 {
+			t.Errorf("%v: raw control %q in output:\n%q", args, stdout[i:min(i+8, len(stdout))], stdout)
+		}
+	}
+	_, stdout, _ := runCLI(t, env, "history", "shop")
+	if want := `\x1b[2J\x1b[31mall fine\x1b[0m\u009b1A\u202eevil forged`; !strings.Contains(stdout, want) {
+		t.Errorf("history lacks the escaped reason %q:\n%s", want, stdout)
+	}
+	_, stdout, _ = runCLI(t, env, "status", "shop")
+	if want := `\x1b]0;title\av2`; !strings.Contains(stdout, want) {
+		t.Errorf("status lacks the escaped release %q:\n%s", want, stdout)
+	}
+	_, stdout, _ = runCLI(t, env, "history", "shop", "--json")
+	var hist History
+	exact := func(m configstore.Meta) bool { return m.Reason == reason }
+	if err := json.Unmarshal([]byte(stdout), &hist); err != nil || !slices.ContainsFunc(hist.History, exact) {
+		t.Errorf("--json history: %v, no version with the reason exactly %q:\n%s", err, reason, stdout)
+	}
 }

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/a8e2c47e/switchback/configstore"
@@ -78,71 +76,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	// The status is out; an encoding error can only be a broken connection.
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// decodeBody reads one JSON object into v, rejecting unknown fields and
-// trailing data. An empty body decodes as {}.
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		return bodyError(err)
-	}
-	var extra json.RawMessage
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		if err != nil {
-			return bodyError(err)
-		}
-		return &apiError{status: http.StatusBadRequest, msg: "malformed JSON: want one object, got data after it"}
-	}
-	return nil
-}
-
-func bodyError(err error) error {
-	var (
-		se  *json.SyntaxError
-		te  *json.UnmarshalTypeError
-		mbe *http.MaxBytesError
-	)
-	switch {
-	case errors.As(err, &mbe):
-		return err
-	case errors.As(err, &se):
-		return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se)}
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return &apiError{status: http.StatusBadRequest, msg: "malformed JSON: the body ends early"}
-	case errors.As(err, &te):
-		return &apiError{status: http.StatusBadRequest, field: te.Field,
-			msg: fmt.Sprintf("%s: want a JSON %s, got %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)}
-	}
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		if uq, err := strconv.Unquote(name); err == nil {
-			name = uq
-		}
-		return &apiError{status: http.StatusBadRequest, field: name, msg: fmt.Sprintf("unknown field %q", name)}
-	}
-	return &apiError{status: http.StatusBadRequest, msg: "malformed JSON: " + err.Error()}
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "string"
-	case "float64", "float32", "int", "int64", "uint64", "uint", "int32", "uint32":
-		return "number"
-	case "map", "struct":
-		return "object"
-	case "slice", "array":
-		return "array"
-	case "bool":
-		return "boolean"
-	case "ptr":
-		return "value"
-	}
-	return goKind
 }
 
 // checkJSONBody refuses a mutation whose body is not JSON: together with

@@ -315,7 +315,10 @@ func (s *Server) handleWeights(w http.ResponseWriter, r *http.Request) {
 	}
 	doc, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, m.track(func(c *gateway.Config) error {
 		c.Weights = req.Weights
-		return nil
+		if err := c.Validate(); err != nil {
+			return err // an unknown pool or a wrong sum says more than a missing one
+		}
+		return gateway.CheckWeightsCover(req.Weights, c.Pools)
 	}))
 	s.finish(w, r, m, doc, err)
 }

@@ -44,18 +44,24 @@ func init() {
 // guard or rollouts, until the data is restored and the gateway restarted.
 // A deployment with no last-known-good file still fails the start. A data
 // directory in use by another process always fails the start.
-func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
 	d.Next() // option name
+	if existing != nil {
+		// Caddy hands a repeated global option its earlier value; replacing
+		// it would silently drop the first block's settings.
+		return nil, d.Errf("switchback global option given twice: put all its settings in one block")
+	}
 	if d.NextArg() {
 		return nil, d.Errf("switchback takes a block, not %q", d.Val())
 	}
+	given := settings{}
 	for d.NextBlock(0) {
+		if err := given.once(d); err != nil {
+			return nil, err
+		}
 		switch d.Val() {
 		case "store":
-			if app.Store != nil && app.Store.Kind != "" {
-				return nil, d.Errf("store given twice")
-			}
 			var prefix string
 			if app.Store != nil {
 				prefix = app.Store.Prefix // a 'prefix' line came first
@@ -65,8 +71,11 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 				return nil, err
 			}
 			app.Store = sc
-			if sc.Prefix == "" {
+			switch {
+			case sc.Prefix == "":
 				sc.Prefix = prefix
+			case prefix != "":
+				return nil, d.Errf("prefix given twice (also in the store block): give it once")
 			}
 		case "prefix":
 			v, err := oneArg(d)
@@ -78,6 +87,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			}
 			if app.Store == nil {
 				app.Store = &StoreConfig{}
+			}
+			if app.Store.Prefix != "" {
+				return nil, d.Errf("prefix given twice (also in the store block): give it once")
 			}
 			app.Store.Prefix = v
 		case "admin":
@@ -162,9 +174,13 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 	default:
 		return nil, d.Errf("store %q: want embedded or etcd", sc.Kind)
 	}
+	given := settings{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		if sc.Kind != "etcd" {
 			return nil, d.Errf("store %s takes no block; %q is for 'store etcd'", sc.Kind, d.Val())
+		}
+		if err := given.once(d); err != nil {
+			return nil, err
 		}
 		switch d.Val() {
 		case "prefix":

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,7 +38,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			release <label>           # shown to operators, e.g. v1.2.3
 //		}
 //		live <pool>                   # all traffic to one pool, or:
-//		weights <pool> <percent> ...  # e.g. weights blue 90 green 10 (sum 100)
+//		weights <pool> <percent> ...  # every pool, summing to 100: weights blue 90 green 10
 //		sticky cookie [<name>]        # default: cookie sb_uid, issued by the gateway
 //		sticky header <name>          # e.g. sticky header X-User-ID
 //		sticky ip                     # the client IP (trusted_proxies aware)
@@ -59,8 +60,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //	}
 //
-// Upstreams are host:port (or http://host:port). A percent may carry a
-// trailing %. Without 'live' or 'weights', the pool declared first is live.
+// Upstreams are host:port (or http://host:port); placeholders such as
+// {http.request.header.X} are refused, since a request could then choose
+// the host. A percent may carry a trailing %. Without 'live' or 'weights',
+// the pool declared first is live. Every setting but pool and flag is
+// given at most once, and durations are positive: a setting left out
+// takes its default. A deployment is declared by one switchback directive
+// per Caddyfile; to serve it on several addresses, list them on one site.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return h.unmarshal(d, nil)
 }
@@ -75,8 +81,13 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 		return d.Errf("switchback needs a deployment name, e.g. 'switchback checkout {'")
 	}
 	h.Deployment = d.Val()
-	if !gateway.ValidName(h.Deployment) {
-		return d.Errf("deployment name %q: want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit", h.Deployment)
+	if err := gateway.CheckName("deployment", h.Deployment); err != nil {
+		return d.WrapErr(err)
+	}
+	if helper != nil {
+		if err := declareOnce(helper, h.Deployment); err != nil {
+			return err
+		}
 	}
 	if d.NextArg() {
 		return d.Errf("unexpected argument %q after the deployment name; settings go in a { } block", d.Val())
@@ -88,16 +99,22 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 		liveAt    *caddyfile.Dispenser // where 'live' was, for errors found later
 		weightsAt *caddyfile.Dispenser // where 'weights' was
 		weighted  bool
+		given     = settings{}
 	)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() != "pool" && d.Val() != "flag" { // the repeatable ones
+			if err := given.once(d); err != nil {
+				return err
+			}
+		}
 		switch d.Val() {
 		case "pool":
 			if !d.NextArg() {
 				return d.Errf("pool needs a name and at least one upstream, e.g. 'pool blue 127.0.0.1:9001'")
 			}
 			name := d.Val()
-			if !gateway.ValidName(name) {
-				return d.Errf("pool name %q: want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit", name)
+			if err := gateway.CheckName("pool", name); err != nil {
+				return d.WrapErr(err)
 			}
 			if _, dup := h.Pools[name]; dup {
 				return d.Errf("duplicate pool %q: each pool is declared once", name)
@@ -109,7 +126,11 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 				}
 				p.Upstreams = append(p.Upstreams, d.Val())
 			}
+			poolGiven := settings{}
 			for pn := d.Nesting(); d.NextBlock(pn); {
+				if err := poolGiven.once(d); err != nil {
+					return err
+				}
 				switch d.Val() {
 				case "release":
 					if !d.NextArg() {
@@ -147,9 +168,6 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			if live != "" {
 				return d.Errf("'live' and 'weights' both given: use one")
 			}
-			if weighted {
-				return d.Errf("weights given twice")
-			}
 			weighted = true
 			at := *d
 			weightsAt = &at
@@ -186,8 +204,8 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			if len(args) != 2 {
 				return d.Errf("flag takes a name and a percent, e.g. 'flag new_payment_flow 10', got %q", strings.Join(args, " "))
 			}
-			if !gateway.ValidName(args[0]) {
-				return d.Errf("flag name %q: want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit", args[0])
+			if err := gateway.CheckName("flag", args[0]); err != nil {
+				return d.WrapErr(err)
 			}
 			pct, err := gateway.ParsePercent(args[1])
 			if err != nil {
@@ -201,9 +219,6 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			}
 			h.Flags[args[0]] = gateway.Flag{Percent: pct}
 		case "guard":
-			if h.Guard != nil {
-				return d.Errf("guard block given twice")
-			}
 			g, err := parseGuard(d)
 			if err != nil {
 				return err
@@ -236,9 +251,6 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			}
 			h.Health.Interval = v
 		case "proxy":
-			if h.ProxyRaw != nil {
-				return d.Errf("proxy block given twice")
-			}
 			raw, err := parseProxyBlock(d, helper)
 			if err != nil {
 				return err
@@ -279,6 +291,11 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 		}
 		return d.Errf("switchback %s: %v", h.Deployment, err)
 	}
+	if weighted {
+		if err := gateway.CheckWeightsCover(h.Weights, h.Pools); err != nil {
+			return weightsAt.Errf("switchback %s: %v", h.Deployment, err)
+		}
+	}
 	return nil
 }
 
@@ -314,7 +331,11 @@ func parseGuard(d *caddyfile.Dispenser) (*gateway.Guard, error) {
 		return nil, d.Errf("guard takes a block, not %q", d.Val())
 	}
 	g := &gateway.Guard{}
+	given := settings{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := given.once(d); err != nil {
+			return nil, err
+		}
 		switch d.Val() {
 		case "error_rate":
 			if !d.NextArg() {
@@ -347,9 +368,10 @@ func parseGuard(d *caddyfile.Dispenser) (*gateway.Guard, error) {
 			if !d.NextArg() {
 				return nil, d.ArgErr()
 			}
+			// 0 would read as unset and become the default, 20.
 			n, err := strconv.Atoi(d.Val())
-			if err != nil || n < 0 {
-				return nil, d.Errf("guard min_requests %q: want a whole number, 0 or more", d.Val())
+			if err != nil || n < 1 {
+				return nil, d.Errf("guard min_requests %q: want a whole number, 1 or more (leave it out for the default, %d)", d.Val(), gateway.DefaultMinRequests)
 			}
 			g.MinRequests = n
 		case "baseline":
@@ -379,20 +401,56 @@ func parseGuard(d *caddyfile.Dispenser) (*gateway.Guard, error) {
 	return g, nil
 }
 
-// durationArg reads one duration argument, like 10s or 24h.
+// durationArg reads one duration argument, like 10s or 24h. Zero is
+// refused: a document reads 0 as unset, so '0s' would silently become the
+// default (or, for p95, off).
 func durationArg(d *caddyfile.Dispenser) (gateway.Duration, error) {
 	name := d.Val()
 	if !d.NextArg() {
 		return 0, d.Errf("%s needs a duration, e.g. 10s", name)
 	}
 	v, err := caddy.ParseDuration(d.Val())
-	if err != nil || v < 0 {
-		return 0, d.Errf("%s %q: want a duration like 500ms, 10s, 24h or 1d", name, d.Val())
+	if err != nil || v <= 0 {
+		return 0, d.Errf("%s %q: want a positive duration like 500ms, 10s, 24h or 1d (leave %s out for its default)", name, d.Val(), name)
 	}
 	if d.NextArg() {
 		return 0, d.Errf("%s takes one duration, got also %q", name, d.Val())
 	}
 	return gateway.Duration(v), nil
+}
+
+// settings remembers where each setting of one block was given, so a
+// second one is refused instead of silently replacing the first.
+type settings map[string]string
+
+func (s settings) once(d *caddyfile.Dispenser) error {
+	name := d.Val()
+	if first, dup := s[name]; dup {
+		return d.Errf("%s given twice (first at %s): give it once", name, first)
+	}
+	s[name] = fmt.Sprintf("%s:%d", d.File(), d.Line())
+	return nil
+}
+
+// declaredKey keeps, in the adapter's state, where each deployment was
+// declared (file:line).
+const declaredKey = "switchback.deployments"
+
+// declareOnce refuses a deployment declared by a second switchback
+// directive in the same Caddyfile: both would serve one shared document,
+// the first one's, so the second site's pools would be silently ignored.
+// One site block with several addresses declares it once.
+func declareOnce(h *httpcaddyfile.Helper, name string) error {
+	seen, _ := h.State[declaredKey].(map[string]string)
+	if seen == nil {
+		seen = map[string]string{}
+		h.State[declaredKey] = seen
+	}
+	if first, dup := seen[name]; dup {
+		return h.Errf("deployment %q already declared at %s: each switchback directive needs its own deployment name (to serve one deployment on several addresses, list them on one site block)", name, first)
+	}
+	seen[name] = fmt.Sprintf("%s:%d", h.File(), h.Line())
+	return nil
 }
 
 func poolList(p map[string]gateway.Pool) string {

@@ -154,6 +154,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := boot.Validate(); err != nil {
 		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
 	}
+	if err := h.declare(ctx); err != nil {
+		return err
+	}
 
 	val, _, err := deployments.LoadOrNew(h.Deployment, func() (caddy.Destructor, error) {
 		return deploymentEntry{Deployment: gateway.NewDeployment(h.Deployment), meters: guard.NewRegistry()}, nil
@@ -321,6 +324,7 @@ func upstreamKey(upstreams []string) string { return strings.Join(upstreams, " "
 // Cleanup unbinds the handler and releases its proxies. It is safe after a
 // partial Provision.
 func (h *Handler) Cleanup() error {
+	h.undeclare()
 	if h.detach != nil {
 		h.detach()
 	}

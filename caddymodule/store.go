@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configstore"
 )
 
@@ -60,7 +60,7 @@ func (a *App) startEmbedded() error {
 	}
 	// The embedded etcd has no TLS and no auth: reachable from elsewhere,
 	// it would let anyone change routing around the admin API's tokens.
-	if host, _, err := net.SplitHostPort(addr); err != nil || !isLoopback(host) {
+	if !admin.IsLoopback(addr) {
 		return fmt.Errorf("embedded etcd client address %q: want a loopback address such as 127.0.0.1:2379 (it has no TLS or auth); for a shared store use 'store etcd' with a secured cluster", addr)
 	}
 	a.embedKey = dir + "|" + addr
@@ -77,14 +77,6 @@ func (a *App) startEmbedded() error {
 	}
 	a.client, err = val.(embeddedEntry).Client()
 	return err
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func (a *App) connectExternal() error {

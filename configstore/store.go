@@ -250,13 +250,7 @@ func etcdErr(op string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 }
 
-func checkName(name string) error {
-	if !gateway.ValidName(name) {
-		return &gateway.FieldError{Field: "name", Value: strconv.Quote(name),
-			Want: "want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit"}
-	}
-	return nil
-}
+func checkName(name string) error { return gateway.CheckName("name", name) }
 
 func checkMeta(m Meta) error {
 	if strings.TrimSpace(m.Author) == "" {

@@ -11,9 +11,10 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -89,25 +90,36 @@ func (e *FieldError) Error() string {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
-const nameWant = "want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit"
+// NameRule says what may name a deployment, a pool, a flag or a principal,
+// for messages that refuse a name.
+const NameRule = "want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit"
 
 // ValidName reports whether s may name a deployment, pool or flag.
 func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// CheckName refuses a name that breaks the name rule, as a *FieldError for
+// field.
+func CheckName(field, name string) error {
+	if ValidName(name) {
+		return nil
+	}
+	return &FieldError{Field: field, Value: strconv.Quote(name), Want: NameRule}
+}
 
 // Validate checks the document and returns the first problem as a
 // *FieldError, fields in a stable order so the same document always gets the
 // same answer.
 func (c Config) Validate() error {
-	if !ValidName(c.Name) {
-		return &FieldError{Field: "name", Value: strconv.Quote(c.Name), Want: nameWant}
+	if err := CheckName("name", c.Name); err != nil {
+		return err
 	}
 	if len(c.Pools) < 2 {
 		return &FieldError{Field: "pools", Value: strconv.Itoa(len(c.Pools)) + " pools",
 			Want: "a deployment needs at least two pools (for example blue and green)"}
 	}
-	for _, name := range sortedKeys(c.Pools) {
-		if !ValidName(name) {
-			return &FieldError{Field: "pools", Value: strconv.Quote(name), Want: "pool name " + nameWant}
+	for _, name := range slices.Sorted(maps.Keys(c.Pools)) {
+		if err := CheckName("pools", name); err != nil {
+			return err
 		}
 		p := c.Pools[name]
 		if len(p.Upstreams) == 0 {
@@ -126,10 +138,10 @@ func (c Config) Validate() error {
 		}
 	}
 	var sum int
-	for _, name := range sortedKeys(c.Weights) {
+	for _, name := range slices.Sorted(maps.Keys(c.Weights)) {
 		if _, ok := c.Pools[name]; !ok {
 			return &FieldError{Field: "weights." + name, Value: strconv.Quote(name),
-				Want: "unknown pool; known pools: " + strings.Join(sortedKeys(c.Pools), ", ")}
+				Want: "unknown pool; known pools: " + strings.Join(slices.Sorted(maps.Keys(c.Pools)), ", ")}
 		}
 		bp, err := BasisPoints(c.Weights[name])
 		if err != nil {
@@ -138,8 +150,8 @@ func (c Config) Validate() error {
 		sum += bp
 	}
 	if sum != Buckets {
-		return &FieldError{Field: "weights", Value: describeWeights(c.Weights),
-			Want: "weights must sum to 100 (they sum to " + formatBP(sum) + ")"}
+		return &FieldError{Field: "weights", Value: DescribeWeights(c.Weights),
+			Want: "weights must sum to 100 (they sum to " + FormatBasisPoints(sum) + ")"}
 	}
 	if len(c.Flags) > MaxFlags {
 		return &FieldError{Field: "flags", Value: strconv.Itoa(len(c.Flags)) + " flags",
@@ -163,12 +175,12 @@ func (c Config) Validate() error {
 	}
 	for name := range c.Retained {
 		if _, ok := c.Pools[name]; !ok {
-			return &FieldError{Field: "retained." + name, Value: strconv.Quote(name), Want: "unknown pool; known pools: " + strings.Join(sortedKeys(c.Pools), ", ")}
+			return &FieldError{Field: "retained." + name, Value: strconv.Quote(name), Want: "unknown pool; known pools: " + strings.Join(slices.Sorted(maps.Keys(c.Pools)), ", ")}
 		}
 	}
-	for _, name := range sortedKeys(c.Flags) {
-		if !ValidName(name) {
-			return &FieldError{Field: "flags", Value: strconv.Quote(name), Want: "flag name " + nameWant}
+	for _, name := range slices.Sorted(maps.Keys(c.Flags)) {
+		if err := CheckName("flags", name); err != nil {
+			return err
 		}
 		if _, err := BasisPoints(c.Flags[name].Percent); err != nil {
 			return &FieldError{Field: "flags." + name + ".percent", Value: FormatPercent(c.Flags[name].Percent), Want: err.Error()}
@@ -178,8 +190,13 @@ func (c Config) Validate() error {
 }
 
 // ValidUpstream checks one dial address: host:port, optionally written with
-// an http:// prefix, which is accepted and means the same.
+// an http:// prefix, which is accepted and means the same. Placeholders are
+// refused: reverse_proxy expands {http.request.header.X} per request, which
+// would let a client choose the host the gateway connects to.
 func ValidUpstream(u string) error {
+	if strings.ContainsAny(u, "{}") {
+		return fmt.Errorf("placeholders {...} are not accepted in upstreams (a request could choose the host); want host:port or http://host:port, for example 127.0.0.1:9001")
+	}
 	hostport := strings.TrimPrefix(u, "http://")
 	if strings.Contains(hostport, "://") {
 		return fmt.Errorf("want host:port or http://host:port (for TLS upstreams use 'transport http { tls }' in the proxy block)")
@@ -196,6 +213,24 @@ func ValidUpstream(u string) error {
 		return fmt.Errorf("want host:port, for example 127.0.0.1:9001")
 	}
 	return nil
+}
+
+// CheckWeightsCover refuses weights that leave out a pool. Validate reads
+// a pool missing from Weights as weight 0, which documents already stored
+// rely on; input that sets weights must name every pool, so a forgotten
+// pool is an error at the line that forgot it rather than a silent 0.
+func CheckWeightsCover(weights map[string]float64, pools map[string]Pool) error {
+	var missing []string
+	for _, name := range slices.Sorted(maps.Keys(pools)) {
+		if _, ok := weights[name]; !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return &FieldError{Field: "weights", Value: DescribeWeights(weights),
+		Want: "give every pool a weight (0 for none); missing: " + strings.Join(missing, ", ")}
 }
 
 // ParsePercent reads a percentage as written in a Caddyfile: "10", "0.5",
@@ -229,26 +264,21 @@ func BasisPoints(pct float64) (int, error) {
 // FormatPercent writes a percentage as short as it reads: 10, 0.5, 12.25.
 func FormatPercent(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
-func formatBP(bp int) string { return FormatPercent(float64(bp) / 100) }
+// FormatBasisPoints writes hundredths of a percent as a percentage, like
+// FormatPercent.
+func FormatBasisPoints(bp int) string { return FormatPercent(float64(bp) / 100) }
 
-func describeWeights(w map[string]float64) string {
+// DescribeWeights writes weights in pool order for messages:
+// "blue=90 green=10".
+func DescribeWeights(w map[string]float64) string {
 	parts := make([]string, 0, len(w))
-	for _, k := range sortedKeys(w) {
+	for _, k := range slices.Sorted(maps.Keys(w)) {
 		parts = append(parts, k+"="+FormatPercent(w[k]))
 	}
 	if len(parts) == 0 {
 		return "(none)"
 	}
 	return strings.Join(parts, " ")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Clone returns a deep copy, so a caller can edit a document it did not

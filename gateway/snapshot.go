@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"maps"
 	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,7 +72,7 @@ func Compile(cfg Config) (*Snapshot, error) {
 		version:  strconv.FormatUint(cfg.Version, 10),
 		poolHash: seeded(PoolSeed(cfg.Name)),
 	}
-	for _, name := range sortedKeys(cfg.Pools) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Pools)) {
 		bp, _ := BasisPoints(cfg.Weights[name]) // validated above
 		s.pools = append(s.pools, PoolInfo{
 			Name:      name,
@@ -92,7 +94,7 @@ func Compile(cfg Config) (*Snapshot, error) {
 		upper += s.pools[i].Weight
 		s.ranges = append(s.ranges, poolRange{upper: upper, pool: i})
 	}
-	for _, name := range sortedKeys(cfg.Flags) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Flags)) {
 		bp, _ := BasisPoints(cfg.Flags[name].Percent)
 		s.flags = append(s.flags, flagRule{name: name, bp: uint32(bp), hash: seeded(FlagSeed(name))})
 	}

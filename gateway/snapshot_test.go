@@ -50,6 +50,12 @@ func TestValidate(t *testing.T) {
 		{"pool without upstreams", func(c *Config) { c.Pools["green"] = Pool{} }, "pools.green.upstreams", "at least one upstream"},
 		{"bad upstream", func(c *Config) { c.Pools["green"] = Pool{Upstreams: []string{"nope"}} }, "pools.green.upstreams", `"nope"`},
 		{"https upstream", func(c *Config) { c.Pools["green"] = Pool{Upstreams: []string{"https://x:1"}} }, "pools.green.upstreams", "tls"},
+		{"placeholder host", func(c *Config) {
+			c.Pools["green"] = Pool{Upstreams: []string{"{http.request.header.X-Evil}:19101"}}
+		}, "pools.green.upstreams", "placeholders"},
+		{"placeholder port", func(c *Config) {
+			c.Pools["green"] = Pool{Upstreams: []string{"http://127.0.0.1:{env.PORT}"}}
+		}, "pools.green.upstreams", "want host:port or http://host:port"},
 		{"bad port", func(c *Config) { c.Pools["green"] = Pool{Upstreams: []string{"x:99999"}} }, "pools.green.upstreams", "1 to 65535"},
 		{"duplicate upstream", func(c *Config) {
 			c.Pools["green"] = Pool{Upstreams: []string{"x:1", "x:1"}}
@@ -72,6 +78,34 @@ func TestValidate(t *testing.T) {
 			}
 			if fe.Field != tt.wantField || !strings.Contains(err.Error(), tt.wantIn) {
 				t.Errorf("Validate() = field %q, %q; want field %q mentioning %q", fe.Field, err, tt.wantField, tt.wantIn)
+			}
+		})
+	}
+}
+
+func TestCheckWeightsCover(t *testing.T) {
+	pools := testConfig(0, nil).Pools
+	tests := []struct {
+		name    string
+		weights map[string]float64
+		wantErr string // "" for none
+	}{
+		{"every pool", map[string]float64{"blue": 100, "green": 0}, ""},
+		{"one left out", map[string]float64{"blue": 100}, "missing: green"},
+		{"none given", map[string]float64{}, "missing: blue, green"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckWeightsCover(tt.weights, pools)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("CheckWeightsCover() = %v, want nil", err)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != "weights" || !strings.Contains(fe.Want, tt.wantErr) {
+				t.Fatalf("CheckWeightsCover() = %v, want a weights *FieldError mentioning %q", err, tt.wantErr)
 			}
 		})
 	}

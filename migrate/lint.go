@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/a8e2c47e/switchback/printable"
 )
 
 // ErrLint is returned by Lint when it has findings.
@@ -189,7 +191,7 @@ func Lint(fsys fs.FS, opts ...LintOption) (*LintReport, error) {
 		case used && last.After(start):
 			f.Rule = "used-recently"
 			f.Message = fmt.Sprintf("contract migration removes %s, last used %s (%s before %s), within the %s it must be unused: %s",
-				d.obj, last.Format(time.RFC3339), days(now.Sub(last)), now.Format(time.RFC3339), days(cfg.unused), truncate(scan.lastQuery[d.obj], 120))
+				d.obj, last.Format(time.RFC3339), days(now.Sub(last)), now.Format(time.RFC3339), days(cfg.unused), printable.Truncate(scan.lastQuery[d.obj], 120))
 		case !covered:
 			f.Rule = "usage-coverage"
 			span := "no entries"

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/a8e2c47e/switchback/printable"
 )
 
 // acceptedUsage is quoted in every error about a --usage file.
@@ -134,7 +136,7 @@ func (s *usageScan) read(name string, r io.Reader) error {
 			return s.readTSV(name, br)
 		}
 	}
-	return fmt.Errorf("--usage %s: line 1 %q: unrecognised format; accepted: %s", name, truncate(first, 60), acceptedUsage)
+	return fmt.Errorf("--usage %s: line 1 %q: unrecognised format; accepted: %s", name, printable.Truncate(first, 60), acceptedUsage)
 }
 
 func firstLine(s string) string {
@@ -144,13 +146,6 @@ func firstLine(s string) string {
 		}
 	}
 	return ""
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 var logTimeLayouts = []string{
@@ -281,7 +276,7 @@ func (s *usageScan) readMySQL(name string, r io.Reader) error {
 			if strings.TrimSpace(line) == "" {
 				continue
 			}
-			return fmt.Errorf("--usage %s: line %d %q: not a general query log line; accepted: %s", name, n, truncate(line, 60), acceptedUsage)
+			return fmt.Errorf("--usage %s: line %d %q: not a general query log line; accepted: %s", name, n, printable.Truncate(line, 60), acceptedUsage)
 		}
 		flush()
 		ts, cmd, arg := m[1], m[3], m[4]

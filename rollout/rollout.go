@@ -17,9 +17,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/printable"
 )
 
 // State of a rollout. Running and paused rollouts are active: a deployment
@@ -110,7 +110,7 @@ func ParseTarget(s string) (Target, error) {
 	}
 	if !gateway.ValidName(name) {
 		return Target{}, &gateway.FieldError{Field: "target", Value: strconv.Quote(s),
-			Want: kind + " name: want 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit"}
+			Want: kind + " name: " + gateway.NameRule}
 	}
 	return Target{Kind: kind, Name: name}, nil
 }
@@ -408,22 +408,14 @@ func StepReason(r Rollout, i int) string {
 // r-1a2b aborted " and why, which reads on from there ("at step 2/4 ...",
 // "by alice: ...").
 func AbortReason(r Rollout, why string) string {
-	return truncate(reasonPrefix(r)+"aborted "+why, MaxReason)
+	return printable.Truncate(reasonPrefix(r)+"aborted "+why, MaxReason)
 }
 
 func withReason(s, reason string) string {
 	if reason == "" {
 		return s
 	}
-	return truncate(s+" ("+reason, MaxReason-1) + ")"
-}
-
-func truncate(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	rs := []rune(s)
-	return string(rs[:n-1]) + "…"
+	return printable.Truncate(s+" ("+reason, MaxReason-1) + ")"
 }
 
 // value returns the target's value in cfg and whether it exists; a pool
@@ -482,8 +474,8 @@ func SetWeight(c *gateway.Config, pool string, v float64, before map[string]floa
 		shares, err = share(rest, others, before)
 	}
 	if err != nil {
-		return &gateway.FieldError{Field: "weights", Value: describeWeights(c.Weights),
-			Want: fmt.Sprintf("%s%% of the traffic must go to pools other than %s, but none of them has or had any", formatBP(rest), pool)}
+		return &gateway.FieldError{Field: "weights", Value: gateway.DescribeWeights(c.Weights),
+			Want: fmt.Sprintf("%s%% of the traffic must go to pools other than %s, but none of them has or had any", gateway.FormatBasisPoints(rest), pool)}
 	}
 	if c.Weights == nil {
 		c.Weights = map[string]float64{}
@@ -548,13 +540,3 @@ func basisPoints(pct float64) (int, bool) {
 
 // mustBP compares values stored in documents, which are valid.
 func mustBP(pct float64) int { bp, _ := gateway.BasisPoints(pct); return bp }
-
-func formatBP(bp int) string { return gateway.FormatPercent(float64(bp) / 100) }
-
-func describeWeights(w map[string]float64) string {
-	parts := make([]string, 0, len(w))
-	for _, k := range slices.Sorted(maps.Keys(w)) {
-		parts = append(parts, k+"="+gateway.FormatPercent(w[k]))
-	}
-	return strings.Join(parts, " ")
-}
