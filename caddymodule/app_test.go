@@ -13,7 +13,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
@@ -32,12 +31,7 @@ func startEtcd(t *testing.T) (*configstore.Embedded, *configstore.Store) {
 
 func newStore(t *testing.T, endpoint string, opts ...configstore.Option) *configstore.Store {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	s, err := configstore.New(c, opts...)
+	s, err := configstore.Dial(configstore.DialConfig{Endpoints: []string{endpoint}}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -179,10 +179,9 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 			policy.MinRequests = gateway.DefaultMinRequests
 		}
 	}
-	cfg := snap.Config()
 	view := GuardView{
 		Instance: a.Instance, Version: snap.Version(), Updated: now,
-		Pools: map[string]PopulationView{}, Health: st.checker.All(), Retained: cfg.Retained,
+		Pools: map[string]PopulationView{}, Health: st.checker.All(), Retained: a.retainedPools(snap.Name()),
 	}
 	cooldownUntil := a.cooldownUntil(snap.Name(), g)
 	if cooldownUntil.After(now) {
@@ -227,7 +226,7 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 		view.Pools[p.Name] = populationView(w.Pools[p.Name], v)
 		a.metrics.breaching.WithLabelValues(snap.Name(), "pool", p.Name).Set(boolGauge(v.Breach))
 		if v.Breach && act == nil {
-			target, why := fallbackTarget(snap, p.Name, view.Health, w, policy)
+			target, why := fallbackTarget(snap, p.Name, view.Health, view.Retained, w, policy)
 			if target == "" {
 				if now.Sub(st.lastRefusal) >= g.Cooldown.Std(gateway.DefaultCooldown) {
 					st.lastRefusal = now
@@ -270,8 +269,7 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 // that is not breaching itself and not failing its active health checks,
 // preferring the one with the most traffic, then the retained rollback
 // target. It returns "" and why when there is none.
-func fallbackTarget(snap *gateway.Snapshot, bad string, health map[string]guard.PoolHealth, w guard.Window, policy guard.Policy) (string, string) {
-	cfg := snap.Config()
+func fallbackTarget(snap *gateway.Snapshot, bad string, health map[string]guard.PoolHealth, retainedPools map[string]time.Time, w guard.Window, policy guard.Policy) (string, string) {
 	type cand struct {
 		name     string
 		weight   uint32
@@ -291,7 +289,7 @@ func fallbackTarget(snap *gateway.Snapshot, bad string, health map[string]guard.
 			refused = append(refused, fmt.Sprintf("%s is failing too (%s)", p.Name, v.Reason))
 			continue
 		}
-		_, retained := cfg.Retained[p.Name]
+		_, retained := retainedPools[p.Name]
 		cands = append(cands, cand{p.Name, p.Weight, retained})
 	}
 	if len(cands) == 0 {
@@ -315,7 +313,7 @@ func fallbackTarget(snap *gateway.Snapshot, bad string, health map[string]guard.
 func (a *App) fallBack(ctx context.Context, snap *gateway.Snapshot, kind, subject, reason string, mutate func(*gateway.Config) error) {
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	doc, err := a.store.Update(wctx, snap.Name(), snap.Version(), configstore.Meta{
+	res, err := a.store.Update(wctx, snap.Name(), snap.Version(), configstore.Meta{
 		Author:   a.Instance,
 		Source:   configstore.SourceGuard,
 		Reason:   reason,
@@ -329,6 +327,10 @@ func (a *App) fallBack(ctx context.Context, snap *gateway.Snapshot, kind, subjec
 		a.logger.Error("guard: writing fallback", zap.String("deployment", snap.Name()), zap.String("subject", subject), zap.Error(err))
 		return
 	}
+	if !res.Wrote {
+		return
+	}
+	doc := res.Doc
 	a.noteGuardWrite(snap.Name(), doc.Meta.Time)
 	a.metrics.fallbacks.WithLabelValues(snap.Name(), kind).Inc()
 	a.logger.Warn("guard: fallback", zap.String("deployment", snap.Name()), zap.String("subject", subject),
