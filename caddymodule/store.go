@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -61,9 +60,6 @@ func (a *App) dialStore() (*configstore.Store, error) {
 	}
 	switch a.Store.Kind {
 	case "etcd":
-		if len(cfg.Endpoints) == 0 {
-			return nil, errors.New("store etcd: list at least one endpoint, e.g. 'store etcd 10.0.0.5:2379'")
-		}
 	case "embedded":
 		dir := a.Store.DataDir
 		if dir == "" {
@@ -74,7 +70,7 @@ func (a *App) dialStore() (*configstore.Store, error) {
 			addr = configstore.DefaultClientAddr
 		}
 		if err := configstore.CheckEmbeddedAddr(addr); err != nil {
-			return nil, fmt.Errorf("%w; for a shared store use 'store etcd' with a secured cluster", err)
+			return nil, fmt.Errorf("embedded etcd: %w", err)
 		}
 		a.embedKey = dir + "|" + addr
 		val, _, err := embeddedStores.LoadOrNew(a.embedKey, func() (caddy.Destructor, error) {

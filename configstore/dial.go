@@ -3,14 +3,16 @@ package configstore
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/a8e2c47e/switchback/gateway"
 )
 
 // DialConfig says which etcd a Store uses: an embedded one (Embedded, or
@@ -110,7 +112,8 @@ func Dial(cfg DialConfig, opts ...Option) (*Store, error) {
 func CheckEmbeddedAddr(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil || !isLoopback(host) {
-		return fmt.Errorf("configstore: embedded etcd client address %q: want a loopback address such as %s (it has no TLS or auth); for a shared store use an etcd cluster secured with TLS", addr, DefaultClientAddr)
+		return &gateway.FieldError{Field: "client_addr", Value: strconv.Quote(addr),
+			Want: "want a loopback address such as " + DefaultClientAddr + " (an embedded etcd has no TLS or auth); for a shared store use an etcd cluster secured with TLS"}
 	}
 	return nil
 }
@@ -127,7 +130,7 @@ func isLoopback(host string) bool {
 
 func dialExternal(cfg DialConfig) (*clientv3.Client, error) {
 	if len(cfg.Endpoints) == 0 {
-		return nil, errors.New("configstore: etcd: list at least one endpoint, like 10.0.0.5:2379")
+		return nil, &gateway.FieldError{Field: "endpoints", Value: "none", Want: "list at least one etcd endpoint, like 10.0.0.5:2379"}
 	}
 	logger := cfg.Logger
 	if logger == nil {

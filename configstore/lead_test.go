@@ -88,9 +88,9 @@ func TestLeadFenced(t *testing.T) {
 	}
 }
 
-// TestResignHandsOver: a leader that resigns deletes its key, so the next
-// candidate takes over at once rather than after the lease's TTL; a
-// campaign whose context ends returns.
+// TestResignHandsOver: a campaign whose context ends returns; a leader
+// that resigns deletes its key, so the next candidate takes over at once
+// rather than after the lease's TTL.
 func TestResignHandsOver(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
@@ -99,9 +99,19 @@ func TestResignHandsOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second := campaign(t, s, ctx, "b", LeaseTTL(time.Hour))
 	waiting, stop := context.WithCancel(ctx)
-	third := campaign(t, s, waiting, "c")
+	cancelled := campaign(t, s, waiting, "c")
+	stop()
+	select {
+	case l := <-cancelled:
+		if l != nil {
+			t.Error("a cancelled campaign was elected")
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("a cancelled campaign did not return")
+	}
+
+	second := campaign(t, s, ctx, "b", LeaseTTL(time.Hour))
 	first.Resign()
 	select {
 	case <-first.Done():
@@ -110,15 +120,6 @@ func TestResignHandsOver(t *testing.T) {
 	}
 	// Within a TTL of an hour, only the resign can have handed over.
 	elected(t, second, 20*time.Second)
-	stop()
-	select {
-	case l := <-third:
-		if l != nil {
-			t.Error("a cancelled campaign was elected")
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("a cancelled campaign did not return")
-	}
 	if _, err := s.Lead(ctx, "no such role!", "a"); err == nil {
 		t.Error("Lead with a bad role succeeded")
 	}

@@ -1,7 +1,10 @@
 // Package configstore keeps versioned deployment documents in etcd: every
 // change to a deployment's gateway.Config is a new, numbered, attributed
 // version; the current one is what every gateway instance serves, and any
-// earlier one can be restored.
+// earlier one can be restored. It is the only package that speaks to etcd:
+// Dial connects (or starts an embedded etcd), Lead elects one instance for
+// a job, and records keep other small state (rollouts) beside the
+// documents.
 //
 // # Keys
 //
@@ -11,6 +14,8 @@
 //	<prefix>/deployments/<name>/history/<%020d version> every version's Document (JSON)
 //	<prefix>/instances/<instance>/<name>                 version an instance applied (decimal), under a lease
 //	<prefix>/events/<id>                                 the events log (events.go)
+//	<prefix>/<kind>/<name>                               a record, such as kind rollouts (records.go)
+//	<prefix>/<role>-leader/<lease>                       a leadership election (lead.go)
 //
 // A version is written in one transaction that puts current and the new
 // history key, and compares current's ModRevision with the one it read
@@ -19,18 +24,18 @@
 // only the old revisions of a key, never loses a version. Retention deletes
 // history keys older than the newest n versions in the same transaction.
 //
-// Beside a document's content (Config) the store keeps state it maintains
-// itself: which pools are retained rollback targets (retention.go). Small
-// records of other kinds, such as rollouts, live under their own keys
-// (records.go); the store treats them as opaque JSON.
+// Beside a version's content (Config) the Document carries state the store
+// maintains itself: which pools are retained rollback targets
+// (retention.go). Diff, Restore and Rollback work on the content alone.
 //
 // # Errors
 //
-// Unknown deployments and versions are a *NotFoundError (ErrNotFound), a
-// stale If-Match is a *ConflictError (ErrConflict), an unreachable etcd is
-// ErrUnavailable (wrapping the cause), and a rejected document or argument
-// is the *gateway.FieldError that names the field, the value and what is
-// accepted. A rejected call writes nothing. errors.go lists them.
+// Unknown deployments, versions and records are a *NotFoundError
+// (ErrNotFound), a stale If-Match or record revision is a *ConflictError
+// (ErrConflict), an unreachable etcd is ErrUnavailable (wrapping the
+// cause), a fenced write by a deposed leader is ErrNotLeader, and a
+// rejected document or argument is the *gateway.FieldError that names the
+// field, the value and what is accepted. A rejected call writes nothing.
 package configstore
 
 import (
@@ -134,7 +139,7 @@ func WithPrefix(p string) Option {
 	return func(o *options) error {
 		q := strings.TrimRight(p, "/")
 		if q == "" || strings.ContainsAny(q, " \t\r\n") {
-			return fmt.Errorf("configstore: prefix %q: want a key prefix without spaces, like /switchback", p)
+			return &gateway.FieldError{Field: "prefix", Value: strconv.Quote(p), Want: "want a key prefix without spaces, like /switchback"}
 		}
 		o.prefix = q
 		return nil
