@@ -517,6 +517,17 @@ func parseIfMatch(h string) (uint64, *apiError) {
 // yet).
 func (s *Server) state(ctx context.Context, doc configstore.Document, instances bool) Deployment {
 	d := deployment(doc)
+	// Retention that has ended stays in the stored state until the next
+	// write; the current state shows only what still holds.
+	d.Retained = nil
+	for pool := range doc.Retained {
+		if until, ok := doc.RetainedUntil(pool, s.now()); ok {
+			if d.Retained == nil {
+				d.Retained = map[string]time.Time{}
+			}
+			d.Retained[pool] = until
+		}
+	}
 	d.Store = "ok"
 	if s.storeHealthOpt != nil {
 		if ok, err := s.storeHealthOpt(); !ok {

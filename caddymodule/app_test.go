@@ -84,6 +84,16 @@ func TestStoreBootstrapAndWatch(t *testing.T) {
 		pool, v := servedPool(t, base, "u1")
 		return pool == "green" && v == "2"
 	})
+
+	// The flip made blue the rollback target: state beside the document,
+	// which the app keeps for the guard (its view and its fallback target).
+	app, err := caddy.ActiveContext().App("switchback")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := app.(*App).retainedPools("checkout")["blue"]; !ok {
+		t.Errorf("after the flip the app's retained pools are %v, want blue", app.(*App).retainedPools("checkout"))
+	}
 }
 
 func TestStoreWinsOverCaddyfile(t *testing.T) {

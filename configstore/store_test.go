@@ -191,23 +191,28 @@ func TestNotFound(t *testing.T) {
 	s := newStore(t)
 	ctx := t.Context()
 	bootstrap(t, s, "shop")
+	// part: what is missing is part of a deployment (a version), not the
+	// deployment itself.
 	tests := []struct {
 		name string
+		part bool
 		call func() error
 	}{
-		{"Get unknown", func() error { _, err := s.Get(ctx, "nope"); return err }},
-		{"Version unknown deployment", func() error { _, err := s.Version(ctx, "nope", 1); return err }},
-		{"Version 0", func() error { _, err := s.Version(ctx, "shop", 0); return err }},
-		{"Version 2", func() error { _, err := s.Version(ctx, "shop", 2); return err }},
-		{"History unknown", func() error { _, err := s.History(ctx, "nope", 0); return err }},
-		{"Update unknown", func() error { _, err := s.Update(ctx, "nope", 0, testMeta(""), setWeights(1)); return err }},
-		{"Restore unknown version", func() error { _, err := s.Restore(ctx, "shop", 7, 0, testMeta("")); return err }},
-		{"Rollback at version 1", func() error { _, err := s.Rollback(ctx, "shop", 0, testMeta("")); return err }},
+		{"Get unknown", false, func() error { _, err := s.Get(ctx, "nope"); return err }},
+		{"Version unknown deployment", true, func() error { _, err := s.Version(ctx, "nope", 1); return err }},
+		{"Version 0", true, func() error { _, err := s.Version(ctx, "shop", 0); return err }},
+		{"Version 2", true, func() error { _, err := s.Version(ctx, "shop", 2); return err }},
+		{"History unknown", false, func() error { _, err := s.History(ctx, "nope", 0); return err }},
+		{"Update unknown", false, func() error { _, err := s.Update(ctx, "nope", 0, testMeta(""), setWeights(1)); return err }},
+		{"Restore unknown version", true, func() error { _, err := s.Restore(ctx, "shop", 7, 0, testMeta("")); return err }},
+		{"Rollback at version 1", true, func() error { _, err := s.Rollback(ctx, "shop", 0, testMeta("")); return err }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.call(); !errors.Is(err, ErrNotFound) {
-				t.Errorf("error = %v, want ErrNotFound", err)
+			err := tt.call()
+			var nf *NotFoundError
+			if !errors.Is(err, ErrNotFound) || !errors.As(err, &nf) || (nf.What != "") != tt.part {
+				t.Errorf("error = %v, want a *NotFoundError (of part of the deployment: %v)", err, tt.part)
 			}
 		})
 	}
@@ -236,8 +241,9 @@ func TestUpdateIfMatch(t *testing.T) {
 	}
 	// A client that read version 1 edits what it saw.
 	_, err := s.Update(ctx, "shop", 1, testMeta("stale"), setWeights(20))
-	if !errors.Is(err, ErrConflict) {
-		t.Fatalf("stale If-Match: error = %v, want ErrConflict", err)
+	var ce *ConflictError
+	if !errors.Is(err, ErrConflict) || !errors.As(err, &ce) || ce.Deployment != "shop" || ce.Want != 1 || ce.Current != 2 {
+		t.Fatalf("stale If-Match: error = %v, want a *ConflictError wanting 1 at 2", err)
 	}
 	_, err = s.Restore(ctx, "shop", 1, 1, testMeta("stale"))
 	if !errors.Is(err, ErrConflict) {
@@ -396,7 +402,7 @@ func TestRetryUntilDeadline(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	bootstrap(t, s, "shop")
-	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	// Every attempt loses: another writer lands first each time.
 	n := 0
