@@ -53,7 +53,7 @@ func TestCLI(t *testing.T) {
 			stderr: []string{"weights must sum to 100 (they sum to 70)", "(field: weights)", "[HTTP 400]"}, version: 7},
 		{args: []string{"weights", "shop", "blue=50", "purple=50"}, code: 1, stderr: []string{"unknown pool", "(field: weights.purple)"}, version: 7},
 		{args: []string{"flag", "shop", "x", "101"}, code: 1, stderr: []string{"(field: flags.x.percent)"}, version: 7},
-		{args: []string{"status", "nope"}, code: 1, stderr: []string{`not found: deployment "nope"`, "[HTTP 404]"}, version: 7},
+		{args: []string{"status", "nope"}, code: 1, stderr: []string{`deployment "nope" not found`, "[HTTP 404]"}, version: 7},
 		{args: []string{"flip", "shop", "--if-match", "3"}, code: 1, stderr: []string{"is at version 7, not 3", "[HTTP 409]"}, version: 7},
 		{args: []string{"restore", "shop", "99"}, code: 1, stderr: []string{"version 99", "(field: version)"}, version: 7},
 		{args: []string{"flip", "shop", "--reason", strings.Repeat("r", 501)}, code: 1, stderr: []string{"(field: reason)"}, version: 7},

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"strings"
+	"strconv"
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
@@ -19,7 +19,13 @@ type apiError struct {
 	status int
 	msg    string
 	field  string
+	// retryAfter, in seconds, is sent as Retry-After when not 0.
+	retryAfter int
 }
+
+// unavailableRetry is the Retry-After of a 503: the store's outages and
+// contention are usually over within a second or two.
+const unavailableRetry = 1
 
 func (e *apiError) Error() string { return e.msg }
 
@@ -29,42 +35,56 @@ type errorBody struct {
 	Field string `json:"field,omitempty"`
 }
 
-// classify maps an error from parsing or from the store to its answer. An
-// error it does not recognise is a 500.
+// classify maps an error from parsing or from the store to its answer,
+// with errors.As on the store's typed errors. An error it does not
+// recognise is a 500.
 func classify(err error) *apiError {
-	var ae *apiError
-	if errors.As(err, &ae) {
-		return ae
-	}
-	var fe *gateway.FieldError
-	if errors.As(err, &fe) {
-		return &apiError{status: http.StatusBadRequest, msg: fe.Error(), field: fe.Field}
-	}
-	var mbe *http.MaxBytesError
-	msg := strings.TrimPrefix(err.Error(), "configstore: ")
+	var (
+		ae  *apiError
+		fe  *gateway.FieldError
+		ce  *configstore.ConflictError
+		nf  *configstore.NotFoundError
+		mbe *http.MaxBytesError
+	)
 	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &fe):
+		return &apiError{status: http.StatusBadRequest, msg: fe.Error(), field: fe.Field}
 	case errors.As(err, &mbe):
 		return &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body over %d bytes", mbe.Limit)}
-	case errors.Is(err, configstore.ErrNotFound):
-		return &apiError{status: http.StatusNotFound, msg: msg, field: "name"}
-	case errors.Is(err, configstore.ErrConflict):
-		return &apiError{status: http.StatusConflict, msg: msg + "; read the deployment again and retry", field: "If-Match"}
+	case errors.As(err, &nf):
+		field := "name"
+		if nf.What != "" {
+			field = ""
+		}
+		return &apiError{status: http.StatusNotFound, msg: nf.Error(), field: field}
+	case errors.As(err, &ce):
+		if ce.Kind != "" {
+			return &apiError{status: http.StatusConflict, msg: ce.Error() + "; read it again and retry"}
+		}
+		return &apiError{status: http.StatusConflict, msg: ce.Error() + "; read the deployment again and retry", field: "If-Match"}
 	case errors.Is(err, configstore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		return &apiError{status: http.StatusServiceUnavailable, msg: msg}
+		return &apiError{status: http.StatusServiceUnavailable, msg: err.Error(), retryAfter: unavailableRetry}
 	}
 	return &apiError{status: http.StatusInternalServerError, msg: "internal error: " + err.Error()}
 }
 
-// notFoundField answers ErrNotFound with a given field (such as "version")
-// and leaves every other error alone.
+// notFoundField answers a *configstore.NotFoundError about part of a
+// deployment (a version) with field, such as "version" or "from"; a
+// missing deployment stays "name", and every other error is left alone.
 func notFoundField(err error, field string) error {
-	if errors.Is(err, configstore.ErrNotFound) {
-		return &apiError{status: http.StatusNotFound, msg: strings.TrimPrefix(err.Error(), "configstore: "), field: field}
+	var nf *configstore.NotFoundError
+	if errors.As(err, &nf) && nf.What != "" {
+		return &apiError{status: http.StatusNotFound, msg: nf.Error(), field: field}
 	}
 	return err
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
 	writeJSON(w, e.status, errorBody{Error: e.msg, Field: e.field})
 }
 

@@ -20,8 +20,9 @@ import (
 )
 
 // Deployment is one deployment as the API shows it: its current document,
-// the metadata of the version that made it, and, in answers about the
-// current state, the store's health and the version each instance applied.
+// the metadata of the version that made it, the pools retained as
+// rollback targets, and, in answers about the current state, the store's
+// health and (in answers to reads) the version each instance applied.
 type Deployment struct {
 	Name    string                  `json:"name"`
 	Version uint64                  `json:"version"`
@@ -29,6 +30,9 @@ type Deployment struct {
 	Weights map[string]float64      `json:"weights"`
 	Flags   map[string]gateway.Flag `json:"flags"`
 	Meta    configstore.Meta        `json:"meta"`
+	// Retained maps each pool that is a rollback target to when its
+	// retention ends: state beside the document, not part of it.
+	Retained map[string]time.Time `json:"retained,omitempty"`
 	// Store is "ok" or says what is wrong with the config store.
 	Store string `json:"store,omitempty"`
 	// Instances maps gateway instances to the version they have applied,
@@ -144,7 +148,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 			s.writeErr(w, err)
 			return
 		}
-		out.Deployments = append(out.Deployments, s.state(r.Context(), doc))
+		out.Deployments = append(out.Deployments, s.state(r.Context(), doc, true))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -155,7 +159,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	s.writeState(w, r.Context(), doc)
+	s.writeState(w, r.Context(), doc, true)
 }
 
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
@@ -265,17 +269,20 @@ func parseVersion(field, v string) (uint64, *apiError) {
 }
 
 // Mutations. Each handler decodes its body with begin, makes one store call
-// and hands the outcome to finish, which audits it and answers with the new
-// state.
+// and hands its Result to finish, which audits it and answers with the new
+// state. A write without If-Match retries its compare-and-swap until it
+// lands (the store does), except the relative ones (flip, rollback), which
+// are pinned to the version they read: applied again on top of another
+// writer's change, two flips would cancel out.
 
 func (s *Server) handleFlip(w http.ResponseWriter, r *http.Request) {
 	var req flipRequest
 	m, ok := s.begin(w, r, "flip", "", &req)
-	if !ok || !s.readBefore(w, r, m) {
+	if !ok {
 		return
 	}
-	doc, err := s.store.Update(r.Context(), m.rec.Deployment, m.pinned(), m.meta, m.track(flip))
-	s.finish(w, r, m, doc, err)
+	res, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, flip, configstore.Pinned())
+	s.finish(w, r, m, res, err)
 }
 
 // flip sends all traffic to the pool that has less of it now. It needs
@@ -313,14 +320,14 @@ func (s *Server) handleWeights(w http.ResponseWriter, r *http.Request) {
 			msg: `weights: want the percentage of every pool, for example {"blue": 70, "green": 30}`})
 		return
 	}
-	doc, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, m.track(func(c *gateway.Config) error {
+	res, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, func(c *gateway.Config) error {
 		c.Weights = req.Weights
 		if err := c.Validate(); err != nil {
 			return err // an unknown pool or a wrong sum says more than a missing one
 		}
 		return gateway.CheckWeightsCover(req.Weights, c.Pools)
-	}))
-	s.finish(w, r, m, doc, err)
+	})
+	s.finish(w, r, m, res, err)
 }
 
 func (s *Server) handlePool(w http.ResponseWriter, r *http.Request) {
@@ -330,22 +337,22 @@ func (s *Server) handlePool(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	doc, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, m.track(func(c *gateway.Config) error {
+	res, err := s.store.Edit(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, func(cur configstore.Document, c *gateway.Config) error {
 		if _, ok := c.Pools[pool]; !ok {
 			return &apiError{status: http.StatusNotFound, field: "pool",
 				msg: fmt.Sprintf("pool %q not found; pools are %s", pool, strings.Join(sortedNames(c.Pools), ", "))}
 		}
 		// The pool traffic was flipped away from is the verified way back
 		// for its retention; replacing it would silently remove that.
-		if until, ok := c.RetainedUntil(pool, s.now()); ok && !req.Force {
+		if until, ok := cur.RetainedUntil(pool, s.now()); ok && !req.Force {
 			return &apiError{status: http.StatusConflict, field: "pool",
 				msg: fmt.Sprintf("pool %q is the rollback target until %s (retain); replacing it removes the way back: wait, or send \"force\": true",
 					pool, until.Format(time.RFC3339))}
 		}
 		c.Pools[pool] = gateway.Pool{Upstreams: req.Upstreams, Release: req.Release}
 		return nil
-	}))
-	s.finish(w, r, m, doc, err)
+	})
+	s.finish(w, r, m, res, err)
 }
 
 func (s *Server) handleSetFlag(w http.ResponseWriter, r *http.Request) {
@@ -360,14 +367,14 @@ func (s *Server) handleSetFlag(w http.ResponseWriter, r *http.Request) {
 			msg: `percent: want a number from 0 to 100, for example {"percent": 10}`})
 		return
 	}
-	doc, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, m.track(func(c *gateway.Config) error {
+	res, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, func(c *gateway.Config) error {
 		if c.Flags == nil {
 			c.Flags = map[string]gateway.Flag{}
 		}
 		c.Flags[flag] = gateway.Flag{Percent: *req.Percent}
 		return nil
-	}))
-	s.finish(w, r, m, doc, err)
+	})
+	s.finish(w, r, m, res, err)
 }
 
 func (s *Server) handleDeleteFlag(w http.ResponseWriter, r *http.Request) {
@@ -377,14 +384,14 @@ func (s *Server) handleDeleteFlag(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	doc, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, m.track(func(c *gateway.Config) error {
+	res, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, func(c *gateway.Config) error {
 		if _, ok := c.Flags[flag]; !ok {
 			return &apiError{status: http.StatusNotFound, field: "flag", msg: fmt.Sprintf("flag %q not found", flag)}
 		}
 		delete(c.Flags, flag)
 		return nil
-	}))
-	s.finish(w, r, m, doc, err)
+	})
+	s.finish(w, r, m, res, err)
 }
 
 func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
@@ -399,11 +406,8 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.rec.Target = strconv.FormatUint(req.Version, 10)
-	if !s.readBefore(w, r, m) {
-		return
-	}
-	doc, err := s.store.Restore(r.Context(), m.rec.Deployment, req.Version, m.rec.IfMatch, m.meta)
-	s.finish(w, r, m, doc, notFoundField(err, "version"))
+	res, err := s.store.Restore(r.Context(), m.rec.Deployment, req.Version, m.rec.IfMatch, m.meta)
+	s.finish(w, r, m, res, notFoundField(err, "version"))
 }
 
 func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
@@ -412,58 +416,15 @@ func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !s.readBefore(w, r, m) {
-		return
-	}
-	doc, err := s.store.Rollback(r.Context(), m.rec.Deployment, m.pinned(), m.meta)
-	// The deployment exists (readBefore read it): what is missing is a
-	// version before the current one.
-	s.finish(w, r, m, doc, notFoundField(err, "version"))
+	res, err := s.store.Rollback(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, configstore.Pinned())
+	s.finish(w, r, m, res, notFoundField(err, "version"))
 }
 
-// readBefore reads the current document for the audit trail of a restore or
-// rollback, which take no edit function to capture it with.
-func (s *Server) readBefore(w http.ResponseWriter, r *http.Request, m *mutation) bool {
-	cur, err := s.store.Get(r.Context(), m.rec.Deployment)
-	if err != nil {
-		s.fail(w, m, err)
-		return false
-	}
-	m.before = &cur.Config
-	m.read = cur.Meta.Version
-	return true
-}
-
-// pinned is the version a relative change (flip, rollback) must apply to:
-// the If-Match given, or else the version the request read. Two operators
-// flipping at once then get one flip and one 409, never two flips that
-// cancel out with both answered 200.
-func (m *mutation) pinned() uint64 {
-	if m.rec.IfMatch != 0 {
-		return m.rec.IfMatch
-	}
-	return m.read
-}
-
-// mutation is one write in progress: its audit record so far, the metadata
-// of the version it will write, and the document it started from.
+// mutation is one write in progress: its audit record so far and the
+// metadata of the version it will write.
 type mutation struct {
-	rec    Record
-	meta   configstore.Meta
-	before *gateway.Config
-	read   uint64 // the version readBefore read
-}
-
-// track wraps a document edit so the mutation remembers what the edit
-// started from. The store may call it more than once (it retries on a
-// concurrent write); the last call is the one that was written. A write
-// that changes nothing answers the current document with its version.
-func (m *mutation) track(edit func(*gateway.Config) error) func(*gateway.Config) error {
-	return func(c *gateway.Config) error {
-		before := c.Clone()
-		m.before = &before
-		return edit(c)
-	}
+	rec  Record
+	meta configstore.Meta
 }
 
 // begin decodes a mutation's body and headers. On failure it has answered
@@ -495,9 +456,9 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, action, target st
 		return nil, false
 	}
 	m.rec.Reason = body.reason()
-	if n := utf8.RuneCountInString(m.rec.Reason); n > configstore.MaxReason {
+	if n := utf8.RuneCountInString(m.rec.Reason); n > gateway.MaxReason {
 		s.fail(w, m, &apiError{status: http.StatusBadRequest, field: "reason",
-			msg: fmt.Sprintf("reason: %d characters, want at most %d", n, configstore.MaxReason)})
+			msg: fmt.Sprintf("reason: %d characters, want at most %d", n, gateway.MaxReason)})
 		return nil, false
 	}
 	m.meta = configstore.Meta{Time: m.rec.Time, Author: p.Name, Reason: m.rec.Reason, Source: source}
@@ -505,41 +466,18 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, action, target st
 }
 
 // finish audits the outcome of a mutation's store call and answers it.
-func (s *Server) finish(w http.ResponseWriter, r *http.Request, m *mutation, doc configstore.Document, err error) {
+// The Result says what the call replaced and whether it wrote, so the
+// audit record needs no second read and no guess.
+func (s *Server) finish(w http.ResponseWriter, r *http.Request, m *mutation, res configstore.Result, err error) {
 	if err != nil {
 		s.fail(w, m, err)
 		return
 	}
-	m.rec.Version = doc.Meta.Version
-	var before gateway.Config
-	if m.before != nil {
-		before = *m.before
-	}
-	m.rec.From = before.Version
-	// A write that changes nothing answers the current document, which may
-	// be newer than the one read before if someone else wrote meanwhile:
-	// only a version with this request's metadata is this request's.
-	wrote := doc.Meta.Version > before.Version && doc.Meta.Author == m.meta.Author &&
-		doc.Meta.Source == m.meta.Source && doc.Meta.Reason == m.meta.Reason
-	switch {
-	case !wrote:
-		m.rec.From = doc.Meta.Version
-		before = doc.Config
-	case doc.Meta.Version > before.Version+1:
-		// Someone else wrote in between (possible without If-Match): what
-		// this write replaced is the version just before it.
-		m.rec.From = doc.Meta.Version - 1
-		prev, perr := s.store.Version(r.Context(), m.rec.Deployment, m.rec.From)
-		if perr != nil {
-			s.log.Warn("audit: read replaced version", zap.String("deployment", m.rec.Deployment),
-				zap.Uint64("version", m.rec.From), zap.Error(perr))
-		}
-		before = prev.Config
-	}
-	m.rec.Changes = configstore.Diff(before, doc.Config)
+	m.rec.Version, m.rec.From = res.Doc.Meta.Version, res.Prev.Meta.Version
+	m.rec.Changes = configstore.Diff(res.Prev.Config, res.Doc.Config)
 	m.rec.Status = http.StatusOK
 	s.audit(m.rec)
-	s.writeState(w, r.Context(), doc)
+	s.writeState(w, r.Context(), res.Doc, false)
 }
 
 // fail audits a refused mutation and answers it.
@@ -578,9 +516,23 @@ func parseIfMatch(h string) (uint64, *apiError) {
 	return n, nil
 }
 
-// state is doc as the current state: with store health and instances.
-func (s *Server) state(ctx context.Context, doc configstore.Document) Deployment {
+// state is doc as the current state: with store health and, when
+// instances is true, the version each instance applied (one more read,
+// which answers to mutations skip: no instance has applied their version
+// yet).
+func (s *Server) state(ctx context.Context, doc configstore.Document, instances bool) Deployment {
 	d := deployment(doc)
+	// Retention that has ended stays in the stored state until the next
+	// write; the current state shows only what still holds.
+	d.Retained = nil
+	for pool := range doc.Retained {
+		if until, ok := doc.RetainedUntil(pool, s.now()); ok {
+			if d.Retained == nil {
+				d.Retained = map[string]time.Time{}
+			}
+			d.Retained[pool] = until
+		}
+	}
 	d.Store = "ok"
 	if s.storeHealthOpt != nil {
 		if ok, err := s.storeHealthOpt(); !ok {
@@ -590,9 +542,12 @@ func (s *Server) state(ctx context.Context, doc configstore.Document) Deployment
 			}
 		}
 	}
-	applied, err := s.store.Applied(ctx, d.Name)
-	if err != nil {
-		s.log.Debug("read applied versions", zap.String("deployment", d.Name), zap.Error(err))
+	var applied map[string]uint64
+	if instances {
+		var err error
+		if applied, err = s.store.Applied(ctx, d.Name); err != nil {
+			s.log.Debug("read applied versions", zap.String("deployment", d.Name), zap.Error(err))
+		}
 	}
 	if s.live != nil && s.instance != "" {
 		if v, ok := s.live(d.Name); ok {
@@ -608,14 +563,14 @@ func (s *Server) state(ctx context.Context, doc configstore.Document) Deployment
 	return d
 }
 
-func (s *Server) writeState(w http.ResponseWriter, ctx context.Context, doc configstore.Document) {
+func (s *Server) writeState(w http.ResponseWriter, ctx context.Context, doc configstore.Document, instances bool) {
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(doc.Meta.Version, 10)))
-	writeJSON(w, http.StatusOK, s.state(ctx, doc))
+	writeJSON(w, http.StatusOK, s.state(ctx, doc, instances))
 }
 
 func deployment(doc configstore.Document) Deployment {
 	c := doc.Config
-	d := Deployment{Name: c.Name, Version: doc.Meta.Version, Pools: c.Pools, Weights: c.Weights, Flags: c.Flags, Meta: doc.Meta, Guard: c.Guard}
+	d := Deployment{Name: c.Name, Version: doc.Meta.Version, Pools: c.Pools, Weights: c.Weights, Flags: c.Flags, Meta: doc.Meta, Guard: c.Guard, Retained: doc.Retained}
 	if d.Flags == nil {
 		d.Flags = map[string]gateway.Flag{}
 	}

@@ -120,7 +120,13 @@ type harness struct {
 // newHarness serves a Server over real HTTP, with "shop" bootstrapped.
 func newHarness(t *testing.T, mod func(*Options)) *harness {
 	t.Helper()
-	h := &harness{t: t, store: newStore(t), audit: &auditLog{}, reg: prometheus.NewRegistry()}
+	return newHarnessOn(t, newStore(t), mod)
+}
+
+// newHarnessOn is newHarness on a given store.
+func newHarnessOn(t *testing.T, store *configstore.Store, mod func(*Options)) *harness {
+	t.Helper()
+	h := &harness{t: t, store: store, audit: &auditLog{}, reg: prometheus.NewRegistry()}
 	bootstrap(t, h.store, shopConfig())
 	opts := Options{
 		Store:    h.store,

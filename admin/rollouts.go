@@ -60,7 +60,7 @@ func (s *Server) rolloutRoutes() {
 }
 
 func (s *Server) handleGetRollout(w http.ResponseWriter, r *http.Request) {
-	ro, _, err := s.store.GetRollout(r.Context(), r.PathValue("name"))
+	ro, _, err := s.getRollout(r.Context(), r.PathValue("name"))
 	if err != nil {
 		s.writeErr(w, s.noRollout(r.Context(), r.PathValue("name"), err))
 		return
@@ -84,7 +84,7 @@ func (s *Server) handleStartRollout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if m.rec.IfMatch != 0 && doc.Meta.Version != m.rec.IfMatch {
-		s.fail(w, m, fmt.Errorf("%w: deployment %q is at version %d, not %d", configstore.ErrConflict, name, doc.Meta.Version, m.rec.IfMatch))
+		s.fail(w, m, &configstore.ConflictError{Deployment: name, Want: m.rec.IfMatch, Current: doc.Meta.Version})
 		return
 	}
 	ro, err := rollout.New(rollout.Request{Target: req.Target, Steps: req.Steps, Bake: req.Bake, Reason: req.Reason},
@@ -93,11 +93,25 @@ func (s *Server) handleStartRollout(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, m, err)
 		return
 	}
-	if _, err := s.store.PutRollout(ctx, ro, 0); err != nil {
-		if errors.Is(err, configstore.ErrConflict) {
-			err = &apiError{status: http.StatusConflict,
-				msg: strings.TrimPrefix(err.Error(), "configstore: version conflict: ") + "; pause it, abort it or let it finish first"}
-		}
+	// A deployment has at most one active rollout: a new one may replace
+	// only a finished one (or a record that does not decode), if nothing
+	// changed it since it was read.
+	var rev int64
+	prev, prevRev, err := s.getRollout(ctx, name)
+	var nf *configstore.NotFoundError
+	switch {
+	case errors.As(err, &nf):
+	case err != nil && !errors.Is(err, errUndecodable):
+		s.fail(w, m, err)
+		return
+	case err == nil && prev.State.Active():
+		s.fail(w, m, &apiError{status: http.StatusConflict, field: "state",
+			msg: fmt.Sprintf("deployment %q already has rollout %s of %s, %s; pause it, abort it or let it finish first", name, prev.ID, prev.Target, prev.State)})
+		return
+	default:
+		rev = prevRev
+	}
+	if _, err := s.putRollout(ctx, ro, rev); err != nil {
 		s.fail(w, m, err)
 		return
 	}
@@ -126,7 +140,7 @@ func (s *Server) changeRollout(w http.ResponseWriter, r *http.Request, action st
 	if m.rec.IfMatch != 0 {
 		doc, err := s.store.Get(ctx, name)
 		if err == nil && doc.Meta.Version != m.rec.IfMatch {
-			err = fmt.Errorf("%w: deployment %q is at version %d, not %d", configstore.ErrConflict, name, doc.Meta.Version, m.rec.IfMatch)
+			err = &configstore.ConflictError{Deployment: name, Want: m.rec.IfMatch, Current: doc.Meta.Version}
 		}
 		if err != nil {
 			s.fail(w, m, err)
@@ -140,7 +154,7 @@ func (s *Server) changeRollout(w http.ResponseWriter, r *http.Request, action st
 	)
 	for attempt := 1; ; attempt++ {
 		var err error
-		ro, rev, err = s.store.GetRollout(ctx, name)
+		ro, rev, err = s.getRollout(ctx, name)
 		if err != nil {
 			s.fail(w, m, s.noRollout(ctx, name, err))
 			return
@@ -159,7 +173,7 @@ func (s *Server) changeRollout(w http.ResponseWriter, r *http.Request, action st
 		case rolloutAbort:
 			kind, ro.State, ro.Message = rollout.EventAborted, rollout.Aborted, withWhy("aborted by "+who, req.Reason)
 		}
-		rev, err = s.store.PutRollout(ctx, ro, rev)
+		rev, err = s.putRollout(ctx, ro, rev)
 		if errors.Is(err, configstore.ErrConflict) && attempt < maxRolloutAttempts {
 			continue // the driver recorded a step meanwhile: look again
 		}
@@ -175,12 +189,12 @@ func (s *Server) changeRollout(w http.ResponseWriter, r *http.Request, action st
 		// target back: finish even if the caller hangs up meanwhile.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		doc, err := s.store.Update(ctx, name, 0, configstore.Meta{
+		res, err := s.store.Update(ctx, name, 0, configstore.Meta{
 			Author:   who,
-			Source:   configstore.RolloutSource,
+			Source:   configstore.SourceRollout,
 			Reason:   rollout.AbortReason(ro, withWhy("by "+who, req.Reason)),
 			Fallback: true,
-		}, m.track(rollout.Rollback(ro)))
+		}, rollout.Rollback(ro))
 		if err != nil {
 			// The rollout stays aborted: say so, and that the target is
 			// where the last step left it.
@@ -190,11 +204,10 @@ func (s *Server) changeRollout(w http.ResponseWriter, r *http.Request, action st
 			s.fail(w, m, fmt.Errorf("rollout %s aborted, but %s was not rolled back: %w", ro.ID, ro.Target, err))
 			return
 		}
-		version = doc.Meta.Version
-		m.rec.Version = version
-		if m.before != nil && doc.Meta.Version > m.before.Version {
-			m.rec.From = m.before.Version
-			m.rec.Changes = configstore.Diff(*m.before, doc.Config)
+		version = res.Doc.Meta.Version
+		m.rec.Version, m.rec.From = version, res.Prev.Meta.Version
+		if res.Wrote {
+			m.rec.Changes = configstore.Diff(res.Prev.Config, res.Doc.Config)
 			ro.Version = version
 			ro.Message += fmt.Sprintf("; %s back to %s (version %d)", ro.Target, pct(ro.From), version)
 		} else {
@@ -230,13 +243,36 @@ func checkTransition(ro rollout.Rollout, action string) *apiError {
 // putRolloutNote records what an abort's rollback did; the abort itself
 // is already recorded, so a failure here is only logged.
 func (s *Server) putRolloutNote(ctx context.Context, ro rollout.Rollout, rev int64) {
-	if _, err := s.store.PutRollout(ctx, ro, rev); err != nil {
+	if _, err := s.putRollout(ctx, ro, rev); err != nil {
 		s.log.Warn("recording the rollback of an aborted rollout", zap.String("deployment", ro.Deployment), zap.String("rollout", ro.ID), zap.Error(err))
 	}
 }
 
-// noRollout turns GetRollout's ErrNotFound into the answer naming what is
-// missing: the deployment, or only its rollout.
+// errUndecodable is a stored rollout that does not decode.
+var errUndecodable = errors.New("stored rollout does not decode")
+
+// getRollout reads a deployment's current or last rollout and the
+// revision a compare-and-swap passes back to putRollout.
+func (s *Server) getRollout(ctx context.Context, name string) (rollout.Rollout, int64, error) {
+	rec, err := s.store.GetRecord(ctx, rollout.RecordKind, name)
+	if err != nil {
+		return rollout.Rollout{}, 0, err
+	}
+	ro, err := rollout.Decode(name, rec.Value)
+	if err != nil {
+		return rollout.Rollout{}, rec.Rev, fmt.Errorf("%w: %w", errUndecodable, err)
+	}
+	return ro, rec.Rev, nil
+}
+
+// putRollout stores ro if its record is still at rev (0: there is none).
+func (s *Server) putRollout(ctx context.Context, ro rollout.Rollout, rev int64) (int64, error) {
+	ro.Stamp(s.now())
+	return s.store.PutRecord(ctx, rollout.RecordKind, ro.Deployment, ro, rev)
+}
+
+// noRollout turns getRollout's *NotFoundError into the answer naming what
+// is missing: the deployment, or only its rollout.
 func (s *Server) noRollout(ctx context.Context, name string, err error) error {
 	if !errors.Is(err, configstore.ErrNotFound) {
 		return err

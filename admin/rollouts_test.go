@@ -31,18 +31,18 @@ func guarded(t *testing.T, h *harness) {
 func (h *harness) driverStep(i int, started time.Time) {
 	h.t.Helper()
 	ctx := h.t.Context()
-	r, rev, err := h.store.GetRollout(ctx, "shop")
+	r, rev, err := h.server.getRollout(ctx, "shop")
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	target, _ := rollout.ParseTarget(r.Target)
-	doc, err := h.store.Update(ctx, "shop", 0, configstore.Meta{Author: "host-a", Source: configstore.RolloutSource, Reason: rollout.StepReason(r, i)},
+	res, err := h.store.Update(ctx, "shop", 0, configstore.Meta{Author: "host-a", Source: configstore.SourceRollout, Reason: rollout.StepReason(r, i)},
 		func(c *gateway.Config) error { return rollout.SetWeight(c, target.Name, r.Steps[i], r.Before) })
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	r.Step, r.StepStarted, r.Version = i, started, doc.Meta.Version
-	if _, err := h.store.PutRollout(ctx, r, rev); err != nil {
+	r.Step, r.StepStarted, r.Version = i, started, res.Doc.Meta.Version
+	if _, err := h.server.putRollout(ctx, r, rev); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -137,7 +137,7 @@ func TestRolloutLifecycle(t *testing.T) {
 		if got.ID != id || got.State != st.state || !strings.Contains(got.Message, st.message) || time.Duration(got.BakeLeft) != st.bakeLeft {
 			t.Errorf("%s = %s %q bake left %v, want %s %q %v", st.action, got.State, got.Message, time.Duration(got.BakeLeft), st.state, st.message, st.bakeLeft)
 		}
-		if stored, _, _ := h.store.GetRollout(t.Context(), "shop"); stored.State != st.state || stored.Message != got.Message {
+		if stored, _, _ := h.server.getRollout(t.Context(), "shop"); stored.State != st.state || stored.Message != got.Message {
 			t.Errorf("%s: stored %s %q, answered %s %q", st.action, stored.State, stored.Message, got.State, got.Message)
 		}
 	}
@@ -147,7 +147,7 @@ func TestRolloutLifecycle(t *testing.T) {
 	if w := doc.Config.Weights; w["blue"] != 100 || w["green"] != 0 {
 		t.Errorf("weights after abort %v, want blue 100", w)
 	}
-	if doc.Meta.Version != 4 || doc.Meta.Source != configstore.RolloutSource || doc.Meta.Author != "local" || doc.Meta.Reason != "rollout "+id+" aborted by local: bad latency" {
+	if doc.Meta.Version != 4 || doc.Meta.Source != configstore.SourceRollout || doc.Meta.Author != "local" || doc.Meta.Reason != "rollout "+id+" aborted by local: bad latency" {
 		t.Errorf("rollback version %+v", doc.Meta)
 	}
 	var abortRec Record
@@ -220,10 +220,10 @@ func TestRolloutRejected(t *testing.T) {
 			t.Errorf("%s without a rollout = %d %s", action, resp.status, resp.body)
 		}
 	}
-	if resp := h.do("GET", "/api/v1/deployments/nope/rollouts", ""); resp.status != http.StatusNotFound || !strings.Contains(resp.errorBody(t).Error, `not found: deployment "nope"`) {
+	if resp := h.do("GET", "/api/v1/deployments/nope/rollouts", ""); resp.status != http.StatusNotFound || !strings.Contains(resp.errorBody(t).Error, `deployment "nope" not found`) {
 		t.Errorf("GET of an unknown deployment = %d %s", resp.status, resp.body)
 	}
-	if _, _, err := h.store.GetRollout(t.Context(), "shop"); err == nil {
+	if _, _, err := h.server.getRollout(t.Context(), "shop"); err == nil {
 		t.Error("a refused request stored a rollout")
 	}
 }
@@ -317,7 +317,7 @@ func TestRolloutCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &m); code != 0 || err != nil || string(m["state"]) != `"aborted"` || m["bake_left"] == nil {
 		t.Errorf("--json: exit %d, %v:\n%s", code, err, stdout)
 	}
-	if doc := h.current("shop"); doc.Config.Weights["green"] != 0 || doc.Meta.Source != configstore.RolloutSource {
+	if doc := h.current("shop"); doc.Config.Weights["green"] != 0 || doc.Meta.Source != configstore.SourceRollout {
 		t.Errorf("after the CLI's abort: weights %v by %s", doc.Config.Weights, doc.Meta.Source)
 	}
 }
@@ -339,7 +339,7 @@ func TestRolloutActionIfMatch(t *testing.T) {
 	if r.status != http.StatusConflict {
 		t.Fatalf("pause with a stale If-Match: %d %s, want 409", r.status, r.body)
 	}
-	if ro, _, err := h.store.GetRollout(t.Context(), "shop"); err != nil || ro.State == rollout.Paused {
+	if ro, _, err := h.server.getRollout(t.Context(), "shop"); err != nil || ro.State == rollout.Paused {
 		t.Errorf("rollout %v (%v) after a refused pause, want it not paused", ro.State, err)
 	}
 	if r := h.do("POST", "/api/v1/deployments/shop/rollouts/pause", `{}`, "If-Match", fmt.Sprintf(`"%d"`, cur)); r.status != http.StatusOK {

@@ -32,7 +32,11 @@
 //	GET    /healthz
 //
 // Mutations accept If-Match: "<version>" (quoted or bare) and answer 409 when
-// it is stale; deployment responses carry ETag: "<version>".
+// it is stale; deployment responses carry ETag: "<version>". Without
+// If-Match a change that loses a race to another writer is applied again on
+// top of what won, until it lands or the request's time is up (503 with
+// Retry-After); flip and rollback, which are relative, apply to the version
+// they read and answer 409 if it moved.
 package admin
 
 import (

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/configstore"
@@ -106,7 +105,7 @@ func TestReads(t *testing.T) {
 		for _, tt := range tests {
 			var got DiffResult
 			h.do("GET", "/api/v1/deployments/shop/diff"+tt.query, "").decode(t, &got)
-			if got.From != tt.from || got.To != tt.to || !reflect.DeepEqual(routingChanges(got.Changes), tt.changes) {
+			if got.From != tt.from || got.To != tt.to || !reflect.DeepEqual(got.Changes, tt.changes) {
 				t.Errorf("diff%s = %+v, want %d..%d %v", tt.query, got, tt.from, tt.to, tt.changes)
 			}
 		}
@@ -214,9 +213,7 @@ func TestMutations(t *testing.T) {
 			rec := h.audit.last(t)
 			var paths []string
 			for _, c := range rec.Changes {
-				if !strings.HasPrefix(c.Path, "retained.") {
-					paths = append(paths, c.Path)
-				}
+				paths = append(paths, c.Path)
 			}
 			wantSource := configstore.SourceAPI
 			if strings.Contains(tt.name, "cli") {
@@ -358,16 +355,13 @@ func TestRejected(t *testing.T) {
 }
 
 func TestStoreUnavailable(t *testing.T) {
-	// An etcd client for a port nothing listens on: every call times out.
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:1"}, DialTimeout: 100 * time.Millisecond, Logger: zap.NewNop()})
+	// A store on a port nothing listens on: every call times out.
+	store, err := configstore.Dial(configstore.DialConfig{Endpoints: []string{"127.0.0.1:1"}, Logger: zap.NewNop()},
+		configstore.WithTimeout(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
-	store, err := configstore.New(c, configstore.WithTimeout(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { store.Close() })
 	s, err := New(Options{Store: store})
 	if err != nil {
 		t.Fatal(err)
@@ -383,6 +377,9 @@ func TestStoreUnavailable(t *testing.T) {
 		w := serve(s, req)
 		if w.Code != http.StatusServiceUnavailable {
 			t.Errorf("%s %s: status %d, want 503: %s", tt.method, tt.path, w.Code, w.Body)
+		}
+		if tt.path != "/healthz" && w.Header().Get("Retry-After") == "" {
+			t.Errorf("%s %s: 503 without Retry-After", tt.method, tt.path)
 		}
 	}
 }
@@ -453,8 +450,13 @@ func TestRetainedTargetProtected(t *testing.T) {
 		t.Fatalf("flip: %d %s", r.status, r.body)
 	}
 	flipped := h.current("shop")
-	if _, ok := flipped.Config.Retained["blue"]; !ok {
-		t.Fatalf("after the flip blue is not retained: %v", flipped.Config.Retained)
+	if _, ok := flipped.Retained["blue"]; !ok {
+		t.Fatalf("after the flip blue is not retained: %v", flipped.Retained)
+	}
+	var d Deployment
+	h.do("GET", "/api/v1/deployments/shop", "").decode(t, &d)
+	if !d.Retained["blue"].Equal(flipped.Retained["blue"]) {
+		t.Errorf("status shows retained %v, want blue until %v", d.Retained, flipped.Retained["blue"])
 	}
 	r := h.do("PUT", "/api/v1/deployments/shop/pools/blue", `{"upstreams": ["127.0.0.1:9010"], "release": "v3"}`)
 	if r.status != http.StatusConflict || r.errorBody(t).Field != "pool" || !strings.Contains(r.errorBody(t).Error, "rollback target until") {
@@ -470,17 +472,4 @@ func TestRetainedTargetProtected(t *testing.T) {
 	if r := h.do("PUT", "/api/v1/deployments/shop/pools/blue", `{"upstreams": ["127.0.0.1:9010"], "release": "v3", "force": true}`); r.status != 200 {
 		t.Errorf("forced replace: %d %s", r.status, r.body)
 	}
-}
-
-// routingChanges drops the rollback-target state a flip also changes
-// (retained.*, tested in TestRetainedTargetProtected), whose times come
-// from the store's clock.
-func routingChanges(changes []configstore.Change) []configstore.Change {
-	out := []configstore.Change{}
-	for _, c := range changes {
-		if !strings.HasPrefix(c.Path, "retained.") {
-			out = append(out, c)
-		}
-	}
-	return out
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/configstore"
@@ -56,7 +55,6 @@ type App struct {
 	ctx      caddy.Context
 	logger   *zap.Logger
 	embedKey string
-	client   *clientv3.Client
 	store    *configstore.Store
 	metrics  *appMetrics
 	// damaged is why the store is off when the embedded etcd's data is
@@ -71,9 +69,12 @@ type App struct {
 	guards         map[string]*guardState
 	lastGuardWrite map[string]time.Time
 
-	// mu protects warned: deployments whose Caddyfile/etcd mismatch was logged.
-	mu     sync.Mutex
-	warned map[string]bool
+	// mu protects warned: deployments whose Caddyfile/etcd mismatch was
+	// logged, and retained: each deployment's rollback targets as of the
+	// version last applied (state beside the document, for the guard).
+	mu       sync.Mutex
+	warned   map[string]bool
+	retained map[string]map[string]time.Time
 
 	stop    context.CancelFunc
 	watched chan struct{} // closed when the watch goroutine has returned
@@ -94,8 +95,7 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 }
 
 const (
-	defaultAdmin      = "127.0.0.1:9180"
-	defaultClientAddr = "127.0.0.1:2379"
+	defaultAdmin = "127.0.0.1:9180"
 
 	onDamagedFail    = "fail"
 	onDamagedServeLK = "serve_last_known_good"
@@ -110,6 +110,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
 	a.warned = make(map[string]bool)
+	a.retained = make(map[string]map[string]time.Time)
 	a.guards = make(map[string]*guardState)
 	a.lastGuardWrite = make(map[string]time.Time)
 	a.now = time.Now
@@ -147,14 +148,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.removeStaleTemps()
 
 	var err error
-	switch a.Store.Kind {
-	case "embedded":
-		err = a.startEmbedded()
-	case "etcd":
-		err = a.connectExternal()
-	default:
-		return fmt.Errorf("switchback: store %q: want embedded or etcd", a.Store.Kind)
-	}
+	a.store, err = a.dialStore()
 	switch {
 	case errors.Is(err, configstore.ErrDataDamaged) && a.OnDamagedData == onDamagedServeLK:
 		a.damaged = err
@@ -165,14 +159,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	case errors.Is(err, configstore.ErrDataDamaged):
 		return fmt.Errorf("switchback: store: %w (to serve the last-known-good documents in %s meanwhile, set 'on_damaged_data %s' in the switchback global option)", err, a.StateDir, onDamagedServeLK)
 	case err != nil:
-		return fmt.Errorf("switchback: store: %w", err)
-	}
-	var opts []configstore.Option
-	if a.Store.Prefix != "" {
-		opts = append(opts, configstore.WithPrefix(a.Store.Prefix))
-	}
-	a.store, err = configstore.New(a.client, opts...)
-	if err != nil {
 		return fmt.Errorf("switchback: store: %w", err)
 	}
 	a.healthy.Store(true)
@@ -228,9 +214,6 @@ func (a *App) Cleanup() error {
 	if a.store != nil {
 		err = a.store.Close()
 	}
-	if a.client != nil {
-		err = errors.Join(err, a.client.Close())
-	}
 	if a.embedKey != "" {
 		_, _ = embeddedStores.Delete(a.embedKey)
 	}
@@ -267,6 +250,9 @@ func (a *App) apply(doc configstore.Document) {
 		a.logger.Info("applied version", zap.String("deployment", name), zap.Uint64("version", doc.Meta.Version),
 			zap.String("source", string(doc.Meta.Source)), zap.String("author", doc.Meta.Author), zap.String("summary", doc.Meta.Summary))
 	}
+	a.mu.Lock()
+	a.retained[name] = doc.Retained
+	a.mu.Unlock()
 	a.metrics.appliedVersion.WithLabelValues(name).Set(float64(doc.Meta.Version))
 	if err := a.writeLastKnownGood(doc); err != nil {
 		a.logger.Error("writing last-known-good", zap.String("deployment", name), zap.Error(err))
@@ -276,6 +262,14 @@ func (a *App) apply(doc configstore.Document) {
 	if err := a.store.ReportApplied(ctx, a.Instance, name, doc.Meta.Version); err != nil {
 		a.logger.Debug("reporting applied version", zap.Error(err))
 	}
+}
+
+// retainedPools returns the rollback targets of deployment name as of the
+// version this instance applied last, and until when.
+func (a *App) retainedPools(name string) map[string]time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.retained[name]
 }
 
 func (a *App) setHealth(healthy bool, err error) {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
@@ -32,12 +31,7 @@ func startEtcd(t *testing.T) (*configstore.Embedded, *configstore.Store) {
 
 func newStore(t *testing.T, endpoint string, opts ...configstore.Option) *configstore.Store {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	s, err := configstore.New(c, opts...)
+	s, err := configstore.Dial(configstore.DialConfig{Endpoints: []string{endpoint}}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +84,16 @@ func TestStoreBootstrapAndWatch(t *testing.T) {
 		pool, v := servedPool(t, base, "u1")
 		return pool == "green" && v == "2"
 	})
+
+	// The flip made blue the rollback target: state beside the document,
+	// which the app keeps for the guard (its view and its fallback target).
+	app, err := caddy.ActiveContext().App("switchback")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := app.(*App).retainedPools("checkout")["blue"]; !ok {
+		t.Errorf("after the flip the app's retained pools are %v, want blue", app.(*App).retainedPools("checkout"))
+	}
 }
 
 func TestStoreWinsOverCaddyfile(t *testing.T) {

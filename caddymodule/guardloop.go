@@ -135,7 +135,7 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 		Policy:       st.policy,
 		Window:       entry.meters.Stats(),
 		Health:       st.checker.All(),
-		Retained:     snap.Config().Retained,
+		Retained:     a.retainedPools(name),
 		LastFallback: a.lastFallback(name),
 		LastRefusal:  st.lastRefusal,
 		Instance:     a.Instance,
@@ -192,7 +192,7 @@ func (a *App) fallBack(ctx context.Context, snap *gateway.Snapshot, act guard.Ac
 	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	doc, err := a.store.Update(wctx, snap.Name(), act.Version, configstore.Meta{
+	res, err := a.store.Update(wctx, snap.Name(), act.Version, configstore.Meta{
 		Author:   a.Instance,
 		Source:   configstore.SourceGuard,
 		Reason:   reason,
@@ -206,6 +206,10 @@ func (a *App) fallBack(ctx context.Context, snap *gateway.Snapshot, act guard.Ac
 		a.logger.Error("guard: writing fallback", zap.String("deployment", snap.Name()), zap.String("subject", subject), zap.Error(err))
 		return
 	}
+	if !res.Wrote {
+		return
+	}
+	doc := res.Doc
 	a.noteGuardWrite(snap.Name(), doc.Meta.Time)
 	a.metrics.fallbacks.WithLabelValues(snap.Name(), kind).Inc()
 	a.logger.Warn("guard: fallback", zap.String("deployment", snap.Name()), zap.String("subject", subject),

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/configstore"
@@ -19,10 +17,10 @@ import (
 const (
 	// rolloutTick is how often the elected driver looks at the rollouts.
 	rolloutTick = 250 * time.Millisecond
-	// rolloutSessionTTL, in seconds, is how long leadership outlives a
-	// driver that died without resigning: the longest a rollout waits for
-	// another instance to take it over.
-	rolloutSessionTTL = 5
+	// rolloutSessionTTL is how long leadership outlives a driver that died
+	// without resigning: the longest a rollout waits for another instance
+	// to take it over.
+	rolloutSessionTTL = 5 * time.Second
 	// rolloutRetry is the wait before campaigning again after the session
 	// expired or etcd refused.
 	rolloutRetry = time.Second
@@ -32,12 +30,13 @@ const (
 )
 
 // runRollouts drives the deployments' rollouts from the store while this
-// instance is the elected driver (etcd's concurrency election under
-// <prefix>/rollout-leader), so exactly one instance advances them; the
-// others wait their turn. Leadership is tied to a lease: when this
-// instance stops it resigns, when it dies the lease expires after
-// rolloutSessionTTL seconds, and either way another one takes over from
-// the state in etcd. On a lost session it campaigns again. It returns when
+// instance is the elected driver (the store's "rollout" leadership), so
+// exactly one instance advances them; the others wait their turn.
+// Leadership is tied to a lease: when this instance stops it resigns, when
+// it dies the lease expires after rolloutSessionTTL, and either way
+// another one takes over from the state in etcd. Every write the driver
+// makes is fenced by its leadership, so a driver deposed without noticing
+// writes nothing. On a lost leadership it campaigns again. It returns when
 // ctx ends.
 func (a *App) runRollouts(ctx context.Context) {
 	for {
@@ -57,73 +56,62 @@ func (a *App) runRollouts(ctx context.Context) {
 }
 
 // leadRollouts campaigns, then drives the rollouts every rolloutTick
-// until ctx ends or the session is lost.
+// until ctx ends or the leadership is lost.
 func (a *App) leadRollouts(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// The election gets a client that shares a.client's connections but
-	// whose context ends with ctx: a cancelled Campaign resigns with the
-	// client's context, and that must not wait on an unreachable etcd
-	// while Stop waits for this goroutine.
-	cli := clientv3.NewCtxClient(ctx, clientv3.WithZapLogger(a.logger.Named("etcd").WithOptions(zap.IncreaseLevel(zap.WarnLevel))))
-	cli.KV, cli.Lease, cli.Watcher = a.client.KV, a.client.Lease, a.client.Watcher
-	session, err := concurrency.NewSession(cli, concurrency.WithTTL(rolloutSessionTTL))
+	leader, err := a.store.Lead(ctx, "rollout", a.Instance, configstore.LeaseTTL(rolloutSessionTTL))
 	if err != nil {
-		return fmt.Errorf("rollouts: session: %w", err)
+		return fmt.Errorf("rollouts: %w", err)
 	}
-	defer a.resign(session)
-	election := concurrency.NewElection(session, a.store.Prefix()+"/rollout-leader")
-	if err := election.Campaign(session.Ctx(), a.Instance); err != nil {
-		return fmt.Errorf("rollouts: campaign: %w", err)
-	}
+	defer leader.Resign()
 	a.logger.Info("rollouts: this instance drives the rollouts", zap.String("instance", a.Instance))
 	t := time.NewTicker(rolloutTick)
 	defer t.Stop()
 	for {
 		select {
-		case <-session.Done():
+		case <-leader.Done():
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return errors.New("rollouts: leadership lost: the session's lease expired")
+			return errors.New("rollouts: leadership lost: its lease expired")
 		case <-t.C:
-			a.driveRollouts(session.Ctx())
+			a.driveRollouts(ctx, leader)
 		}
 	}
 }
 
-// resign ends the session and revokes its lease, which deletes the
-// election key: another instance takes over at once rather than after the
-// TTL. The session's own Close would revoke with the (cancelled) context.
-func (a *App) resign(s *concurrency.Session) {
-	s.Orphan()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if _, err := a.client.Revoke(ctx, s.Lease()); err != nil {
-		a.logger.Debug("rollouts: revoking the election lease; it expires by itself", zap.Error(err))
-	}
+// storedRollout is a rollout as read from the store, with the revision
+// its next write must compare.
+type storedRollout struct {
+	rollout.Rollout
+	rev int64
 }
 
-// driveRollouts moves every running rollout one decision further.
-func (a *App) driveRollouts(ctx context.Context) {
-	list, err := a.store.ListRollouts(ctx)
+// driveRollouts moves every running rollout one decision further. A record
+// that does not decode is skipped rather than let it stop the others.
+func (a *App) driveRollouts(ctx context.Context, leader *configstore.Leader) {
+	recs, err := a.store.ListRecords(ctx, rollout.RecordKind)
 	if err != nil {
 		a.logger.Debug("rollouts: listing", zap.Error(err))
 		return
 	}
-	for _, sr := range list {
-		if sr.State == rollout.Running {
-			a.driveRollout(ctx, sr)
+	for _, rec := range recs {
+		r, err := rollout.Decode(rec.Name, rec.Value)
+		if err != nil {
+			a.logger.Debug("rollouts: skipping a record", zap.Error(err))
+			continue
+		}
+		if r.State == rollout.Running {
+			a.driveRollout(ctx, leader, storedRollout{r, rec.Rev})
 		}
 	}
 }
 
-func (a *App) driveRollout(ctx context.Context, sr configstore.StoredRollout) {
+func (a *App) driveRollout(ctx context.Context, leader *configstore.Leader, sr storedRollout) {
 	r := sr.Rollout
 	now := a.now()
 	doc, err := a.store.Get(ctx, r.Deployment)
 	if errors.Is(err, configstore.ErrNotFound) {
-		a.abortRollout(ctx, sr, doc, rollout.Decision{Action: rollout.Abort, Message: "deployment " + r.Deployment + " no longer exists"})
+		a.abortRollout(ctx, leader, sr, doc, rollout.Decision{Action: rollout.Abort, Message: "deployment " + r.Deployment + " no longer exists"})
 		return
 	}
 	if err != nil {
@@ -139,18 +127,18 @@ func (a *App) driveRollout(ctx context.Context, sr configstore.StoredRollout) {
 	case rollout.Hold:
 		if d.Message != r.Message {
 			r.Message = d.Message
-			a.putRollout(ctx, r, sr.ModRev)
+			a.putRollout(ctx, leader, r, sr.rev)
 		}
 	case rollout.Apply:
-		a.applyStep(ctx, sr, doc, d, now)
+		a.applyStep(ctx, leader, sr, doc, d, now)
 	case rollout.Finish:
 		r.State, r.Message = rollout.Done, d.Message
-		if a.putRollout(ctx, r, sr.ModRev) {
+		if a.putRollout(ctx, leader, r, sr.rev) {
 			a.logger.Info("rollout done", zap.String("deployment", r.Deployment), zap.String("rollout", r.ID), zap.String("target", r.Target))
 			a.event(ctx, Event{Deployment: r.Deployment, Kind: rollout.EventDone, Subject: r.Target, Version: doc.Meta.Version, Reason: d.Message})
 		}
 	case rollout.Abort:
-		a.abortRollout(ctx, sr, doc, d)
+		a.abortRollout(ctx, leader, sr, doc, d)
 	}
 }
 
@@ -158,13 +146,13 @@ func (a *App) driveRollout(ctx context.Context, sr configstore.StoredRollout) {
 // records the step. If the record loses to the admin API (a pause, an
 // abort), the version stays and the next look at the rollout (Next)
 // recognises it as the rollout's own.
-func (a *App) applyStep(ctx context.Context, sr configstore.StoredRollout, doc configstore.Document, d rollout.Decision, now time.Time) {
+func (a *App) applyStep(ctx context.Context, leader *configstore.Leader, sr storedRollout, doc configstore.Document, d rollout.Decision, now time.Time) {
 	r := sr.Rollout
 	reason := rollout.StepReason(r, d.Step)
-	written, err := a.writeRollout(ctx, doc, reason, false, d.Mutate)
+	written, err := a.writeRollout(ctx, leader, doc, reason, false, d.Mutate)
 	var fe *gateway.FieldError
 	if errors.As(err, &fe) {
-		a.abortRollout(ctx, sr, doc, rollout.Decision{Action: rollout.Abort, Value: r.From, Mutate: rollout.Rollback(r),
+		a.abortRollout(ctx, leader, sr, doc, rollout.Decision{Action: rollout.Abort, Value: r.From, Mutate: rollout.Rollback(r),
 			Message: fmt.Sprintf("before step %d/%d, which could not be written: %v; rolled back to %v%%", d.Step+1, len(r.Steps), err, r.From)})
 		return
 	}
@@ -172,7 +160,7 @@ func (a *App) applyStep(ctx context.Context, sr configstore.StoredRollout, doc c
 		return
 	}
 	r.Step, r.StepStarted, r.Message, r.Version = d.Step, now.UTC().Round(0), d.Message, written.Meta.Version
-	if !a.putRollout(ctx, r, sr.ModRev) {
+	if !a.putRollout(ctx, leader, r, sr.rev) {
 		return
 	}
 	a.logger.Info("rollout step", zap.String("deployment", r.Deployment), zap.String("rollout", r.ID),
@@ -183,12 +171,12 @@ func (a *App) applyStep(ctx context.Context, sr configstore.StoredRollout, doc c
 // abortRollout writes the rollback, when the decision has one, and records
 // the rollout aborted. A rollback that loses to another writer is decided
 // again on the next tick.
-func (a *App) abortRollout(ctx context.Context, sr configstore.StoredRollout, doc configstore.Document, d rollout.Decision) {
+func (a *App) abortRollout(ctx context.Context, leader *configstore.Leader, sr storedRollout, doc configstore.Document, d rollout.Decision) {
 	r := sr.Rollout
 	r.State, r.Message = rollout.Aborted, d.Message
 	version := doc.Meta.Version
 	if d.Mutate != nil {
-		written, err := a.writeRollout(ctx, doc, rollout.AbortReason(r, d.Message), true, d.Mutate)
+		written, err := a.writeRollout(ctx, leader, doc, rollout.AbortReason(r, d.Message), true, d.Mutate)
 		var fe *gateway.FieldError
 		switch {
 		case errors.As(err, &fe):
@@ -199,7 +187,7 @@ func (a *App) abortRollout(ctx context.Context, sr configstore.StoredRollout, do
 			version, r.Version = written.Meta.Version, written.Meta.Version
 		}
 	}
-	if !a.putRollout(ctx, r, sr.ModRev) {
+	if !a.putRollout(ctx, leader, r, sr.rev) {
 		return
 	}
 	a.logger.Warn("rollout aborted", zap.String("deployment", r.Deployment), zap.String("rollout", r.ID),
@@ -207,35 +195,41 @@ func (a *App) abortRollout(ctx context.Context, sr configstore.StoredRollout, do
 	a.event(ctx, Event{Deployment: r.Deployment, Kind: rollout.EventAborted, Subject: r.Target, Version: version, Reason: r.Message})
 }
 
-// writeRollout writes a rollout's change on top of the version it judged;
-// if anyone wrote meanwhile, the compare-and-swap fails and the rollout is
-// judged again on the next tick.
-// A rollback (fallback) does not make the pools it empties rollback targets.
-func (a *App) writeRollout(ctx context.Context, doc configstore.Document, reason string, fallback bool, mutate func(*gateway.Config) error) (configstore.Document, error) {
+// writeRollout writes a rollout's change on top of the version it judged,
+// fenced by the driver's leadership; if anyone wrote meanwhile, the
+// compare-and-swap fails and the rollout is judged again on the next tick.
+// A rollback (fallback) does not make the pools it empties rollback
+// targets. It returns the deployment's document after the write.
+func (a *App) writeRollout(ctx context.Context, leader *configstore.Leader, doc configstore.Document, reason string, fallback bool, mutate func(*gateway.Config) error) (configstore.Document, error) {
 	name := doc.Config.Name
-	written, err := a.store.Update(ctx, name, doc.Meta.Version, configstore.Meta{
+	res, err := a.store.Update(ctx, name, doc.Meta.Version, configstore.Meta{
 		Author:   a.Instance,
-		Source:   configstore.RolloutSource,
+		Source:   configstore.SourceRollout,
 		Reason:   reason,
 		Fallback: fallback,
-	}, mutate)
+	}, mutate, configstore.Fence(leader))
 	switch {
 	case errors.Is(err, configstore.ErrConflict):
 		a.logger.Debug("rollouts: the deployment changed meanwhile", zap.String("deployment", name))
-		return written, err
+		return res.Doc, err
+	case errors.Is(err, configstore.ErrNotLeader):
+		a.logger.Warn("rollouts: no longer the driver; wrote nothing", zap.String("deployment", name), zap.Error(err))
+		return res.Doc, err
 	case err != nil:
 		a.logger.Error("rollouts: writing", zap.String("deployment", name), zap.String("reason", reason), zap.Error(err))
-		return written, err
+		return res.Doc, err
 	}
-	if written.Meta.Version > doc.Meta.Version {
-		a.apply(written) // don't wait for the watch to bring our own write back
+	if res.Wrote {
+		a.apply(res.Doc) // don't wait for the watch to bring our own write back
 	}
-	return written, nil
+	return res.Doc, nil
 }
 
-// putRollout records r; false when it was not recorded.
-func (a *App) putRollout(ctx context.Context, r rollout.Rollout, modRev int64) bool {
-	_, err := a.store.PutRollout(ctx, r, modRev)
+// putRollout records r, fenced by the driver's leadership; false when it
+// was not recorded.
+func (a *App) putRollout(ctx context.Context, leader *configstore.Leader, r rollout.Rollout, rev int64) bool {
+	r.Stamp(a.now())
+	_, err := a.store.PutRecord(ctx, rollout.RecordKind, r.Deployment, r, rev, configstore.Fence(leader))
 	switch {
 	case errors.Is(err, configstore.ErrConflict):
 		a.logger.Debug("rollouts: the rollout changed meanwhile (paused, resumed or aborted)", zap.String("deployment", r.Deployment))

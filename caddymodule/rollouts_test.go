@@ -43,7 +43,8 @@ func startRollout(t *testing.T, store *configstore.Store, target string, steps [
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.PutRollout(t.Context(), r, 0); err != nil {
+	r.Stamp(time.Now())
+	if _, err := store.PutRecord(t.Context(), rollout.RecordKind, r.Deployment, r, 0); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -54,8 +55,11 @@ func waitRollout(t *testing.T, store *configstore.Store, what string, cond func(
 	t.Helper()
 	var r rollout.Rollout
 	waitFor(t, what, func() bool {
-		var err error
-		r, _, err = store.GetRollout(t.Context(), "checkout")
+		rec, err := store.GetRecord(t.Context(), rollout.RecordKind, "checkout")
+		if err != nil {
+			return false
+		}
+		r, err = rollout.Decode("checkout", rec.Value)
 		return err == nil && cond(r)
 	})
 	return r
@@ -99,9 +103,9 @@ func TestRolloutAdvancesToDone(t *testing.T) {
 		}
 	}
 	want := []string{
-		fmt.Sprintf("%s rollout %s step 1/3: pool green 10%% (test)", configstore.RolloutSource, started.ID),
-		fmt.Sprintf("%s rollout %s step 2/3: pool green 50%% (test)", configstore.RolloutSource, started.ID),
-		fmt.Sprintf("%s rollout %s step 3/3: pool green 100%% (test)", configstore.RolloutSource, started.ID),
+		fmt.Sprintf("%s rollout %s step 1/3: pool green 10%% (test)", configstore.SourceRollout, started.ID),
+		fmt.Sprintf("%s rollout %s step 2/3: pool green 50%% (test)", configstore.SourceRollout, started.ID),
+		fmt.Sprintf("%s rollout %s step 3/3: pool green 100%% (test)", configstore.SourceRollout, started.ID),
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("history:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -145,7 +149,7 @@ func TestRolloutAbortsOnBreach(t *testing.T) {
 	if w := doc.Config.Weights; w["green"] != 0 || w["blue"] != 100 {
 		t.Errorf("weights %v after the abort, want green back to 0", w)
 	}
-	if doc.Meta.Source != configstore.SourceGuard && doc.Meta.Source != configstore.RolloutSource {
+	if doc.Meta.Source != configstore.SourceGuard && doc.Meta.Source != configstore.SourceRollout {
 		t.Errorf("last version by %s (%s), want the guard or the rollout", doc.Meta.Source, doc.Meta.Reason)
 	}
 	waitFor(t, "a rollout_aborted event", func() bool {
@@ -193,7 +197,7 @@ func TestRolloutRollsBack(t *testing.T) {
 	if w := doc.Config.Weights; w["green"] != 0 || w["blue"] != 100 {
 		t.Errorf("weights %v after the rollback, want green back to 0", w)
 	}
-	if doc.Meta.Source != configstore.RolloutSource || !strings.HasPrefix(doc.Meta.Reason, "rollout "+started.ID+" aborted at step 1/3 (pool green 10%); pool green breached its guard") || r.Version != doc.Meta.Version {
+	if doc.Meta.Source != configstore.SourceRollout || !strings.HasPrefix(doc.Meta.Reason, "rollout "+started.ID+" aborted at step 1/3 (pool green 10%); pool green breached its guard") || r.Version != doc.Meta.Version {
 		t.Errorf("last version %d by %s (%s); want the rollout's rollback, recorded as version %d", doc.Meta.Version, doc.Meta.Source, doc.Meta.Reason, r.Version)
 	}
 	waitFor(t, "the gateway to serve the rollback", func() bool {

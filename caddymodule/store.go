@@ -1,16 +1,11 @@
 package caddymodule
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
-	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configstore"
 )
 
@@ -49,55 +44,49 @@ type StoreTLS struct {
 	ServerName string `json:"server_name,omitempty"`
 }
 
-func (a *App) startEmbedded() error {
-	dir := a.Store.DataDir
-	if dir == "" {
-		dir = filepath.Join(caddy.AppDataDir(), "switchback", "etcd")
-	}
-	addr := a.Store.ClientAddr
-	if addr == "" {
-		addr = defaultClientAddr
-	}
-	// The embedded etcd has no TLS and no auth: reachable from elsewhere,
-	// it would let anyone change routing around the admin API's tokens.
-	if !admin.IsLoopback(addr) {
-		return fmt.Errorf("embedded etcd client address %q: want a loopback address such as 127.0.0.1:2379 (it has no TLS or auth); for a shared store use 'store etcd' with a secured cluster", addr)
-	}
-	a.embedKey = dir + "|" + addr
-	val, _, err := embeddedStores.LoadOrNew(a.embedKey, func() (caddy.Destructor, error) {
-		e, err := configstore.StartEmbedded(dir, addr)
-		if err != nil {
-			return nil, err
-		}
-		return embeddedEntry{e}, nil
-	})
-	if err != nil {
-		a.embedKey = ""
-		return fmt.Errorf("embedded etcd (data %s, client %s): %w", dir, addr, err)
-	}
-	a.client, err = val.(embeddedEntry).Client()
-	return err
-}
-
-func (a *App) connectExternal() error {
-	if len(a.Store.Endpoints) == 0 {
-		return errors.New("store etcd: list at least one endpoint, e.g. 'store etcd 10.0.0.5:2379'")
-	}
-	cfg := clientv3.Config{
-		Endpoints:   a.Store.Endpoints,
-		Username:    a.Store.Username,
-		Password:    a.Store.Password,
-		DialTimeout: 5 * time.Second,
-		Logger:      a.logger.Named("etcd").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
+// dialStore connects to the store a.Store describes. An embedded etcd is
+// kept in embeddedStores, so a reload's new config shares the running
+// server rather than start a second one on the same data.
+func (a *App) dialStore() (*configstore.Store, error) {
+	cfg := configstore.DialConfig{
+		Prefix:    a.Store.Prefix,
+		Endpoints: a.Store.Endpoints,
+		Username:  a.Store.Username,
+		Password:  a.Store.Password,
+		Logger:    a.logger.Named("etcd"),
 	}
 	if t := a.Store.TLS; t != nil {
-		tlsCfg, err := loadStoreTLS(t)
-		if err != nil {
-			return err
-		}
-		cfg.TLS = tlsCfg
+		cfg.TLS = &configstore.TLSFiles{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName}
 	}
-	var err error
-	a.client, err = clientv3.New(cfg)
-	return err
+	switch a.Store.Kind {
+	case "etcd":
+	case "embedded":
+		dir := a.Store.DataDir
+		if dir == "" {
+			dir = filepath.Join(caddy.AppDataDir(), "switchback", "etcd")
+		}
+		addr := a.Store.ClientAddr
+		if addr == "" {
+			addr = configstore.DefaultClientAddr
+		}
+		if err := configstore.CheckEmbeddedAddr(addr); err != nil {
+			return nil, fmt.Errorf("embedded etcd: %w", err)
+		}
+		a.embedKey = dir + "|" + addr
+		val, _, err := embeddedStores.LoadOrNew(a.embedKey, func() (caddy.Destructor, error) {
+			e, err := configstore.StartEmbedded(dir, addr)
+			if err != nil {
+				return nil, err
+			}
+			return embeddedEntry{e}, nil
+		})
+		if err != nil {
+			a.embedKey = ""
+			return nil, fmt.Errorf("embedded etcd (data %s, client %s): %w", dir, addr, err)
+		}
+		cfg.Embedded = val.(embeddedEntry).Embedded
+	default:
+		return nil, fmt.Errorf("store %q: want embedded or etcd", a.Store.Kind)
+	}
+	return configstore.Dial(cfg)
 }

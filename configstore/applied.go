@@ -83,7 +83,7 @@ func (s *Store) Applied(ctx context.Context, name string) (map[string]uint64, er
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	base := s.instancesPrefix()
-	resp, err := s.client.Get(ctx, base, clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, base, clientv3.WithPrefix())
 	if err != nil {
 		return nil, etcdErr("applied versions of "+name, err)
 	}
@@ -101,10 +101,20 @@ func (s *Store) Applied(ctx context.Context, name string) (map[string]uint64, er
 }
 
 // Close stops keeping the lease of ReportApplied alive and revokes it, so
-// this store's reports disappear at once. The Store's other methods keep
-// working; ReportApplied fails after Close.
+// this store's reports disappear at once, then closes what Dial opened
+// (the client, then an embedded etcd it started). On a Store from New the
+// other methods keep working; ReportApplied fails after Close.
 func (s *Store) Close() error {
-	return s.lease.close()
+	err := s.lease.close()
+	s.owned.once.Do(func() {
+		if c := s.owned.client; c != nil {
+			err = errors.Join(err, c.Close())
+		}
+		if e := s.owned.embedded; e != nil {
+			err = errors.Join(err, e.Close())
+		}
+	})
+	return err
 }
 
 // errClosed is ReportApplied after Close.
@@ -142,7 +152,7 @@ func (k *leaseKeeper) report(ctx context.Context, instance, name string, version
 		if err != nil {
 			return err
 		}
-		_, err = k.store.client.Put(ctx, key, val, clientv3.WithLease(id))
+		_, err = k.store.kv.Put(ctx, key, val, clientv3.WithLease(id))
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) && try == 0 {
 			k.lost(id)
 			continue
@@ -232,7 +242,7 @@ func (k *leaseKeeper) rewrite(ctx context.Context, id clientv3.LeaseID) {
 	k.mu.Unlock()
 	for key, v := range reports {
 		pctx, cancel := k.store.op(ctx)
-		_, err := k.store.client.Put(pctx, k.store.appliedKey(key[0], key[1]), strconv.FormatUint(v, 10), clientv3.WithLease(id))
+		_, err := k.store.kv.Put(pctx, k.store.appliedKey(key[0], key[1]), strconv.FormatUint(v, 10), clientv3.WithLease(id))
 		cancel()
 		if err != nil {
 			return

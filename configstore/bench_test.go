@@ -54,7 +54,7 @@ func BenchmarkWatchLatency(b *testing.B) {
 		}
 		returned := time.Now()
 		for a := range got {
-			if a.version == doc.Meta.Version {
+			if a.version == doc.Doc.Meta.Version {
 				// The event often arrives before the write's own response.
 				sinceReturn = append(sinceReturn, max(a.at.Sub(returned), 0))
 				sinceCall = append(sinceCall, a.at.Sub(called))

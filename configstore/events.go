@@ -51,14 +51,14 @@ func (s *Store) AppendEvent(ctx context.Context, ev Event) (Event, error) {
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	if _, err := s.client.Put(ctx, s.eventsPrefix()+ev.ID, string(b)); err != nil {
+	if _, err := s.kv.Put(ctx, s.eventsPrefix()+ev.ID, string(b)); err != nil {
 		return ev, etcdErr("append event", err)
 	}
 	return ev, s.trimEvents(ctx)
 }
 
 func (s *Store) trimEvents(ctx context.Context) error {
-	resp, err := s.client.Get(ctx, s.eventsPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	resp, err := s.kv.Get(ctx, s.eventsPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
 		return etcdErr("count events", err)
 	}
@@ -66,7 +66,7 @@ func (s *Store) trimEvents(ctx context.Context) error {
 	if excess <= 0 {
 		return nil
 	}
-	old, err := s.client.Get(ctx, s.eventsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+	old, err := s.kv.Get(ctx, s.eventsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend), clientv3.WithLimit(excess))
 	if err != nil {
 		return etcdErr("list old events", err)
@@ -75,7 +75,7 @@ func (s *Store) trimEvents(ctx context.Context) error {
 		return nil
 	}
 	end := string(old.Kvs[len(old.Kvs)-1].Key) + "\x00"
-	if _, err := s.client.Delete(ctx, s.eventsPrefix(), clientv3.WithRange(end)); err != nil {
+	if _, err := s.kv.Delete(ctx, s.eventsPrefix(), clientv3.WithRange(end)); err != nil {
 		return etcdErr("trim events", err)
 	}
 	return nil
@@ -93,7 +93,7 @@ func (s *Store) Events(ctx context.Context, deployment string, limit int) ([]Eve
 func (s *Store) EventsAt(ctx context.Context, deployment string, limit int) ([]Event, int64, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	resp, err := s.client.Get(ctx, s.eventsPrefix(), clientv3.WithPrefix(),
+	resp, err := s.kv.Get(ctx, s.eventsPrefix(), clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend))
 	if err != nil {
 		return nil, 0, etcdErr("list events", err)

@@ -121,6 +121,21 @@ func bootstrap(t testing.TB, s *Store, name string) Document {
 	return doc
 }
 
+// wrote fails the test unless a write succeeded and wrote a version, and
+// returns that version: wrote(t)(s.Update(...)).
+func wrote(t testing.TB) func(Result, error) Document {
+	return func(res Result, err error) Document {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Wrote {
+			t.Fatalf("wrote nothing; current is version %d", res.Doc.Meta.Version)
+		}
+		return res.Doc
+	}
+}
+
 // setWeights returns a mutation giving green the weight g and blue the rest.
 func setWeights(g float64) func(*gateway.Config) error {
 	return func(c *gateway.Config) error {

@@ -1,7 +1,10 @@
 // Package configstore keeps versioned deployment documents in etcd: every
 // change to a deployment's gateway.Config is a new, numbered, attributed
 // version; the current one is what every gateway instance serves, and any
-// earlier one can be restored.
+// earlier one can be restored. It is the only package that speaks to etcd:
+// Dial connects (or starts an embedded etcd), Lead elects one instance for
+// a job, and records keep other small state (rollouts) beside the
+// documents.
 //
 // # Keys
 //
@@ -11,6 +14,8 @@
 //	<prefix>/deployments/<name>/history/<%020d version> every version's Document (JSON)
 //	<prefix>/instances/<instance>/<name>                 version an instance applied (decimal), under a lease
 //	<prefix>/events/<id>                                 the events log (events.go)
+//	<prefix>/<kind>/<name>                               a record, such as kind rollouts (records.go)
+//	<prefix>/<role>-leader/<lease>                       a leadership election (lead.go)
 //
 // A version is written in one transaction that puts current and the new
 // history key, and compares current's ModRevision with the one it read
@@ -19,12 +24,18 @@
 // only the old revisions of a key, never loses a version. Retention deletes
 // history keys older than the newest n versions in the same transaction.
 //
+// Beside a version's content (Config) the Document carries state the store
+// maintains itself: which pools are retained rollback targets
+// (retention.go). Diff, Restore and Rollback work on the content alone.
+//
 // # Errors
 //
-// Unknown deployments and versions are ErrNotFound, a lost If-Match or
-// compare-and-swap is ErrConflict, an unreachable etcd is ErrUnavailable
-// (wrapping the cause), and a rejected document or argument is the
-// *gateway.FieldError that names the field. A rejected call writes nothing.
+// Unknown deployments, versions and records are a *NotFoundError
+// (ErrNotFound), a stale If-Match or record revision is a *ConflictError
+// (ErrConflict), an unreachable etcd is ErrUnavailable (wrapping the
+// cause), a fenced write by a deposed leader is ErrNotLeader, and a
+// rejected document or argument is the *gateway.FieldError that names the
+// field, the value and what is accepted. A rejected call writes nothing.
 package configstore
 
 import (
@@ -35,6 +46,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -53,6 +65,9 @@ const (
 	SourceCLI       Source = "cli"
 	SourceGuard     Source = "guard"
 	SourceBootstrap Source = "bootstrap"
+	// SourceRollout marks the versions a rollout writes: its steps and its
+	// rollbacks.
+	SourceRollout Source = "rollout"
 )
 
 func (s Source) valid() bool {
@@ -82,31 +97,22 @@ type Meta struct {
 	Summary string `json:"summary"`
 }
 
-// Document is one version of a deployment: the routing document and its
-// metadata. Config.Version == Meta.Version always.
+// Document is one version of a deployment: the routing document, its
+// metadata, and the state the store keeps beside it.
+// Config.Version == Meta.Version always.
 type Document struct {
 	Meta   Meta           `json:"meta"`
 	Config gateway.Config `json:"config"`
+	// Retained is state, not content: each pool a flip took off traffic
+	// and until when it stays the rollback target (retention.go). The
+	// write path maintains it; Diff, Restore and Rollback work on Config
+	// alone, so restoring version n gives exactly n's content.
+	Retained map[string]time.Time `json:"retained,omitempty"`
 }
 
-// Errors of the store. Validation errors are the *gateway.FieldError
-// returned by gateway.Config.Validate or naming the rejected argument.
-var (
-	// ErrNotFound is an unknown deployment or version (or a version
-	// retention has dropped).
-	ErrNotFound = errors.New("configstore: not found")
-	// ErrConflict is an If-Match that names another version than the
-	// current one, or a compare-and-swap lost to other writers too often.
-	ErrConflict = errors.New("configstore: version conflict")
-	// ErrUnavailable is etcd not answering in time; the cause is wrapped.
-	ErrUnavailable = errors.New("configstore: store unavailable")
-)
-
-// Limits of the metadata callers give.
-const (
-	MaxReason = 500 // characters of Meta.Reason
-	MaxAuthor = 200 // characters of Meta.Author
-)
+// MaxAuthor is the most characters of Meta.Author; Meta.Reason may have
+// gateway.MaxReason.
+const MaxAuthor = 200
 
 const (
 	defaultPrefix         = "/switchback"
@@ -116,6 +122,7 @@ const (
 )
 
 type options struct {
+	counts         *OpCounts
 	prefix         string
 	retention      int
 	now            func() time.Time
@@ -132,7 +139,7 @@ func WithPrefix(p string) Option {
 	return func(o *options) error {
 		q := strings.TrimRight(p, "/")
 		if q == "" || strings.ContainsAny(q, " \t\r\n") {
-			return fmt.Errorf("configstore: prefix %q: want a key prefix without spaces, like /switchback", p)
+			return &gateway.FieldError{Field: "prefix", Value: strconv.Quote(p), Want: "want a key prefix without spaces, like /switchback"}
 		}
 		o.prefix = q
 		return nil
@@ -187,17 +194,41 @@ func WithHealthInterval(d time.Duration) Option {
 	}
 }
 
+// WithOpCounts counts every etcd request of the Store's reads and writes
+// in c, so a test or benchmark can pin what a call costs.
+func WithOpCounts(c *OpCounts) Option {
+	return func(o *options) error {
+		if c == nil {
+			return errors.New("configstore: op counts: want a *OpCounts, got nil")
+		}
+		o.counts = c
+		return nil
+	}
+}
+
 // Store reads and writes deployment documents in etcd. It is safe for
 // concurrent use; several Stores (in several processes) may share one etcd
 // and prefix.
 type Store struct {
 	client *clientv3.Client
+	// kv is client's KV, counted when WithOpCounts is given; every read
+	// and write goes through it.
+	kv clientv3.KV
 	options
 
 	lease leaseKeeper
+
+	// owned is what Dial opened for this Store, closed by Close.
+	owned struct {
+		once     sync.Once
+		client   *clientv3.Client
+		embedded *Embedded
+	}
 }
 
-// New returns a Store using client, which the caller owns and closes.
+// New returns a Store using client, which the caller owns and closes
+// (after the Store's Close). Dial opens a client (and, if asked, an
+// embedded etcd) that the Store owns.
 func New(client *clientv3.Client, opts ...Option) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("configstore: nil etcd client")
@@ -214,7 +245,10 @@ func New(client *clientv3.Client, opts ...Option) (*Store, error) {
 			return nil, err
 		}
 	}
-	s := &Store{client: client, options: o}
+	s := &Store{client: client, kv: client.KV, options: o}
+	if o.counts != nil {
+		s.kv = countingKV{KV: client.KV, c: o.counts}
+	}
 	s.lease.store = s
 	return s, nil
 }
@@ -260,9 +294,9 @@ func checkMeta(m Meta) error {
 		return &gateway.FieldError{Field: "author", Value: strconv.Itoa(n) + " characters",
 			Want: "at most " + strconv.Itoa(MaxAuthor) + " characters"}
 	}
-	if n := utf8.RuneCountInString(m.Reason); n > MaxReason {
+	if n := utf8.RuneCountInString(m.Reason); n > gateway.MaxReason {
 		return &gateway.FieldError{Field: "reason", Value: strconv.Itoa(n) + " characters",
-			Want: "at most " + strconv.Itoa(MaxReason) + " characters"}
+			Want: "at most " + strconv.Itoa(gateway.MaxReason) + " characters"}
 	}
 	if !m.Source.valid() {
 		return &gateway.FieldError{Field: "source", Value: strconv.Quote(string(m.Source)),
@@ -283,12 +317,12 @@ func decodeDocument(key string, b []byte) (Document, error) {
 // compare-and-swap must match.
 func (s *Store) current(ctx context.Context, name string) (Document, int64, error) {
 	key := s.currentKey(name)
-	resp, err := s.client.Get(ctx, key)
+	resp, err := s.kv.Get(ctx, key)
 	if err != nil {
 		return Document{}, 0, etcdErr("get "+name, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return Document{}, 0, fmt.Errorf("%w: deployment %q", ErrNotFound, name)
+		return Document{}, 0, &NotFoundError{Deployment: name}
 	}
 	d, err := decodeDocument(key, resp.Kvs[0].Value)
 	return d, resp.Kvs[0].ModRevision, err
@@ -334,7 +368,7 @@ func (s *Store) listAt(ctx context.Context) ([]Document, int64, error) {
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}
-		resp, err := s.client.Get(ctx, start, opts...)
+		resp, err := s.kv.Get(ctx, start, opts...)
 		if errors.Is(err, rpctypes.ErrCompacted) {
 			return nil, 0, err
 		}
@@ -390,16 +424,17 @@ func (s *Store) Version(ctx context.Context, name string, v uint64) (Document, e
 }
 
 func (s *Store) version(ctx context.Context, name string, v uint64) (Document, error) {
+	what := "version " + strconv.FormatUint(v, 10)
 	if v == 0 {
-		return Document{}, fmt.Errorf("%w: deployment %q version 0", ErrNotFound, name)
+		return Document{}, &NotFoundError{Deployment: name, What: what}
 	}
 	key := s.historyKey(name, v)
-	resp, err := s.client.Get(ctx, key)
+	resp, err := s.kv.Get(ctx, key)
 	if err != nil {
-		return Document{}, etcdErr("get "+name+" version "+strconv.FormatUint(v, 10), err)
+		return Document{}, etcdErr("get "+name+" "+what, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return Document{}, fmt.Errorf("%w: deployment %q version %d", ErrNotFound, name, v)
+		return Document{}, &NotFoundError{Deployment: name, What: what}
 	}
 	return decodeDocument(key, resp.Kvs[0].Value)
 }
@@ -416,12 +451,12 @@ func (s *Store) History(ctx context.Context, name string, limit int) ([]Meta, er
 	if limit > 0 {
 		opts = append(opts, clientv3.WithLimit(int64(limit)))
 	}
-	resp, err := s.client.Get(ctx, s.historyPrefix(name), opts...)
+	resp, err := s.kv.Get(ctx, s.historyPrefix(name), opts...)
 	if err != nil {
 		return nil, etcdErr("history of "+name, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return nil, fmt.Errorf("%w: deployment %q", ErrNotFound, name)
+		return nil, &NotFoundError{Deployment: name}
 	}
 	metas := make([]Meta, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {

@@ -1,6 +1,7 @@
 package configstore
 
 import (
+	"context"
 	"errors"
 	"math"
 	"slices"
@@ -101,7 +102,7 @@ func TestBootstrapRejected(t *testing.T) {
 		{"blank author", nil, Meta{Author: "  ", Source: SourceAPI}, "author"},
 		{"unknown source", nil, Meta{Author: "alice", Source: "cron"}, "source"},
 		{"no source", nil, Meta{Author: "alice"}, "source"},
-		{"reason too long", nil, Meta{Author: "alice", Source: SourceAPI, Reason: strings.Repeat("é", MaxReason+1)}, "reason"},
+		{"reason too long", nil, Meta{Author: "alice", Source: SourceAPI, Reason: strings.Repeat("é", gateway.MaxReason+1)}, "reason"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,8 +121,8 @@ func TestBootstrapRejected(t *testing.T) {
 	if err != nil || len(names) != 0 {
 		t.Errorf("List = %v, %v; want nothing written", names, err)
 	}
-	if _, _, err := s.Bootstrap(t.Context(), testConfig("shop"), Meta{Author: "a", Source: SourceAPI, Reason: strings.Repeat("é", MaxReason)}); err != nil {
-		t.Errorf("Bootstrap with a reason of exactly %d characters: %v", MaxReason, err)
+	if _, _, err := s.Bootstrap(t.Context(), testConfig("shop"), Meta{Author: "a", Source: SourceAPI, Reason: strings.Repeat("é", gateway.MaxReason)}); err != nil {
+		t.Errorf("Bootstrap with a reason of exactly %d characters: %v", gateway.MaxReason, err)
 	}
 }
 
@@ -133,27 +134,32 @@ func TestUpdate(t *testing.T) {
 	v1 := bootstrap(t, s, "shop")
 
 	now = now.Add(time.Minute)
-	v2, err := s.Update(ctx, "shop", 0, Meta{Author: "bob", Reason: "cut over", Source: SourceCLI}, setWeights(100))
+	res, err := s.Update(ctx, "shop", 0, Meta{Author: "bob", Reason: "cut over", Source: SourceCLI}, setWeights(100))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The flip keeps blue as the rollback target for a day (the default retain).
+	v2 := res.Doc
+	if !res.Wrote || res.Prev.Meta != v1.Meta {
+		t.Errorf("Update = wrote %v replacing %+v, want it wrote, replacing version 1", res.Wrote, res.Prev.Meta)
+	}
 	want := Meta{Version: 2, Time: now, Author: "bob", Reason: "cut over", Source: SourceCLI,
-		Summary: "retained.blue added: 2026-03-02T12:01:00Z, weights.blue 100 → 0, weights.green 0 → 100"}
+		Summary: "weights.blue 100 → 0, weights.green 0 → 100"}
 	if v2.Meta != want {
 		t.Errorf("meta = %+v\nwant   %+v", v2.Meta, want)
 	}
 	if v2.Config.Version != 2 || v2.Config.Weights["green"] != 100 {
 		t.Errorf("config = %+v, want version 2 with green at 100", v2.Config)
 	}
+	// The flip keeps blue as the rollback target for a day (the default
+	// retain), as state beside the document.
+	if until, ok := v2.RetainedUntil("blue", now); !ok || !until.Equal(now.Add(gateway.DefaultRetain)) {
+		t.Errorf("blue retained until %v, %v; want %v", until, ok, now.Add(gateway.DefaultRetain))
+	}
 
-	v3, err := s.Update(ctx, "shop", 2, testMeta("new flag"), func(c *gateway.Config) error {
+	v3 := wrote(t)(s.Update(ctx, "shop", 2, testMeta("new flag"), func(c *gateway.Config) error {
 		c.Flags = map[string]gateway.Flag{"new_payment_flow": {Percent: 5}}
 		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	}))
 	if got, want := v3.Meta.Summary, `flags.new_payment_flow added: {"percent":5}`; got != want {
 		t.Errorf("summary = %q, want %q", got, want)
 	}
@@ -185,23 +191,28 @@ func TestNotFound(t *testing.T) {
 	s := newStore(t)
 	ctx := t.Context()
 	bootstrap(t, s, "shop")
+	// part: what is missing is part of a deployment (a version), not the
+	// deployment itself.
 	tests := []struct {
 		name string
+		part bool
 		call func() error
 	}{
-		{"Get unknown", func() error { _, err := s.Get(ctx, "nope"); return err }},
-		{"Version unknown deployment", func() error { _, err := s.Version(ctx, "nope", 1); return err }},
-		{"Version 0", func() error { _, err := s.Version(ctx, "shop", 0); return err }},
-		{"Version 2", func() error { _, err := s.Version(ctx, "shop", 2); return err }},
-		{"History unknown", func() error { _, err := s.History(ctx, "nope", 0); return err }},
-		{"Update unknown", func() error { _, err := s.Update(ctx, "nope", 0, testMeta(""), setWeights(1)); return err }},
-		{"Restore unknown version", func() error { _, err := s.Restore(ctx, "shop", 7, 0, testMeta("")); return err }},
-		{"Rollback at version 1", func() error { _, err := s.Rollback(ctx, "shop", 0, testMeta("")); return err }},
+		{"Get unknown", false, func() error { _, err := s.Get(ctx, "nope"); return err }},
+		{"Version unknown deployment", true, func() error { _, err := s.Version(ctx, "nope", 1); return err }},
+		{"Version 0", true, func() error { _, err := s.Version(ctx, "shop", 0); return err }},
+		{"Version 2", true, func() error { _, err := s.Version(ctx, "shop", 2); return err }},
+		{"History unknown", false, func() error { _, err := s.History(ctx, "nope", 0); return err }},
+		{"Update unknown", false, func() error { _, err := s.Update(ctx, "nope", 0, testMeta(""), setWeights(1)); return err }},
+		{"Restore unknown version", true, func() error { _, err := s.Restore(ctx, "shop", 7, 0, testMeta("")); return err }},
+		{"Rollback at version 1", true, func() error { _, err := s.Rollback(ctx, "shop", 0, testMeta("")); return err }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.call(); !errors.Is(err, ErrNotFound) {
-				t.Errorf("error = %v, want ErrNotFound", err)
+			err := tt.call()
+			var nf *NotFoundError
+			if !errors.Is(err, ErrNotFound) || !errors.As(err, &nf) || (nf.What != "") != tt.part {
+				t.Errorf("error = %v, want a *NotFoundError (of part of the deployment: %v)", err, tt.part)
 			}
 		})
 	}
@@ -230,8 +241,9 @@ func TestUpdateIfMatch(t *testing.T) {
 	}
 	// A client that read version 1 edits what it saw.
 	_, err := s.Update(ctx, "shop", 1, testMeta("stale"), setWeights(20))
-	if !errors.Is(err, ErrConflict) {
-		t.Fatalf("stale If-Match: error = %v, want ErrConflict", err)
+	var ce *ConflictError
+	if !errors.Is(err, ErrConflict) || !errors.As(err, &ce) || ce.Deployment != "shop" || ce.Want != 1 || ce.Current != 2 {
+		t.Fatalf("stale If-Match: error = %v, want a *ConflictError wanting 1 at 2", err)
 	}
 	_, err = s.Restore(ctx, "shop", 1, 1, testMeta("stale"))
 	if !errors.Is(err, ErrConflict) {
@@ -300,8 +312,8 @@ func TestUpdateNoChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Meta != v1.Meta {
-		t.Errorf("Update with no change = %+v, want version 1 unchanged %+v", got.Meta, v1.Meta)
+	if got.Wrote || got.Doc.Meta != v1.Meta || got.Prev.Meta != v1.Meta {
+		t.Errorf("Update with no change = wrote %v, %+v replacing %+v; want nothing written, version 1 %+v", got.Wrote, got.Doc.Meta, got.Prev.Meta, v1.Meta)
 	}
 	if hist, _ := s.History(t.Context(), "shop", 0); len(hist) != 1 {
 		t.Errorf("history has %d versions, want 1", len(hist))
@@ -342,7 +354,7 @@ func TestConcurrentIfMatch(t *testing.T) {
 				case err != nil:
 					t.Errorf("Update: %v, want success or ErrConflict", err)
 				default:
-					versions = append(versions, doc.Meta.Version)
+					versions = append(versions, doc.Doc.Meta.Version)
 				}
 				mu.Unlock()
 				if !errors.Is(err, ErrConflict) {
@@ -363,34 +375,53 @@ func TestConcurrentIfMatch(t *testing.T) {
 	checkCounter(t, s, len(versions))
 }
 
-// TestConcurrentRetry: writers without If-Match retry lost races; each one
-// either lands its increment or reports ErrConflict, and no increment is
-// lost. Not parallel, like TestConcurrentIfMatch.
+// TestConcurrentRetry: writers without If-Match retry lost races until
+// they land, within their deadline: every increment lands, none is lost.
+// Not parallel, like TestConcurrentIfMatch.
 func TestConcurrentRetry(t *testing.T) {
 	s := newStore(t, WithTimeout(time.Minute))
 	ctx := t.Context()
 	bootstrap(t, s, "shop")
 	const writers = 100
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	successes := 0
 	for range writers {
 		wg.Go(func() {
-			_, err := s.Update(ctx, "shop", 0, testMeta("race"), addPercent("counter", 1))
-			switch {
-			case errors.Is(err, ErrConflict):
-			case err != nil:
-				t.Errorf("Update: %v, want success or ErrConflict", err)
-			default:
-				mu.Lock()
-				successes++
-				mu.Unlock()
+			if res, err := s.Update(ctx, "shop", 0, testMeta("race"), addPercent("counter", 1)); err != nil || !res.Wrote {
+				t.Errorf("Update = wrote %v, %v; want it landed", res.Wrote, err)
 			}
 		})
 	}
 	wg.Wait()
-	checkCounter(t, s, successes)
-	t.Logf("%d of %d writers succeeded", successes, writers)
+	checkCounter(t, s, writers)
+}
+
+// TestRetryUntilDeadline: a write without If-Match that cannot land before
+// its deadline is ErrUnavailable (retry later), not ErrConflict, which is
+// for a stale If-Match.
+func TestRetryUntilDeadline(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	bootstrap(t, s, "shop")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	// Every attempt loses: another writer lands first each time.
+	n := 0
+	_, err := s.Update(ctx, "shop", 0, testMeta("loser"), func(c *gateway.Config) error {
+		n++
+		if _, err := s.Update(t.Context(), "shop", 0, testMeta("winner"), addPercent("other", 1)); err != nil {
+			return err
+		}
+		return addPercent("mine", 1)(c)
+	})
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrConflict) {
+		t.Fatalf("Update losing every race = %v, want ErrUnavailable", err)
+	}
+	if n < 2 {
+		t.Errorf("tried %d times, want retries until the deadline", n)
+	}
+	if cur, _ := s.Get(t.Context(), "shop"); cur.Config.Flags["mine"].Percent != 0 {
+		t.Errorf("the losing write landed: %+v", cur.Config.Flags)
+	}
 }
 
 // addPercent raises flag name by bp hundredths of a percent.
@@ -439,19 +470,10 @@ func TestRestoreRollback(t *testing.T) {
 	s := newStore(t)
 	ctx := t.Context()
 	v1 := bootstrap(t, s, "shop")
-	v2, err := s.Update(ctx, "shop", 0, testMeta("cut over"), setWeights(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v3, err := s.Update(ctx, "shop", 0, testMeta("flag"), addPercent("x", 500))
-	if err != nil {
-		t.Fatal(err)
-	}
+	v2 := wrote(t)(s.Update(ctx, "shop", 0, testMeta("cut over"), setWeights(100)))
+	v3 := wrote(t)(s.Update(ctx, "shop", 0, testMeta("flag"), addPercent("x", 500)))
 
-	v4, err := s.Rollback(ctx, "shop", 3, Meta{Author: "guard", Reason: "error rate 12%", Source: SourceGuard})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v4 := wrote(t)(s.Rollback(ctx, "shop", 3, Meta{Author: "guard", Reason: "error rate 12%", Source: SourceGuard}))
 	if v4.Meta.Version != 4 || v4.Meta.RestoredFrom != 2 || v4.Meta.Summary != "restored version 2" || v4.Meta.Source != SourceGuard {
 		t.Errorf("rollback meta = %+v, want version 4 restored from 2", v4.Meta)
 	}
@@ -459,23 +481,23 @@ func TestRestoreRollback(t *testing.T) {
 		t.Errorf("rollback config = %+v, want version 2's as version 4", v4.Config)
 	}
 
-	v5, err := s.Restore(ctx, "shop", 1, 0, testMeta("back to blue"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A restore brings back version 1's routing; rollback targets are state
-	// the store keeps (green, flipped away from, is retained).
-	if v5.Meta.Version != 5 || v5.Meta.RestoredFrom != 1 || !sameRouting(v5.Config, v1.Config) {
+	v5 := wrote(t)(s.Restore(ctx, "shop", 1, 0, testMeta("back to blue")))
+	// A restore brings back exactly version 1's content; it undoes a
+	// change, so green, which it takes off traffic, is no rollback target.
+	if v5.Meta.Version != 5 || v5.Meta.RestoredFrom != 1 || !v5.Config.Equal(v1.Config) {
 		t.Errorf("restore = %+v, want version 1's config as version 5", v5)
 	}
-	if _, ok := v5.Config.Retained["green"]; !ok {
-		t.Errorf("restore away from green: retained %v, want green kept as the way back", v5.Config.Retained)
+	if d := Diff(v1.Config, v5.Config); len(d) != 0 {
+		t.Errorf("diff between version 1 and its restore = %v, want none", d)
+	}
+	if v5.Retained != nil {
+		t.Errorf("restore away from green: retained %v, want none", v5.Retained)
 	}
 
 	// Restoring what is current changes nothing.
 	same, err := s.Restore(ctx, "shop", 1, 0, testMeta("again"))
-	if err != nil || same.Meta != v5.Meta {
-		t.Errorf("restore of the current config = %+v, %v; want version 5 unchanged", same.Meta, err)
+	if err != nil || same.Wrote || same.Doc.Meta != v5.Meta {
+		t.Errorf("restore of the current config = wrote %v, %+v, %v; want version 5 unchanged", same.Wrote, same.Doc.Meta, err)
 	}
 
 	// History is never rewritten.
@@ -518,8 +540,8 @@ func TestRetention(t *testing.T) {
 		t.Errorf("Restore(7) error = %v, want ErrNotFound", err)
 	}
 	rb, err := s.Rollback(ctx, "shop", 0, testMeta("undo"))
-	if err != nil || rb.Meta.RestoredFrom != 11 || rb.Config.Weights["green"] != 11 {
-		t.Errorf("Rollback = %+v, %v; want version 11 restored", rb.Meta, err)
+	if err != nil || rb.Doc.Meta.RestoredFrom != 11 || rb.Doc.Config.Weights["green"] != 11 || rb.Prev.Meta.Version != 12 {
+		t.Errorf("Rollback = %+v, %v; want version 11 restored over 12", rb, err)
 	}
 }
 
@@ -540,12 +562,6 @@ func TestList(t *testing.T) {
 	}
 }
 
-// sameRouting compares documents but for their rollback-target state.
-func sameRouting(a, b gateway.Config) bool {
-	a.Retained, b.Retained = nil, nil
-	return a.Equal(b)
-}
-
 // TestFallbackRetainsNothing: a flip keeps the pool it empties as the
 // rollback target; a fallback (guard, rollout abort) empties a failing pool,
 // which must not become one.
@@ -554,20 +570,14 @@ func TestFallbackRetainsNothing(t *testing.T) {
 	s := newStore(t)
 	ctx := t.Context()
 	bootstrap(t, s, "shop") // blue 100, green 0
-	flip, err := s.Update(ctx, "shop", 0, testMeta("ship green"), setWeights(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := flip.Config.Retained["blue"]; !ok {
-		t.Fatalf("after a flip: retained %v, want blue", flip.Config.Retained)
+	flip := wrote(t)(s.Update(ctx, "shop", 0, testMeta("ship green"), setWeights(100)))
+	if _, ok := flip.Retained["blue"]; !ok {
+		t.Fatalf("after a flip: retained %v, want blue", flip.Retained)
 	}
 	m := testMeta("green failing")
 	m.Fallback = true
-	back, err := s.Update(ctx, "shop", 0, m, setWeights(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if back.Config.Retained != nil || !back.Meta.Fallback {
-		t.Errorf("after a fallback: retained %v, meta fallback %v; want none retained, the version marked", back.Config.Retained, back.Meta.Fallback)
+	back := wrote(t)(s.Update(ctx, "shop", 0, m, setWeights(0)))
+	if back.Retained != nil || !back.Meta.Fallback {
+		t.Errorf("after a fallback: retained %v, meta fallback %v; want none retained, the version marked", back.Retained, back.Meta.Fallback)
 	}
 }

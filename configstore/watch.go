@@ -228,7 +228,7 @@ func retryBackoff(failures int) time.Duration {
 func (s *Store) probe(ctx context.Context) (int64, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	resp, err := s.client.Get(ctx, s.deploymentsPrefix(), clientv3.WithCountOnly())
+	resp, err := s.kv.Get(ctx, s.deploymentsPrefix(), clientv3.WithCountOnly())
 	if err != nil {
 		return 0, etcdErr("health check", err)
 	}

@@ -219,7 +219,9 @@ func TestEtcdRestart(t *testing.T) {
 
 	var v3 Document
 	eventually(t, "a write after the restart", func() bool {
-		v3, err = s.Update(ctx, "shop", 2, testMeta("after restart"), setWeights(30))
+		var res Result
+		res, err = s.Update(ctx, "shop", 2, testMeta("after restart"), setWeights(30))
+		v3 = res.Doc
 		return err == nil
 	})
 	if v3.Meta.Version != 3 {

@@ -51,11 +51,12 @@ type Config struct {
 	Retain Duration `json:"retain,omitempty"`
 	// Health configures active health checks of every pool's upstreams.
 	Health *Health `json:"health,omitempty"`
-	// Retained is state, not policy: each pool that was taken off traffic
-	// and until when it remains the rollback target. Writers maintain it
-	// with Transition.
-	Retained map[string]time.Time `json:"retained,omitempty"`
 }
+
+// MaxReason is the most characters of the reason recorded with a version:
+// what the store accepts, and what the packages composing reasons (rollout)
+// fit theirs into.
+const MaxReason = 500
 
 // Pool is a set of interchangeable upstreams running one release.
 type Pool struct {
@@ -171,11 +172,6 @@ func (c Config) Validate() error {
 		}
 		if iv := time.Duration(h.Interval); iv != 0 && (iv < 100*time.Millisecond || iv > time.Hour) {
 			return &FieldError{Field: "health.interval", Value: iv.String(), Want: "want 100ms to 1h"}
-		}
-	}
-	for name := range c.Retained {
-		if _, ok := c.Pools[name]; !ok {
-			return &FieldError{Field: "retained." + name, Value: strconv.Quote(name), Want: "unknown pool; known pools: " + strings.Join(slices.Sorted(maps.Keys(c.Pools)), ", ")}
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Flags)) {

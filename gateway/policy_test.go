@@ -7,45 +7,6 @@ import (
 	"time"
 )
 
-func TestTransitionRetains(t *testing.T) {
-	now := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
-	prev := testConfig(0, nil) // blue 100, green 0
-	next := testConfig(100, nil)
-	next.Retain = Duration(time.Hour)
-	Transition(&prev, &next, now, true)
-	if until, ok := next.RetainedUntil("blue", now); !ok || !until.Equal(now.Add(time.Hour)) {
-		t.Fatalf("after flip to green: blue retained %v, %v; want until %v", until, ok, now.Add(time.Hour))
-	}
-	if err := next.Validate(); err != nil {
-		t.Fatal(err)
-	}
-
-	// A later write that keeps blue at 0 keeps the retention; one past its
-	// end drops it; one that gives blue traffic releases it.
-	later := next.Clone()
-	Transition(&next, &later, now.Add(30*time.Minute), true)
-	if _, ok := later.RetainedUntil("blue", now.Add(30*time.Minute)); !ok {
-		t.Error("retention lost by an unrelated write")
-	}
-	expired := next.Clone()
-	Transition(&next, &expired, now.Add(2*time.Hour), true)
-	if expired.Retained != nil {
-		t.Errorf("retention kept past its end: %v", expired.Retained)
-	}
-	failed := testConfig(0, nil) // the guard takes green off: green is no way back
-	failed.Retain = Duration(time.Hour)
-	Transition(&next, &failed, now, false)
-	if _, ok := failed.RetainedUntil("green", now); ok {
-		t.Error("a pool taken off by the guard became a rollback target")
-	}
-	back := testConfig(50, nil)
-	back.Retained = next.Retained
-	Transition(&next, &back, now.Add(time.Minute), true)
-	if _, ok := back.RetainedUntil("blue", now.Add(time.Minute)); ok {
-		t.Error("blue still retained while it takes traffic")
-	}
-}
-
 func TestGuardValidateAndJSON(t *testing.T) {
 	c := testConfig(10, nil)
 	c.Guard = &Guard{ErrorRate: 5, P95: Duration(500 * time.Millisecond), Window: Duration(10 * time.Second), Errors: []string{"5xx", "429"}}
@@ -78,7 +39,6 @@ func TestGuardValidateAndJSON(t *testing.T) {
 		{"baseline below 1", func(c *Config) { c.Guard.Baseline = 0.5 }, "guard.baseline"},
 		{"bad error class", func(c *Config) { c.Guard.Errors = []string{"6xx"} }, "guard.errors"},
 		{"health uri", func(c *Config) { c.Health.URI = "health" }, "health.uri"},
-		{"retained unknown pool", func(c *Config) { c.Retained = map[string]time.Time{"red": time.Now()} }, "retained.red"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,6 +11,7 @@
 package rollout
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -81,6 +82,32 @@ type Rollout struct {
 	Message string    `json:"message,omitempty"`
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
+}
+
+// RecordKind is the kind of store record (configstore.Store.PutRecord) a
+// deployment's current or last rollout is kept as.
+const RecordKind = "rollouts"
+
+// Decode reads the stored rollout of deployment name; a record that does
+// not decode, or holds another deployment's rollout, is an error.
+func Decode(name string, b []byte) (Rollout, error) {
+	var r Rollout
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Rollout{}, fmt.Errorf("rollout of %s: %w", name, err)
+	}
+	if r.Deployment != name {
+		return Rollout{}, fmt.Errorf("rollout of %s: holds deployment %q", name, r.Deployment)
+	}
+	return r, nil
+}
+
+// Stamp sets Updated to now, and Created too the first time, before the
+// rollout is stored.
+func (r *Rollout) Stamp(now time.Time) {
+	r.Updated = now.UTC().Round(0)
+	if r.Created.IsZero() {
+		r.Created = r.Updated
+	}
 }
 
 // Target kinds.
@@ -391,9 +418,6 @@ func Rollback(r Rollout) func(*gateway.Config) error {
 	}
 }
 
-// MaxReason is the longest version reason the store accepts.
-const MaxReason = 500
-
 func reasonPrefix(r Rollout) string { return "rollout " + r.ID + " " }
 
 // StepReason is the reason recorded with the version that applies step i:
@@ -408,14 +432,14 @@ func StepReason(r Rollout, i int) string {
 // r-1a2b aborted " and why, which reads on from there ("at step 2/4 ...",
 // "by alice: ...").
 func AbortReason(r Rollout, why string) string {
-	return printable.Truncate(reasonPrefix(r)+"aborted "+why, MaxReason)
+	return printable.Truncate(reasonPrefix(r)+"aborted "+why, gateway.MaxReason)
 }
 
 func withReason(s, reason string) string {
 	if reason == "" {
 		return s
 	}
-	return printable.Truncate(s+" ("+reason, MaxReason-1) + ")"
+	return printable.Truncate(s+" ("+reason, gateway.MaxReason-1) + ")"
 }
 
 // value returns the target's value in cfg and whether it exists; a pool

@@ -352,10 +352,10 @@ func TestRolloutReasons(t *testing.T) {
 	if got, want := StepReason(r, 1), "rollout r-1a2b step 2/4: pool green 10% (ship v2)"; got != want {
 		t.Errorf("StepReason = %q, want %q", got, want)
 	}
-	r.Reason = strings.Repeat("é", MaxReason)
-	for _, s := range []string{StepReason(r, 3), AbortReason(r, strings.Repeat("x", 2*MaxReason))} {
-		if n := utf8.RuneCountInString(s); n > MaxReason || !strings.HasPrefix(s, "rollout r-1a2b ") {
-			t.Errorf("reason of %d characters %q..., want at most %d starting with the rollout", n, s[:30], MaxReason)
+	r.Reason = strings.Repeat("é", gateway.MaxReason)
+	for _, s := range []string{StepReason(r, 3), AbortReason(r, strings.Repeat("x", 2*gateway.MaxReason))} {
+		if n := utf8.RuneCountInString(s); n > gateway.MaxReason || !strings.HasPrefix(s, "rollout r-1a2b ") {
+			t.Errorf("reason of %d characters %q..., want at most %d starting with the rollout", n, s[:30], gateway.MaxReason)
 		}
 	}
 }
