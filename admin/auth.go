@@ -145,7 +145,7 @@ func (ts *tokenSet) lookup(token string) (Principal, bool) {
 // unknown token, 403 for a non-loopback client when there are no tokens.
 func (s *Server) authenticate(r *http.Request) (Principal, *apiError) {
 	if s.tokens == nil {
-		if !IsLoopback(r.RemoteAddr) {
+		if !gateway.IsLoopback(r.RemoteAddr) {
 			return Principal{}, &apiError{status: http.StatusForbidden,
 				msg: "the admin API has no tokens file, so it only serves clients on this host; configure tokens to allow remote clients"}
 		}
@@ -166,22 +166,6 @@ func (s *Server) authenticate(r *http.Request) (Principal, *apiError) {
 		return Principal{}, &apiError{status: http.StatusUnauthorized, field: "Authorization", msg: "unknown token"}
 	}
 	return p, nil
-}
-
-// IsLoopback reports whether addr (host:port) is on this host: localhost
-// or a loopback IP, IPv4-mapped included. Without tokens the admin API
-// serves only such clients, and the embedded etcd, which has no auth,
-// listens only on such an address.
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // hostAllowlist guards against DNS rebinding: a browser tricked into

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"time"
@@ -110,22 +109,11 @@ func Dial(cfg DialConfig, opts ...Option) (*Store, error) {
 // not loopback: it has no TLS and no auth, so reachable from elsewhere it
 // would let anyone change routing around the admin API's tokens.
 func CheckEmbeddedAddr(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || !isLoopback(host) {
+	if !gateway.IsLoopback(addr) {
 		return &gateway.FieldError{Field: "client_addr", Value: strconv.Quote(addr),
 			Want: "want a loopback address such as " + DefaultClientAddr + " (an embedded etcd has no TLS or auth); for a shared store use an etcd cluster secured with TLS"}
 	}
 	return nil
-}
-
-// isLoopback reports whether host (a name or an IP address, without port)
-// is this machine's loopback.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func dialExternal(cfg DialConfig) (*clientv3.Client, error) {
