@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/a8e2c47e/switchback/cmdline"
 )
 
 // run calls Main and returns its exit code and output.
@@ -41,8 +43,8 @@ func TestMainBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, _, stderr := run(t, tt.args...)
-			if code != ExitUsage {
-				t.Errorf("exit code %d, want %d; stderr: %s", code, ExitUsage, stderr)
+			if code != cmdline.ExitUsage {
+				t.Errorf("exit code %d, want %d; stderr: %s", code, cmdline.ExitUsage, stderr)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(stderr, w) {
@@ -67,11 +69,11 @@ func TestMainWorkflow(t *testing.T) {
 	db := "sqlite:" + filepath.Join(dir, "app.db")
 
 	code, out, stderr := run(t, "create", "add_users", "--dir", migrations, "--now", "2026-03-01T10:00:00Z")
-	if code != ExitOK || !strings.Contains(out, "20260301100000_add_users.sql") {
+	if code != cmdline.ExitOK || !strings.Contains(out, "20260301100000_add_users.sql") {
 		t.Fatalf("create: exit %d, %s%s", code, out, stderr)
 	}
 	// The template's empty sections fail lint until they are written.
-	if code, out, _ := run(t, "lint", "--dir", migrations); code != ExitFailure || !strings.Contains(out, "empty-down") {
+	if code, out, _ := run(t, "lint", "--dir", migrations); code != cmdline.ExitError || !strings.Contains(out, "empty-down") {
 		t.Errorf("lint of a fresh template: exit %d, %s; want empty-down", code, out)
 	}
 	path := filepath.Join(migrations, "20260301100000_add_users.sql")
@@ -93,13 +95,13 @@ func TestMainWorkflow(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"lint", "--dir", migrations}, ExitOK, "lint: 0 finding(s) in 1 migrations"},
-		{[]string{"verify", "--dir", migrations}, ExitOK, "verify: 1 of 1 migrations round-trip"},
-		{[]string{"up", "--dir", migrations, "--db", db}, ExitOK, "OK    up   20260301100000_add_users.sql"},
-		{[]string{"status", "--dir", migrations, "--db", db}, ExitOK, "applied"},
-		{[]string{"snapshot", "list", "--dir", migrations, "--db", db}, ExitOK, "no snapshots"},
-		{[]string{"snapshot", "restore", "20260301100000", "--dir", migrations, "--db", db}, ExitFailure, ""},
-		{[]string{"down", "--dir", migrations, "--db", db}, ExitOK, "database version: 0"},
+		{[]string{"lint", "--dir", migrations}, cmdline.ExitOK, "lint: 0 finding(s) in 1 migrations"},
+		{[]string{"verify", "--dir", migrations}, cmdline.ExitOK, "verify: 1 of 1 migrations round-trip"},
+		{[]string{"up", "--dir", migrations, "--db", db}, cmdline.ExitOK, "OK    up   20260301100000_add_users.sql"},
+		{[]string{"status", "--dir", migrations, "--db", db}, cmdline.ExitOK, "applied"},
+		{[]string{"snapshot", "list", "--dir", migrations, "--db", db}, cmdline.ExitOK, "no snapshots"},
+		{[]string{"snapshot", "restore", "20260301100000", "--dir", migrations, "--db", db}, cmdline.ExitError, ""},
+		{[]string{"down", "--dir", migrations, "--db", db}, cmdline.ExitOK, "database version: 0"},
 	}
 	for _, s := range steps {
 		code, out, stderr := run(t, s.args...)
@@ -117,14 +119,14 @@ func TestMainWorkflow(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("up --json: %v\n%s", err, out)
 	}
-	if code != ExitOK || !rep.OK || rep.Version != 20260301100000 || len(rep.Applied) != 1 {
+	if code != cmdline.ExitOK || !rep.OK || rep.Version != 20260301100000 || len(rep.Applied) != 1 {
 		t.Errorf("up --json: exit %d, %+v", code, rep)
 	}
 }
 
 func TestMainExamples(t *testing.T) {
 	code, out, stderr := run(t, "lint", "--dir", "../examples/migrations", "--usage", "../examples/migrations/usage.log", "--now", "2026-02-20T23:00:00Z")
-	if code != ExitOK {
+	if code != cmdline.ExitOK {
 		t.Errorf("lint examples: exit %d\n%s%s", code, out, stderr)
 	}
 	code, out, _ = run(t, "lint", "--dir", "../examples/migrations", "--usage", "../examples/migrations/usage.log", "--now", "2026-01-25T00:00:00Z", "--json")
@@ -135,7 +137,7 @@ func TestMainExamples(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("lint --json: %v\n%s", err, out)
 	}
-	if code != ExitFailure || rep.OK || len(rep.Findings) != 1 || rep.Findings[0].Rule != "used-recently" {
+	if code != cmdline.ExitError || rep.OK || len(rep.Findings) != 1 || rep.Findings[0].Rule != "used-recently" {
 		t.Errorf("lint examples 15 days after last use: exit %d, %+v; want one used-recently finding", code, rep)
 	}
 }

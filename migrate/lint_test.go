@@ -70,7 +70,7 @@ func TestLintDestructive(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fsys := files("00001_base.sql", lintBase, "00002_change.sql", migration("expand", tt.up))
-			rep, err := Lint(fsys, WithLintNow(func() time.Time { return lintNow }))
+			rep, err := Lint(fsys, WithNow(func() time.Time { return lintNow }))
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("Lint = %v, want no findings: %v", err, rep.Findings)
@@ -89,7 +89,7 @@ func TestLintDestructive(t *testing.T) {
 			// The same statement is allowed in a contract migration (its
 			// usage is checked separately).
 			fsys["00002_change.sql"].Data = []byte(migration("contract", tt.up))
-			rep, _ = Lint(fsys, WithLintNow(func() time.Time { return lintNow }))
+			rep, _ = Lint(fsys, WithNow(func() time.Time { return lintNow }))
 			if slices.ContainsFunc(rep.Findings, func(f Finding) bool { return f.Rule == "destructive" }) {
 				t.Errorf("contract migration still flagged destructive: %v", rep.Findings)
 			}
@@ -134,7 +134,7 @@ func TestLintUsage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fsys := files("00001_base.sql", lintBase, "00002_drop.sql", contract)
-			opts := []LintOption{WithLintNow(func() time.Time { return lintNow })}
+			opts := []Option{WithNow(func() time.Time { return lintNow })}
 			if tt.log != "" {
 				opts = append(opts, WithUsage("usage.log", strings.NewReader(tt.log)))
 			}
@@ -211,7 +211,7 @@ func TestLintUsageFormats(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fsys := files("00001_base.sql", lintBase, "00002_drop.sql", migration("contract", "ALTER TABLE users DROP COLUMN legacy;"))
-			rep, err := Lint(fsys, WithLintNow(func() time.Time { return lintNow }), WithUsage("log", strings.NewReader(tt.log)))
+			rep, err := Lint(fsys, WithNow(func() time.Time { return lintNow }), WithUsage("log", strings.NewReader(tt.log)))
 			if tt.wantRule == "" {
 				if err != nil {
 					t.Fatalf("Lint = %v: %v", err, rep.Findings)
@@ -247,7 +247,7 @@ func TestLintExampleMigrations(t *testing.T) {
 	// The sample log ends on 2026-02-20; the old column was last read on
 	// 2026-01-10.
 	now := time.Date(2026, 2, 20, 23, 0, 0, 0, time.UTC)
-	rep, err := Lint(os.DirFS("../examples/migrations"), WithLintNow(func() time.Time { return now }), WithUsage("usage.log", f))
+	rep, err := Lint(os.DirFS("../examples/migrations"), WithNow(func() time.Time { return now }), WithUsage("usage.log", f))
 	if err != nil {
 		t.Fatalf("Lint = %v: %v", err, rep.Findings)
 	}

@@ -27,44 +27,6 @@ import (
 	_ "modernc.org/sqlite"
 )
 
-// Option configures a Migrator. Options can fail: a bad value is reported
-// by New before anything touches the database.
-type Option interface {
-	apply(*config) error
-}
-
-type optionFunc func(*config) error
-
-func (f optionFunc) apply(c *config) error { return f(c) }
-
-type config struct {
-	now         func() time.Time
-	lockTimeout time.Duration
-}
-
-// WithNow sets the clock used for snapshot and journal timestamps.
-func WithNow(now func() time.Time) Option {
-	return optionFunc(func(c *config) error {
-		if now == nil {
-			return errors.New("now must not be nil")
-		}
-		c.now = now
-		return nil
-	})
-}
-
-// WithLockTimeout sets how long up, down and snapshot restore wait for a
-// concurrent migrator to release the migration lock. Default 5 minutes.
-func WithLockTimeout(d time.Duration) Option {
-	return optionFunc(func(c *config) error {
-		if d < time.Second {
-			return fmt.Errorf("lock timeout %s: accepted: 1s or more", d)
-		}
-		c.lockTimeout = d
-		return nil
-	})
-}
-
 // Migrator applies and rolls back the migrations of one directory on one
 // database. It is not safe for concurrent use; concurrent Migrators, in
 // this process or others, exclude each other with a database lock.
@@ -88,11 +50,9 @@ func Open(ctx context.Context, dbURL string, fsys fs.FS, opts ...Option) (*Migra
 }
 
 func open(ctx context.Context, t Target, fsys fs.FS, opts ...Option) (*Migrator, error) {
-	cfg := config{now: time.Now, lockTimeout: 5 * time.Minute}
-	for _, o := range opts {
-		if err := o.apply(&cfg); err != nil {
-			return nil, err
-		}
+	cfg, err := newConfig(useMigrator, opts)
+	if err != nil {
+		return nil, err
 	}
 	migrations, err := LoadMigrations(fsys)
 	if err != nil {
