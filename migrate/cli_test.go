@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -139,5 +140,55 @@ func TestMainExamples(t *testing.T) {
 	}
 	if code != cmdline.ExitError || rep.OK || len(rep.Findings) != 1 || rep.Findings[0].Rule != "used-recently" {
 		t.Errorf("lint examples 15 days after last use: exit %d, %+v; want one used-recently finding", code, rep)
+	}
+}
+
+// TestMainRedactsPasswords runs every command that takes --db with a
+// password in the address, on servers that cannot be reached or addresses
+// that do not parse, and requires the password in no output.
+func TestMainRedactsPasswords(t *testing.T) {
+	const pw = "secretpw"
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "00001_t.sql"), []byte("-- +goose Up\nCREATE TABLE t (id INTEGER);\n-- +goose Down\nDROP TABLE t;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dsns := []string{
+		"postgres://postgres:" + pw + "@127.0.0.1:1/test?sslmode=disable",
+		"postgres://postgres:" + pw + "@127.0.0.1:1/test?sslmode=bogus",
+		"postgres://postgres:" + pw + "@127.0.0.1:notaport/test",
+		"postgres://postgres:" + pw + "@127.0.0.1:1",
+		"postgres://127.0.0.1:1/test?user=postgres&password=" + pw,
+		"mysql://root:" + pw + "@127.0.0.1:1/test",
+		"mysql://root:" + pw + "@127.0.0.1:1/test?tls=bogus",
+		"mysql://root:" + pw + "@/test",
+		"root:" + pw + "@tcp(127.0.0.1:1)/test",
+		"root:" + pw + "@tcp(127.0.0.1:1/test",
+		"host=127.0.0.1 password=" + pw,
+		"oracle://scott:" + pw + "@127.0.0.1:1/orcl",
+	}
+	commands := [][]string{
+		{"up"}, {"down"}, {"down", "--to", "0"}, {"status"}, {"verify"},
+		{"snapshot", "list"}, {"snapshot", "restore", "1"}, {"resolve", "1"},
+		{"lint"}, {"create", "x"},
+	}
+	for _, dsn := range dsns {
+		for _, cmd := range commands {
+			for _, asJSON := range []bool{false, true} {
+				args := append(slices.Clone(cmd), "--db", dsn, "--dir", dir, "--lock-timeout", "1s")
+				if asJSON {
+					args = append(args, "--json")
+				}
+				if cmd[0] == "create" {
+					args = append(args, "--dir", t.TempDir())
+				}
+				code, stdout, stderr := run(t, args...)
+				if strings.Contains(stdout+stderr, pw) {
+					t.Errorf("%q: exit %d; the password shows:\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
+				}
+				if cmd[0] != "lint" && cmd[0] != "create" && code == cmdline.ExitOK {
+					t.Errorf("%q: exit 0, want a failure; stdout: %s", args, stdout)
+				}
+			}
+		}
 	}
 }

@@ -87,7 +87,7 @@ func TestVerifyGoodMigrations(t *testing.T) {
 			"00003_view.sql", viewV3,
 			"00004_trigger.sql", triggerV4[base.Dialect],
 		)
-		rep, err := Verify(t.Context(), base.URL, fsys)
+		rep, err := Verify(t.Context(), base.raw, fsys)
 		if err != nil {
 			t.Fatalf("Verify: %v\n%v", err, rep)
 		}
@@ -99,7 +99,7 @@ func TestVerifyGoodMigrations(t *testing.T) {
 
 func TestVerifyExampleMigrations(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, base Target) {
-		rep, err := Verify(t.Context(), base.URL, os.DirFS("../examples/migrations"))
+		rep, err := Verify(t.Context(), base.raw, os.DirFS("../examples/migrations"))
 		if err != nil {
 			t.Fatalf("Verify: %v\n%+v", err, rep)
 		}
@@ -189,7 +189,7 @@ func TestVerifyBadDown(t *testing.T) {
 					"00002_bad.sql", bad,
 					"00003_orders.sql", ordersV2,
 				)
-				rep, err := Verify(t.Context(), base.URL, fsys)
+				rep, err := Verify(t.Context(), base.raw, fsys)
 				if !errors.Is(err, ErrVerify) {
 					t.Fatalf("Verify error = %v, want ErrVerify", err)
 				}
