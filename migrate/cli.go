@@ -22,7 +22,7 @@ Commands:
   create NAME [--phase expand|contract]   write a new migration file
   up [--to VERSION]                       apply pending migrations
   down [--to VERSION]                     roll back one migration, or down to VERSION
-  status                                  list migrations and whether they are applied
+  status                                  list migrations and whether they are applied (read-only)
   verify                                  prove every down restores the schema (scratch database)
   lint [--usage LOG]... [--now TIME]      check destructive statements and 30-day non-use, offline
   snapshot list                           list data snapshots
@@ -34,6 +34,9 @@ Flags:
                       mysql://USER@HOST:PORT/DB
   --dir DIR           migrations directory (default ./migrations)
   --json              machine-readable output
+  --allow-irreversible
+                      up and down run a migration without a Down section (refused
+                      otherwise, naming the file); the report marks it irreversible
   --lock-timeout D    how long to wait for another migrator (default 5m)
   --now TIME          the current time, RFC 3339 (lint window, create numbering)
 `
@@ -50,6 +53,8 @@ type cli struct {
 	toSet       bool
 	phase       Phase
 	usage       []string
+
+	allowIrreversible bool
 }
 
 // Main runs the migrate command line: args are what follows
@@ -143,6 +148,7 @@ func (c *cli) parse(cmd string, args []string) ([]string, error) {
 	fs.StringVar(&c.db, "db", "sqlite:./app.db", "")
 	fs.StringVar(&c.dir, "dir", "./migrations", "")
 	fs.BoolVar(&c.json, "json", false, "")
+	fs.BoolVar(&c.allowIrreversible, "allow-irreversible", false, "")
 	lockTimeout := fs.String("lock-timeout", "5m", "")
 	now := fs.String("now", "", "")
 	to := fs.String("to", "", "")
@@ -194,13 +200,22 @@ func (c *cli) version(arg, what string) (int64, error) {
 	return v, nil
 }
 
-func (c *cli) open(ctx context.Context) (*Migrator, error) {
+// open opens the migrator for a command; extra adds options such as
+// WithReadOnly.
+func (c *cli) open(ctx context.Context, extra ...Option) (*Migrator, error) {
 	if _, err := os.Stat(c.dir); err != nil {
 		return nil, cmdline.Usagef("--dir %q: %v; accepted: a directory of NUMBER_name.sql migrations", c.dir, errors.Unwrap(err))
 	}
-	m, err := Open(ctx, c.db, os.DirFS(c.dir), WithLockTimeout(c.lockTimeout), WithNow(func() time.Time { return time.Now() }))
-	if errors.Is(err, ErrNoMigrations) {
+	opts := []Option{WithLockTimeout(c.lockTimeout), WithNow(time.Now)}
+	if c.allowIrreversible {
+		opts = append(opts, WithAllowIrreversible())
+	}
+	m, err := Open(ctx, c.db, os.DirFS(c.dir), append(opts, extra...)...)
+	switch {
+	case errors.Is(err, ErrNoMigrations):
 		return nil, cmdline.Usagef("--dir %q: %v", c.dir, err)
+	case errors.Is(err, ErrNoDatabase):
+		return nil, &cmdline.UsageError{Msg: err.Error(), Err: err}
 	}
 	return m, err
 }

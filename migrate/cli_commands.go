@@ -76,15 +76,28 @@ func (c *cli) printReport(rep *Report, err error) {
 				line += " (kept from " + s.TakenAt.Format(time.RFC3339) + ", before an earlier attempt)"
 			}
 		}
+		if a.Irreversible {
+			if rep.Direction == "up" {
+				line += "; IRREVERSIBLE: no Down section, applied because of --allow-irreversible"
+			} else {
+				line += "; IRREVERSIBLE: no Down section ran, so its changes remain; only the record that it was applied is gone (--allow-irreversible)"
+			}
+		}
 		fmt.Fprintln(c.stdout, line)
 	}
 	if f := rep.Failed; f != nil {
 		fmt.Fprintf(c.stdout, "FAIL  %-4s %s: %s\n", rep.Direction, f.File, f.Error)
+		// What is true now differs by direction: a failed up leaves the
+		// migration pending, a failed down leaves it applied.
 		switch {
+		case f.RolledBack && rep.Direction == "up":
+			fmt.Fprintf(c.stdout, "      rolled back: nothing of %s remains; it is still pending\n", f.File)
 		case f.RolledBack:
-			fmt.Fprintf(c.stdout, "      rolled back: nothing of %s remains\n", f.File)
+			fmt.Fprintf(c.stdout, "      the failed down was rolled back: %s is still applied and its schema is unchanged\n", f.File)
+		case len(f.Left) == 0 && rep.Direction == "up":
+			fmt.Fprintf(c.stdout, "      no schema change was left behind; %s is still pending\n", f.File)
 		case len(f.Left) == 0:
-			fmt.Fprintf(c.stdout, "      no schema change was left behind\n")
+			fmt.Fprintf(c.stdout, "      the failed down changed no schema: %s is still applied\n", f.File)
 		default:
 			fmt.Fprintf(c.stdout, "      NOT rolled back (no transactional DDL); changes left behind:\n")
 			for _, l := range f.Left {
@@ -103,7 +116,7 @@ func (c *cli) status(ctx context.Context, pos []string) (any, error) {
 	if err := c.args("status", pos); err != nil {
 		return nil, err
 	}
-	m, err := c.open(ctx)
+	m, err := c.open(ctx, WithReadOnly())
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +136,9 @@ func (c *cli) status(ctx context.Context, pos []string) (any, error) {
 			file := s.File
 			if len(s.Snapshot) > 0 {
 				file += " (snapshot " + strings.Join(s.Snapshot, ", ") + ")"
+			}
+			if s.Irreversible {
+				file += " (irreversible: no Down section)"
 			}
 			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", s.Version, s.State, s.Phase, at, file)
 		}
@@ -221,7 +237,11 @@ func (c *cli) snapshot(ctx context.Context, pos []string) (any, error) {
 			return nil, err
 		}
 	}
-	m, err := c.open(ctx)
+	var extra []Option
+	if pos[0] == "list" {
+		extra = append(extra, WithReadOnly())
+	}
+	m, err := c.open(ctx, extra...)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package migrate
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -190,5 +191,93 @@ func TestMainRedactsPasswords(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// writeMigrations writes name/content pairs into a new directory.
+func writeMigrations(t *testing.T, kv ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for i := 0; i+1 < len(kv); i += 2 {
+		if err := os.WriteFile(filepath.Join(dir, kv[i]), []byte(kv[i+1]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestMainStatusChangesNothing(t *testing.T) {
+	dir := writeMigrations(t, "00001_users.sql", usersV1)
+	path := filepath.Join(t.TempDir(), "app.db")
+	code, _, stderr := run(t, "status", "--db", "sqlite:"+path, "--dir", dir)
+	if code != cmdline.ExitUsage || !strings.Contains(stderr, path) || !strings.Contains(stderr, "does not exist") {
+		t.Errorf("status of a missing file: exit %d, stderr %q; want a usage error naming %s", code, stderr, path)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("status created %s: %v", path, err)
+	}
+	for _, args := range [][]string{{"snapshot", "list"}} {
+		if code, _, _ := run(t, append(args, "--db", "sqlite:"+path, "--dir", dir)...); code != cmdline.ExitUsage {
+			t.Errorf("%v of a missing file: exit %d, want %d", args, code, cmdline.ExitUsage)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%v created %s: %v", args, path, err)
+		}
+	}
+}
+
+func TestMainIrreversible(t *testing.T) {
+	dir := writeMigrations(t,
+		"00001_users.sql", usersV1,
+		"00002_nick.sql", "-- +goose Up\nALTER TABLE users ADD COLUMN nick VARCHAR(50);\n",
+	)
+	db := "sqlite:" + filepath.Join(t.TempDir(), "app.db")
+	code, stdout, stderr := run(t, "up", "--db", db, "--dir", dir)
+	if code != cmdline.ExitError || !strings.Contains(stderr, "00002_nick.sql") || !strings.Contains(stderr, "--allow-irreversible") {
+		t.Errorf("up: exit %d, stdout %q, stderr %q; want a refusal naming 00002_nick.sql and --allow-irreversible", code, stdout, stderr)
+	}
+	code, stdout, _ = run(t, "status", "--db", db, "--dir", dir)
+	if code != cmdline.ExitOK || strings.Contains(stdout, "applied ") || !strings.Contains(stdout, "00002_nick.sql (irreversible: no Down section)") {
+		t.Errorf("status after the refused up: exit %d\n%s\nwant nothing applied and 00002 marked irreversible", code, stdout)
+	}
+	code, stdout, stderr = run(t, "up", "--db", db, "--dir", dir, "--allow-irreversible", "--json")
+	var rep struct {
+		OK      bool
+		Applied []Applied
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("up --json: %v\n%s%s", err, stdout, stderr)
+	}
+	if code != cmdline.ExitOK || len(rep.Applied) != 2 || rep.Applied[0].Irreversible || !rep.Applied[1].Irreversible {
+		t.Errorf("up --allow-irreversible --json: exit %d, %+v; want 00002 marked irreversible", code, rep)
+	}
+	code, stdout, _ = run(t, "down", "--db", db, "--dir", dir, "--allow-irreversible")
+	if code != cmdline.ExitOK || !strings.Contains(stdout, "IRREVERSIBLE") {
+		t.Errorf("down --allow-irreversible: exit %d\n%s\nwant the line marked IRREVERSIBLE", code, stdout)
+	}
+}
+
+func TestMainFailedDown(t *testing.T) {
+	dir := writeMigrations(t, "00001_t.sql", "-- +goose Up\nCREATE TABLE t (id INTEGER);\n-- +goose Down\nDROP TABLE no_such_table;\n")
+	db := "sqlite:" + filepath.Join(t.TempDir(), "app.db")
+	if code, stdout, stderr := run(t, "up", "--db", db, "--dir", dir); code != cmdline.ExitOK {
+		t.Fatalf("up: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, _ := run(t, "down", "--db", db, "--dir", dir)
+	if code != cmdline.ExitError || strings.Contains(stdout, "nothing of") ||
+		!strings.Contains(stdout, "00001_t.sql is still applied") || !strings.Contains(stdout, "database version: 1") {
+		t.Errorf("failed down: exit %d\n%s\nwant it to say 00001_t.sql is still applied", code, stdout)
+	}
+}
+
+func TestMainVerifyFailingDown(t *testing.T) {
+	dir := writeMigrations(t,
+		"00001_t.sql", "-- +goose Up\nCREATE TABLE t (id INTEGER);\n-- +goose Down\nDROP TABLE t;\n",
+		"00002_u.sql", "-- +goose Up\nCREATE TABLE u (id INTEGER);\n-- +goose Down\nDROP TABLEX u;\n",
+	)
+	code, stdout, _ := run(t, "verify", "--dir", dir)
+	if code != cmdline.ExitError || !strings.Contains(stdout, "FAIL  00002_u.sql (version 2): down failed:") ||
+		!strings.Contains(stdout, "TABLEX") || !strings.Contains(stdout, "verify: 1 of 2 migrations round-trip") {
+		t.Errorf("verify with a broken down: exit %d\n%s\nwant a FAIL line for 00002_u.sql and 1 of 2", code, stdout)
 	}
 }
