@@ -9,9 +9,16 @@ import (
 // pgx does in its own errors.
 const redacted = "xxxxx"
 
-// passwordParamRE finds password parameters in a query string
-// (?password=…&) or a keyword/value connection string (password='…').
-var passwordParamRE = regexp.MustCompile(`(?i)(^|[?&\s;])((?:ssl)?pass(?:word|wd)?|pwd)=('(?:[^'\\]|\\.)*'?|[^&\s;]*)`)
+var (
+	// passwordParamRE finds password parameters in a query string
+	// (?password=…&) or a keyword/value connection string (password='…').
+	passwordParamRE = regexp.MustCompile(`(?i)(^|[?&\s;])((?:ssl)?pass(?:word|wd)?|pwd)=('(?:[^'\\]|\\.)*'?|[^&\s;]*)`)
+	// schemeRE matches a URL's scheme and "://".
+	schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
+	// hostRE matches what follows a URL's user information: hosts and
+	// ports (several, for PostgreSQL), then the path, query or end.
+	hostRE = regexp.MustCompile(`^[A-Za-z0-9.\-_\[\]:%,]*(?:[/?#]|$)`)
+)
 
 // Redact returns a database address with its password replaced by xxxxx,
 // for every message, log line and JSON answer that shows one. It knows
@@ -25,26 +32,30 @@ func Redact(dsn string) string {
 		return dsn
 	}
 	dsn = passwordParamRE.ReplaceAllString(dsn, "${1}${2}="+redacted)
-	start := 0
-	if i := strings.Index(dsn, "://"); i >= 0 {
-		start = i + len("://")
-	}
-	rest := dsn[start:]
-	// The user information ends at the last @ of the address part: the
-	// part before the query string in a URL, the part before the
-	// database's slash in a driver DSN. A password may itself hold an @.
-	end := len(rest)
-	if start > 0 {
-		if q := strings.IndexByte(rest, '?'); q >= 0 && strings.Contains(rest[:q], "@") {
-			end = q
+	start, at := 0, -1
+	if m := schemeRE.FindStringIndex(dsn); m != nil {
+		// A URL: the user information ends at the last @ that is followed
+		// by a host. A password may hold @, ? or / unescaped; an @ in the
+		// query string at worst hides the host too.
+		start = m[1]
+		for i := len(dsn) - 1; i >= start; i-- {
+			if dsn[i] == '@' && hostRE.MatchString(dsn[i+1:]) {
+				at = i
+				break
+			}
 		}
-	} else if s := strings.LastIndexByte(rest, '/'); s >= 0 {
-		end = s
 	}
-	at := strings.LastIndexByte(rest[:end], '@')
+	if s := strings.LastIndexByte(dsn, '/'); at < 0 && s >= 0 {
+		// A Go MySQL driver DSN (or what only looked like a URL), split
+		// as the driver splits it: the database after the last slash,
+		// the user information before the last @ ahead of it.
+		start, at = 0, strings.LastIndexByte(dsn[:s], '@')
+	}
 	if at < 0 {
 		return dsn
 	}
+	rest := dsn[start:]
+	at -= start
 	user, pw, ok := strings.Cut(rest[:at], ":")
 	if !ok || pw == "" || pw == redacted {
 		return dsn
