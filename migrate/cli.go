@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -140,6 +141,17 @@ func (c *cli) writeJSON(v any, err error) {
 	enc.Encode(m)
 }
 
+// flagCommands lists the commands an option that is not common to all
+// applies to; given to another command it would be silently ignored, so
+// it is refused.
+var flagCommands = map[string][]string{
+	"to":                 {"up", "down"},
+	"allow-irreversible": {"up", "down"},
+	"phase":              {"create"},
+	"now":                {"create", "lint"},
+	"usage":              {"lint"},
+}
+
 // parse reads options, which may come before, between or after positional
 // arguments.
 func (c *cli) parse(cmd string, args []string) ([]string, error) {
@@ -157,6 +169,15 @@ func (c *cli) parse(cmd string, args []string) ([]string, error) {
 	pos, err := cmdline.Parse(fs, args)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	var misplaced error
+	fs.Visit(func(f *flag.Flag) {
+		if cmds, ok := flagCommands[f.Name]; ok && !slices.Contains(cmds, cmd) && misplaced == nil {
+			misplaced = cmdline.Usagef("%s: --%s applies to %s only", cmd, f.Name, strings.Join(cmds, " and "))
+		}
+	})
+	if misplaced != nil {
+		return nil, misplaced
 	}
 	if c.lockTimeout, err = time.ParseDuration(*lockTimeout); err != nil || c.lockTimeout < time.Second {
 		return nil, cmdline.Usagef("--lock-timeout %q: accepted: a duration of 1s or more, such as 30s or 5m", *lockTimeout)

@@ -40,6 +40,8 @@ func TestMainBadInput(t *testing.T) {
 		{"snapshot without subcommand", []string{"snapshot"}, []string{"accepted: list, restore VERSION"}},
 		{"snapshot restore bad version", []string{"snapshot", "restore", "v3", "--db", db}, []string{`"v3"`, "accepted"}},
 		{"unknown flag", []string{"up", "--force"}, []string{"-force"}},
+		{"option of another command", []string{"status", "--allow-irreversible"}, []string{"--allow-irreversible applies to up and down only"}},
+		{"to for verify", []string{"verify", "--to", "3"}, []string{"--to applies to up and down only"}},
 		{"missing usage file", []string{"lint", "--dir", "../examples/migrations", "--usage", filepath.Join(dir, "none.log")}, []string{"--usage", "none.log"}},
 	}
 	for _, tt := range tests {

@@ -5,7 +5,17 @@
 // (Lint), and data migrations snapshot the rows they touch (Snapshot).
 //
 // SQLite (modernc), PostgreSQL (pgx) and MySQL/MariaDB are supported,
-// chosen by a URL: sqlite:./app.db, postgres://…, mysql://….
+// chosen by a URL (Open: sqlite:./app.db, postgres://…, mysql://…) or
+// given as an open *sql.DB and its Dialect (OpenDB). A migration without
+// a Down section is refused by Up and Down unless WithAllowIrreversible;
+// a password in a URL never reaches a message (Redact).
+//
+// Files: migrate.go (Open, the lock), options.go, run.go (Up, Down,
+// Status, the journal), verify.go, snapshot.go, source.go (parsing
+// migration files), lint.go (the rules), ddl.go (the DDL simulator lint
+// replays Up sections through), narrowing.go (type changes), sqltok.go,
+// usage.go (query logs), schema*.go (schema dumps), dburl.go and
+// redact.go (database addresses), cli.go and cli_commands.go.
 package migrate
 
 import (
