@@ -285,3 +285,21 @@ func TestLintAnnotations(t *testing.T) {
 		})
 	}
 }
+
+// TestUsageLogLongLine: a statement longer than the read buffer is still
+// read whole.
+func TestUsageLogLongLine(t *testing.T) {
+	long := "SELECT legacy FROM users WHERE id IN (" + strings.Repeat("1,", 1<<20) + "1)"
+	for _, log := range []string{
+		"2026-01-01T00:00:00Z\t" + long + "\n",
+		"/usr/sbin/mysqld, Version: 8.0.36. started with:\n2026-01-01T00:00:00.000000Z\t   12 Query\t" + long + "\n",
+	} {
+		s := newUsageScan(usageObjects)
+		if err := s.read("log", strings.NewReader(log)); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if _, ok := s.lastUse[UsageObject{Table: "users", Column: "legacy"}]; !ok || s.entries != 1 {
+			t.Errorf("%d entries, uses %v; want the one long statement to use users.legacy", s.entries, s.lastUse)
+		}
+	}
+}
