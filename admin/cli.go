@@ -15,17 +15,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/a8e2c47e/switchback/cmdline"
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/guard"
 	"github.com/a8e2c47e/switchback/printable"
-)
-
-// Exit codes of RunCLI.
-const (
-	ExitOK    = 0
-	ExitError = 1 // the API refused, or could not be reached
-	ExitUsage = 2 // the command line is wrong
 )
 
 // Commands returns the subcommands RunCLI knows, for registering each with
@@ -59,8 +53,8 @@ type CommandInfo struct {
 // order; rollout's first argument is its verb (start, status, pause,
 // resume, abort). env reads
 // SWITCHBACK_ADMIN and SWITCHBACK_TOKEN. It returns the process exit code:
-// ExitOK, ExitError when the API refused (its message and field go to
-// stderr) and ExitUsage for a bad command line.
+// cmdline.ExitOK, cmdline.ExitError when the API refused (its message
+// and field go to stderr) and cmdline.ExitUsage for a bad command line.
 //
 // Flags common to every command: --admin URL (default $SWITCHBACK_ADMIN or
 // http://127.0.0.1:9180), --token TOKEN (default $SWITCHBACK_TOKEN), --json
@@ -70,18 +64,18 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	if env == nil {
 		env = func(string) string { return "" }
 	}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 || cmdline.IsHelp(args[0]) {
 		cliUsage(stderr)
 		if len(args) == 0 {
-			return ExitUsage
+			return cmdline.ExitUsage
 		}
-		return ExitOK
+		return cmdline.ExitOK
 	}
 	cmd, ok := findCommand(args[0])
 	if !ok {
 		fmt.Fprintf(stderr, "switchback: unknown command %q\n\n", args[0])
 		cliUsage(stderr)
-		return ExitUsage
+		return cmdline.ExitUsage
 	}
 	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)
@@ -124,12 +118,12 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		fs.StringVar(&ro.steps, "steps", "", "start: the `PERCENTAGES` to go through, in increasing order, like 1,10,50,100")
 		fs.StringVar(&ro.bake, "bake", "", "start: how long each step holds before the next, a `DURATION` like 30m")
 	}
-	pos, err := parseInterleaved(fs, args[1:])
+	pos, err := cmdline.Parse(fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
-		return ExitOK
+		return cmdline.ExitOK
 	}
 	if err != nil {
-		return ExitUsage // the flag package has printed why
+		return cmdline.ExitUsage // the flag package has printed why
 	}
 	inv.wo.IfMatch = ifMatch
 
@@ -221,28 +215,6 @@ func cliUsage(w io.Writer) {
 	fmt.Fprintln(w, "\nchanges take --reason TEXT and --if-match VERSION; run switchback COMMAND -h for a command's flags")
 }
 
-// parseInterleaved lets flags come before, between or after the positional
-// arguments ("weights shop blue=70 green=30 --reason x"). Everything after
-// "--" is positional.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var rest []string
-	if i := slices.Index(args, "--"); i >= 0 {
-		args, rest = args[:i], args[i+1:]
-	}
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	return append(pos, rest...), nil
-}
-
 // invocation is one command being run.
 type invocation struct {
 	cmd    CommandInfo
@@ -256,7 +228,7 @@ type invocation struct {
 
 func (inv *invocation) usagef(format string, args ...any) int {
 	fmt.Fprintf(inv.stderr, "switchback %s: %s\nusage: switchback %s %s\n", inv.cmd.Name, fmt.Sprintf(format, args...), inv.cmd.Name, inv.cmd.Usage)
-	return ExitUsage
+	return cmdline.ExitUsage
 }
 
 func (inv *invocation) fail(err error) int {
@@ -267,10 +239,10 @@ func (inv *invocation) fail(err error) int {
 			msg += " (field: " + oneLine(ae.Field) + ")"
 		}
 		fmt.Fprintf(inv.stderr, "switchback %s: %s [HTTP %d]\n", inv.cmd.Name, msg, ae.Status)
-		return ExitError
+		return cmdline.ExitError
 	}
 	fmt.Fprintf(inv.stderr, "switchback %s: %s\n", inv.cmd.Name, oneLine(err.Error()))
-	return ExitError
+	return cmdline.ExitError
 }
 
 // print writes the API's JSON with --json, text otherwise.
@@ -282,10 +254,10 @@ func (inv *invocation) print(text func(io.Writer)) int {
 		} else {
 			fmt.Fprintln(inv.stdout, buf.String())
 		}
-		return ExitOK
+		return cmdline.ExitOK
 	}
 	text(inv.stdout)
-	return ExitOK
+	return cmdline.ExitOK
 }
 
 func (inv *invocation) state(d Deployment, err error) int {

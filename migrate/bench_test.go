@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"testing/fstest"
 )
@@ -91,4 +92,18 @@ UPDATE orders SET status = 'new' WHERE status = 'archived';
 		}
 		b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 	})
+}
+
+// BenchmarkUsageLogs reads one small log of each format, as lint does for
+// each --usage file: the per-log cost, not the per-line one, dominates.
+func BenchmarkUsageLogs(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, tt := range usageFormatCases {
+			s := newUsageScan(usageObjects)
+			if err := s.read("log", strings.NewReader(tt.log)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -52,13 +53,19 @@ func (d Dialect) transactionalDDL() bool { return d != MySQL }
 // Target is a parsed --db value.
 type Target struct {
 	Dialect Dialect
-	// DSN is what sql.Open receives for Dialect's driver.
+	// DSN is what sql.Open receives for Dialect's driver. It holds the
+	// password: never show it.
 	DSN string
-	// URL is the value as the user wrote it, for messages.
+	// URL is the value as the user wrote it with the password replaced by
+	// xxxxx (Redact): the form every message shows.
 	URL string
 	// Database is the database name on PostgreSQL and MySQL, the file path on
 	// SQLite.
 	Database string
+
+	// raw is the value as written, password included, from which targets
+	// on the same server are derived.
+	raw string
 }
 
 // ParseTarget parses a --db value: sqlite:PATH, postgres://… (or
@@ -68,40 +75,60 @@ type Target struct {
 // accepted (it is what many configs and CI variables hold) and means the
 // same as its mysql:// form.
 func ParseTarget(raw string) (Target, error) {
-	if u, ok := mysqlURLFromDSN(raw); ok {
-		t, err := ParseTarget(u)
-		t.URL = u
-		return t, err
+	t, err := parseTarget(raw)
+	if err != nil {
+		return Target{}, err
 	}
+	t.URL = Redact(t.raw)
+	return t, nil
+}
+
+// parseTarget does ParseTarget's work; every error shows raw redacted.
+func parseTarget(raw string) (Target, error) {
+	if u, ok := mysqlURLFromDSN(raw); ok {
+		return parseTarget(u)
+	}
+	shown := Redact(raw)
 	scheme, rest, ok := strings.Cut(raw, ":")
 	if !ok || raw == "" {
-		return Target{}, fmt.Errorf("--db %q: missing scheme; accepted: %s", raw, acceptedDB)
+		return Target{}, fmt.Errorf("--db %q: missing scheme; accepted: %s", shown, acceptedDB)
 	}
 	switch strings.ToLower(scheme) {
 	case "sqlite", "sqlite3":
 		path := strings.TrimPrefix(rest, "//")
 		if path == "" {
-			return Target{}, fmt.Errorf("--db %q: empty SQLite path; accepted: sqlite:PATH such as sqlite:./app.db", raw)
+			return Target{}, fmt.Errorf("--db %q: empty SQLite path; accepted: sqlite:PATH such as sqlite:./app.db", shown)
 		}
-		return Target{Dialect: SQLite, DSN: sqliteDSN(path), URL: raw, Database: strings.SplitN(path, "?", 2)[0]}, nil
+		return Target{Dialect: SQLite, DSN: sqliteDSN(path), raw: raw, Database: strings.SplitN(path, "?", 2)[0]}, nil
 	case "postgres", "postgresql":
-		u, err := url.Parse(raw)
+		u, err := parseURL(raw)
 		if err != nil {
-			return Target{}, fmt.Errorf("--db %q: %w; accepted: %s", raw, err, acceptedDB)
+			return Target{}, fmt.Errorf("--db %q: %w; accepted: %s", shown, err, acceptedDB)
 		}
 		db := strings.TrimPrefix(u.Path, "/")
 		if u.Host == "" || db == "" {
-			return Target{}, fmt.Errorf("--db %q: host and database name are required; accepted: postgres://USER@HOST:PORT/DB", raw)
+			return Target{}, fmt.Errorf("--db %q: host and database name are required; accepted: postgres://USER@HOST:PORT/DB", shown)
 		}
-		return Target{Dialect: Postgres, DSN: raw, URL: raw, Database: db}, nil
+		return Target{Dialect: Postgres, DSN: raw, raw: raw, Database: db}, nil
 	case "mysql", "mariadb":
 		dsn, db, err := mysqlDSN(raw)
 		if err != nil {
 			return Target{}, err
 		}
-		return Target{Dialect: MySQL, DSN: dsn, URL: raw, Database: db}, nil
+		return Target{Dialect: MySQL, DSN: dsn, raw: raw, Database: db}, nil
 	}
-	return Target{}, fmt.Errorf("--db %q: unknown scheme %q; accepted: %s", raw, scheme, acceptedDB)
+	return Target{}, fmt.Errorf("--db %q: unknown scheme %q; accepted: %s", shown, scheme, acceptedDB)
+}
+
+// parseURL is url.Parse with an error that does not repeat the URL, which
+// may hold a password.
+func parseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return nil, ue.Err
+	}
+	return u, err
 }
 
 // sqliteDSN adds a busy timeout so that readers wait for a concurrent
@@ -118,13 +145,14 @@ func sqliteDSN(path string) string {
 }
 
 func mysqlDSN(raw string) (dsn, db string, err error) {
-	u, err := url.Parse(raw)
+	shown := Redact(raw)
+	u, err := parseURL(raw)
 	if err != nil {
-		return "", "", fmt.Errorf("--db %q: %w; accepted: mysql://USER@HOST:PORT/DB", raw, err)
+		return "", "", fmt.Errorf("--db %q: %w; accepted: mysql://USER@HOST:PORT/DB", shown, err)
 	}
 	db = strings.TrimPrefix(u.Path, "/")
 	if u.Host == "" || db == "" {
-		return "", "", fmt.Errorf("--db %q: host and database name are required; accepted: mysql://USER@HOST:PORT/DB", raw)
+		return "", "", fmt.Errorf("--db %q: host and database name are required; accepted: mysql://USER@HOST:PORT/DB", shown)
 	}
 	addr := u.Host
 	if u.Port() == "" {
@@ -141,7 +169,7 @@ func mysqlDSN(raw string) (dsn, db string, err error) {
 	}
 	dsn = fmt.Sprintf("%s@tcp(%s)/%s?%s", user, addr, db, q.Encode())
 	if _, err := mysql.ParseDSN(dsn); err != nil {
-		return "", "", fmt.Errorf("--db %q: %w; accepted: mysql://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAM=VALUE]", raw, err)
+		return "", "", fmt.Errorf("--db %q: %w; accepted: mysql://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAM=VALUE]", shown, err)
 	}
 	return dsn, db, nil
 }
@@ -174,15 +202,8 @@ func (t Target) withDatabase(name string) (Target, error) {
 	switch t.Dialect {
 	case SQLite:
 		return ParseTarget("sqlite:" + name)
-	case Postgres:
-		u, err := url.Parse(t.URL)
-		if err != nil {
-			return Target{}, fmt.Errorf("parse %q: %w", t.URL, err)
-		}
-		u.Path = "/" + name
-		return ParseTarget(u.String())
 	default:
-		u, err := url.Parse(t.URL)
+		u, err := parseURL(t.raw)
 		if err != nil {
 			return Target{}, fmt.Errorf("parse %q: %w", t.URL, err)
 		}

@@ -78,7 +78,7 @@ func scratch(t testing.TB, base Target) Target {
 // openMigrator opens a Migrator closed when the test ends.
 func openMigrator(t testing.TB, tg Target, fsys fs.FS, opts ...Option) *Migrator {
 	t.Helper()
-	m, err := Open(context.Background(), tg.URL, fsys, opts...)
+	m, err := Open(context.Background(), tg.raw, fsys, opts...)
 	if err != nil {
 		t.Fatalf("open migrator: %v", err)
 	}

@@ -32,45 +32,48 @@ func migration(phase, up string) string {
 	return head + "-- +goose Up\n" + up + "\n-- +goose Down\nSELECT 1;\n"
 }
 
+// destructiveCases are Up sections after lintBase and what Lint says of
+// them; they also seed FuzzTokenize and FuzzDDL.
+var destructiveCases = []struct {
+	name string
+	up   string
+	// want is a fragment of the finding's message; empty means no
+	// finding.
+	want string
+}{
+	{"drop table", "DROP TABLE users;", "DROP TABLE users"},
+	{"drop table if exists", "DROP TABLE IF EXISTS public.users CASCADE;", "DROP TABLE users"},
+	{"drop column", "ALTER TABLE users DROP COLUMN legacy;", "DROP COLUMN users.legacy"},
+	{"mysql drop without COLUMN", "ALTER TABLE users DROP legacy;", "DROP COLUMN users.legacy"},
+	{"rename table", "ALTER TABLE users RENAME TO people;", "RENAME of table users"},
+	{"mysql rename table", "RENAME TABLE users TO people;", "RENAME TABLE users TO people"},
+	{"rename column", "ALTER TABLE users RENAME COLUMN legacy TO old;", "RENAME of column users.legacy"},
+	{"mysql change renames", "ALTER TABLE users CHANGE legacy old TEXT;", "RENAME of column users.legacy"},
+	{"narrow varchar", "ALTER TABLE users ALTER COLUMN name TYPE VARCHAR(50);", "narrows"},
+	{"narrow bigint", "ALTER TABLE users ALTER COLUMN id SET DATA TYPE INTEGER;", "narrows"},
+	{"mysql modify narrows", "ALTER TABLE users MODIFY email VARCHAR(20);", "narrows"},
+	{"text to int narrows", "ALTER TABLE users ALTER COLUMN legacy TYPE INTEGER USING legacy::integer;", "narrows"},
+	{"unknown column type change", "ALTER TABLE users ALTER COLUMN nope TYPE TEXT;", "cannot be shown to be widening"},
+	{"add not null without default", "ALTER TABLE users ADD COLUMN plan TEXT NOT NULL;", "NOT NULL without a DEFAULT"},
+	{"set not null", "ALTER TABLE users ALTER COLUMN email SET NOT NULL;", "SET NOT NULL on users.email"},
+	{"mysql modify not null", "ALTER TABLE users MODIFY email VARCHAR(255) NOT NULL;", "NOT NULL without a DEFAULT"},
+	{"drop constraint is fine", "ALTER TABLE users DROP CONSTRAINT users_name_key;", ""},
+	{"drop index is fine", "DROP INDEX users_email_idx;", ""},
+	{"add nullable column is fine", "ALTER TABLE users ADD COLUMN plan TEXT;", ""},
+	{"add not null with default is fine", "ALTER TABLE users ADD COLUMN plan TEXT NOT NULL DEFAULT 'free';", ""},
+	{"widen varchar is fine", "ALTER TABLE users ALTER COLUMN name TYPE VARCHAR(200);", ""},
+	{"varchar to text is fine", "ALTER TABLE users ALTER COLUMN name TYPE TEXT;", ""},
+	{"int to bigint is fine", "ALTER TABLE users MODIFY score BIGINT;", ""},
+	{"set not null after default is fine", "ALTER TABLE users ALTER COLUMN email SET DEFAULT '';\nALTER TABLE users ALTER COLUMN email SET NOT NULL;", ""},
+	{"drop in a string is fine", "INSERT INTO users (id, name) VALUES (1, 'DROP TABLE users');", ""},
+	{"create table is fine", "CREATE TABLE t (id INTEGER NOT NULL);", ""},
+}
+
 func TestLintDestructive(t *testing.T) {
-	tests := []struct {
-		name string
-		up   string
-		// want is a fragment of the finding's message; empty means no
-		// finding.
-		want string
-	}{
-		{"drop table", "DROP TABLE users;", "DROP TABLE users"},
-		{"drop table if exists", "DROP TABLE IF EXISTS public.users CASCADE;", "DROP TABLE users"},
-		{"drop column", "ALTER TABLE users DROP COLUMN legacy;", "DROP COLUMN users.legacy"},
-		{"mysql drop without COLUMN", "ALTER TABLE users DROP legacy;", "DROP COLUMN users.legacy"},
-		{"rename table", "ALTER TABLE users RENAME TO people;", "RENAME of table users"},
-		{"mysql rename table", "RENAME TABLE users TO people;", "RENAME TABLE users TO people"},
-		{"rename column", "ALTER TABLE users RENAME COLUMN legacy TO old;", "RENAME of column users.legacy"},
-		{"mysql change renames", "ALTER TABLE users CHANGE legacy old TEXT;", "RENAME of column users.legacy"},
-		{"narrow varchar", "ALTER TABLE users ALTER COLUMN name TYPE VARCHAR(50);", "narrows"},
-		{"narrow bigint", "ALTER TABLE users ALTER COLUMN id SET DATA TYPE INTEGER;", "narrows"},
-		{"mysql modify narrows", "ALTER TABLE users MODIFY email VARCHAR(20);", "narrows"},
-		{"text to int narrows", "ALTER TABLE users ALTER COLUMN legacy TYPE INTEGER USING legacy::integer;", "narrows"},
-		{"unknown column type change", "ALTER TABLE users ALTER COLUMN nope TYPE TEXT;", "cannot be shown to be widening"},
-		{"add not null without default", "ALTER TABLE users ADD COLUMN plan TEXT NOT NULL;", "NOT NULL without a DEFAULT"},
-		{"set not null", "ALTER TABLE users ALTER COLUMN email SET NOT NULL;", "SET NOT NULL on users.email"},
-		{"mysql modify not null", "ALTER TABLE users MODIFY email VARCHAR(255) NOT NULL;", "NOT NULL without a DEFAULT"},
-		{"drop constraint is fine", "ALTER TABLE users DROP CONSTRAINT users_name_key;", ""},
-		{"drop index is fine", "DROP INDEX users_email_idx;", ""},
-		{"add nullable column is fine", "ALTER TABLE users ADD COLUMN plan TEXT;", ""},
-		{"add not null with default is fine", "ALTER TABLE users ADD COLUMN plan TEXT NOT NULL DEFAULT 'free';", ""},
-		{"widen varchar is fine", "ALTER TABLE users ALTER COLUMN name TYPE VARCHAR(200);", ""},
-		{"varchar to text is fine", "ALTER TABLE users ALTER COLUMN name TYPE TEXT;", ""},
-		{"int to bigint is fine", "ALTER TABLE users MODIFY score BIGINT;", ""},
-		{"set not null after default is fine", "ALTER TABLE users ALTER COLUMN email SET DEFAULT '';\nALTER TABLE users ALTER COLUMN email SET NOT NULL;", ""},
-		{"drop in a string is fine", "INSERT INTO users (id, name) VALUES (1, 'DROP TABLE users');", ""},
-		{"create table is fine", "CREATE TABLE t (id INTEGER NOT NULL);", ""},
-	}
-	for _, tt := range tests {
+	for _, tt := range destructiveCases {
 		t.Run(tt.name, func(t *testing.T) {
 			fsys := files("00001_base.sql", lintBase, "00002_change.sql", migration("expand", tt.up))
-			rep, err := Lint(fsys, WithLintNow(func() time.Time { return lintNow }))
+			rep, err := Lint(fsys, WithNow(func() time.Time { return lintNow }))
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("Lint = %v, want no findings: %v", err, rep.Findings)
@@ -89,7 +92,7 @@ func TestLintDestructive(t *testing.T) {
 			// The same statement is allowed in a contract migration (its
 			// usage is checked separately).
 			fsys["00002_change.sql"].Data = []byte(migration("contract", tt.up))
-			rep, _ = Lint(fsys, WithLintNow(func() time.Time { return lintNow }))
+			rep, _ = Lint(fsys, WithNow(func() time.Time { return lintNow }))
 			if slices.ContainsFunc(rep.Findings, func(f Finding) bool { return f.Rule == "destructive" }) {
 				t.Errorf("contract migration still flagged destructive: %v", rep.Findings)
 			}
@@ -134,7 +137,7 @@ func TestLintUsage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fsys := files("00001_base.sql", lintBase, "00002_drop.sql", contract)
-			opts := []LintOption{WithLintNow(func() time.Time { return lintNow })}
+			opts := []Option{WithNow(func() time.Time { return lintNow })}
 			if tt.log != "" {
 				opts = append(opts, WithUsage("usage.log", strings.NewReader(tt.log)))
 			}
@@ -155,63 +158,65 @@ func TestLintUsage(t *testing.T) {
 	}
 }
 
-func TestLintUsageFormats(t *testing.T) {
-	// Each log: covers 2026-01-01..2026-03-01, last use of users.legacy
-	// on the given day.
-	tests := []struct {
-		name     string
-		log      string
-		wantRule string
-	}{
-		{
-			name: "postgres csvlog, unused",
-			log: `2026-01-01 00:00:01.000 UTC,"app","prod",101,"10.0.0.1:5000",65a1,1,"SELECT",2026-01-01 00:00:00 UTC,3/1,0,LOG,00000,"statement: SELECT legacy FROM users",,,,,,,,,"psql","client backend",,0
+// usageFormatCases are one log of each format. Each covers
+// 2026-01-01..2026-03-01; wantRule says whether users.legacy was used in
+// the last 30 days. They also seed the usage-log fuzz targets.
+var usageFormatCases = []struct {
+	name     string
+	log      string
+	wantRule string
+}{
+	{
+		name: "postgres csvlog, unused",
+		log: `2026-01-01 00:00:01.000 UTC,"app","prod",101,"10.0.0.1:5000",65a1,1,"SELECT",2026-01-01 00:00:00 UTC,3/1,0,LOG,00000,"statement: SELECT legacy FROM users",,,,,,,,,"psql","client backend",,0
 2026-02-28 23:00:00.000 UTC,"app","prod",101,"10.0.0.1:5000",65a1,2,"SELECT",2026-01-01 00:00:00 UTC,3/2,0,LOG,00000,"execute <unnamed>: SELECT id,
     name FROM users",,,,,,,,,"app","client backend",,0
 2026-03-01 11:00:00.000 UTC,,,90,,65a2,1,,2026-03-01 11:00:00 UTC,,0,LOG,00000,"checkpoint complete",,,,,,,,,"","checkpointer",,0
 `,
-		},
-		{
-			name: "postgres csvlog, used",
-			log: `2026-01-01 00:00:01.000 UTC,"app","prod",101,"10.0.0.1:5000",65a1,1,"SELECT",2026-01-01 00:00:00 UTC,3/1,0,LOG,00000,"statement: SELECT 1",,,,,,,,,"psql","client backend",,0
+	},
+	{
+		name: "postgres csvlog, used",
+		log: `2026-01-01 00:00:01.000 UTC,"app","prod",101,"10.0.0.1:5000",65a1,1,"SELECT",2026-01-01 00:00:00 UTC,3/1,0,LOG,00000,"statement: SELECT 1",,,,,,,,,"psql","client backend",,0
 2026-02-20 10:00:00.000 UTC,"app","prod",101,"10.0.0.1:5000",65a1,2,"SELECT",2026-01-01 00:00:00 UTC,3/2,0,LOG,00000,"duration: 0.051 ms  statement: SELECT ""legacy""
     FROM users",,,,,,,,,"app","client backend",,0
 2026-03-01 11:00:00.000 UTC,,,90,,65a2,1,,2026-03-01 11:00:00 UTC,,0,LOG,00000,"checkpoint complete",,,,,,,,,"","checkpointer",,0
 `,
-			wantRule: "used-recently",
-		},
-		{
-			name: "mysql 8 general log, used",
-			log: "/usr/sbin/mysqld, Version: 8.0.36 (MySQL Community Server - GPL). started with:\n" +
-				"Tcp port: 3306  Unix socket: /var/run/mysqld/mysqld.sock\n" +
-				"Time                 Id Command    Argument\n" +
-				"2026-01-01T00:00:00.000000Z\t   12 Connect\troot@localhost on prod using TCP/IP\n" +
-				"2026-02-25T08:00:00.000000Z\t   12 Query\tSELECT id,\n    legacy FROM users\n" +
-				"2026-03-01T11:00:00.000000Z\t   12 Quit\t\n",
-			wantRule: "used-recently",
-		},
-		{
-			name: "mariadb general log, unused",
-			log: "/usr/sbin/mariadbd, Version: 10.11.6-MariaDB-0+deb12u1-log (Debian 12). started with:\n" +
-				"Tcp port: 3306  Unix socket: /run/mysqld/mysqld.sock\n" +
-				"Time\t\t    Id Command\tArgument\n" +
-				"260101  0:00:00\t    12 Query\tSELECT legacy FROM users\n" +
-				"\t\t    12 Query\tSELECT 1\n" +
-				"260301 11:00:00\t    13 Connect\troot@localhost on prod\n" +
-				"\t\t    13 Query\tSELECT id FROM users\n",
-		},
-		{
-			name: "tab separated, used",
-			log: "2026-01-01T00:00:00Z\tSELECT 1\n" +
-				"2026-02-27T00:00:00Z\tUPDATE users SET legacy = NULL\n" +
-				"2026-03-01T11:00:00Z\tSELECT 1\n",
-			wantRule: "used-recently",
-		},
-	}
-	for _, tt := range tests {
+		wantRule: "used-recently",
+	},
+	{
+		name: "mysql 8 general log, used",
+		log: "/usr/sbin/mysqld, Version: 8.0.36 (MySQL Community Server - GPL). started with:\n" +
+			"Tcp port: 3306  Unix socket: /var/run/mysqld/mysqld.sock\n" +
+			"Time                 Id Command    Argument\n" +
+			"2026-01-01T00:00:00.000000Z\t   12 Connect\troot@localhost on prod using TCP/IP\n" +
+			"2026-02-25T08:00:00.000000Z\t   12 Query\tSELECT id,\n    legacy FROM users\n" +
+			"2026-03-01T11:00:00.000000Z\t   12 Quit\t\n",
+		wantRule: "used-recently",
+	},
+	{
+		name: "mariadb general log, unused",
+		log: "/usr/sbin/mariadbd, Version: 10.11.6-MariaDB-0+deb12u1-log (Debian 12). started with:\n" +
+			"Tcp port: 3306  Unix socket: /run/mysqld/mysqld.sock\n" +
+			"Time\t\t    Id Command\tArgument\n" +
+			"260101  0:00:00\t    12 Query\tSELECT legacy FROM users\n" +
+			"\t\t    12 Query\tSELECT 1\n" +
+			"260301 11:00:00\t    13 Connect\troot@localhost on prod\n" +
+			"\t\t    13 Query\tSELECT id FROM users\n",
+	},
+	{
+		name: "tab separated, used",
+		log: "2026-01-01T00:00:00Z\tSELECT 1\n" +
+			"2026-02-27T00:00:00Z\tUPDATE users SET legacy = NULL\n" +
+			"2026-03-01T11:00:00Z\tSELECT 1\n",
+		wantRule: "used-recently",
+	},
+}
+
+func TestLintUsageFormats(t *testing.T) {
+	for _, tt := range usageFormatCases {
 		t.Run(tt.name, func(t *testing.T) {
 			fsys := files("00001_base.sql", lintBase, "00002_drop.sql", migration("contract", "ALTER TABLE users DROP COLUMN legacy;"))
-			rep, err := Lint(fsys, WithLintNow(func() time.Time { return lintNow }), WithUsage("log", strings.NewReader(tt.log)))
+			rep, err := Lint(fsys, WithNow(func() time.Time { return lintNow }), WithUsage("log", strings.NewReader(tt.log)))
 			if tt.wantRule == "" {
 				if err != nil {
 					t.Fatalf("Lint = %v: %v", err, rep.Findings)
@@ -247,7 +252,7 @@ func TestLintExampleMigrations(t *testing.T) {
 	// The sample log ends on 2026-02-20; the old column was last read on
 	// 2026-01-10.
 	now := time.Date(2026, 2, 20, 23, 0, 0, 0, time.UTC)
-	rep, err := Lint(os.DirFS("../examples/migrations"), WithLintNow(func() time.Time { return now }), WithUsage("usage.log", f))
+	rep, err := Lint(os.DirFS("../examples/migrations"), WithNow(func() time.Time { return now }), WithUsage("usage.log", f))
 	if err != nil {
 		t.Fatalf("Lint = %v: %v", err, rep.Findings)
 	}
@@ -278,5 +283,23 @@ func TestLintAnnotations(t *testing.T) {
 				t.Errorf("error %q does not name the file", err)
 			}
 		})
+	}
+}
+
+// TestUsageLogLongLine: a statement longer than the read buffer is still
+// read whole.
+func TestUsageLogLongLine(t *testing.T) {
+	long := "SELECT legacy FROM users WHERE id IN (" + strings.Repeat("1,", 1<<20) + "1)"
+	for _, log := range []string{
+		"2026-01-01T00:00:00Z\t" + long + "\n",
+		"/usr/sbin/mysqld, Version: 8.0.36. started with:\n2026-01-01T00:00:00.000000Z\t   12 Query\t" + long + "\n",
+	} {
+		s := newUsageScan(usageObjects)
+		if err := s.read("log", strings.NewReader(log)); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if _, ok := s.lastUse[UsageObject{Table: "users", Column: "legacy"}]; !ok || s.entries != 1 {
+			t.Errorf("%d entries, uses %v; want the one long statement to use users.legacy", s.entries, s.lastUse)
+		}
 	}
 }

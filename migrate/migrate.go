@@ -5,7 +5,17 @@
 // (Lint), and data migrations snapshot the rows they touch (Snapshot).
 //
 // SQLite (modernc), PostgreSQL (pgx) and MySQL/MariaDB are supported,
-// chosen by a URL: sqlite:./app.db, postgres://…, mysql://….
+// chosen by a URL (Open: sqlite:./app.db, postgres://…, mysql://…) or
+// given as an open *sql.DB and its Dialect (OpenDB). A migration without
+// a Down section is refused by Up and Down unless WithAllowIrreversible;
+// a password in a URL never reaches a message (Redact).
+//
+// Files: migrate.go (Open, the lock), options.go, run.go (Up, Down,
+// Status, the journal), verify.go, snapshot.go, source.go (parsing
+// migration files), lint.go (the rules), ddl.go (the DDL simulator lint
+// replays Up sections through), narrowing.go (type changes), sqltok.go,
+// usage.go (query logs), schema*.go (schema dumps), dburl.go and
+// redact.go (database addresses), cli.go and cli_commands.go.
 package migrate
 
 import (
@@ -14,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -27,58 +38,30 @@ import (
 	_ "modernc.org/sqlite"
 )
 
-// Option configures a Migrator. Options can fail: a bad value is reported
-// by New before anything touches the database.
-type Option interface {
-	apply(*config) error
-}
-
-type optionFunc func(*config) error
-
-func (f optionFunc) apply(c *config) error { return f(c) }
-
-type config struct {
-	now         func() time.Time
-	lockTimeout time.Duration
-}
-
-// WithNow sets the clock used for snapshot and journal timestamps.
-func WithNow(now func() time.Time) Option {
-	return optionFunc(func(c *config) error {
-		if now == nil {
-			return errors.New("now must not be nil")
-		}
-		c.now = now
-		return nil
-	})
-}
-
-// WithLockTimeout sets how long up, down and snapshot restore wait for a
-// concurrent migrator to release the migration lock. Default 5 minutes.
-func WithLockTimeout(d time.Duration) Option {
-	return optionFunc(func(c *config) error {
-		if d < time.Second {
-			return fmt.Errorf("lock timeout %s: accepted: 1s or more", d)
-		}
-		c.lockTimeout = d
-		return nil
-	})
-}
-
 // Migrator applies and rolls back the migrations of one directory on one
 // database. It is not safe for concurrent use; concurrent Migrators, in
 // this process or others, exclude each other with a database lock.
 type Migrator struct {
 	target     Target
 	db         *sql.DB
+	ownsDB     bool // opened by Open, so closed by Close
 	provider   *goose.Provider
 	locker     lock.SessionLocker
 	migrations []*Migration
 	cfg        config
 }
 
+var (
+	// ErrNoDatabase is returned by a read-only Open (WithReadOnly) of a
+	// SQLite file that does not exist: reading must not create it.
+	ErrNoDatabase = errors.New("migrate: database does not exist")
+	// ErrReadOnly is returned by Up, Down, Resolve and RestoreSnapshot on a
+	// Migrator opened WithReadOnly.
+	ErrReadOnly = errors.New("migrate: opened read-only")
+)
+
 // Open connects to the database named by dbURL (see ParseTarget) and
-// prepares the migrations in fsys.
+// prepares the migrations in fsys. Close closes the connection.
 func Open(ctx context.Context, dbURL string, fsys fs.FS, opts ...Option) (*Migrator, error) {
 	t, err := ParseTarget(dbURL)
 	if err != nil {
@@ -88,17 +71,21 @@ func Open(ctx context.Context, dbURL string, fsys fs.FS, opts ...Option) (*Migra
 }
 
 func open(ctx context.Context, t Target, fsys fs.FS, opts ...Option) (*Migrator, error) {
-	cfg := config{now: time.Now, lockTimeout: 5 * time.Minute}
-	for _, o := range opts {
-		if err := o.apply(&cfg); err != nil {
-			return nil, err
-		}
+	cfg, err := newConfig(useMigrator, opts)
+	if err != nil {
+		return nil, err
 	}
 	migrations, err := LoadMigrations(fsys)
 	if err != nil {
 		return nil, err
 	}
-	db, err := sql.Open(t.Dialect.driver(), t.DSN)
+	dsn := t.DSN
+	if t.Dialect == SQLite && cfg.readOnly {
+		if dsn, err = readOnlySQLite(t); err != nil {
+			return nil, err
+		}
+	}
+	db, err := sql.Open(t.Dialect.driver(), dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", t.Dialect, err)
 	}
@@ -106,24 +93,115 @@ func open(ctx context.Context, t Target, fsys fs.FS, opts ...Option) (*Migrator,
 		db.Close()
 		return nil, fmt.Errorf("connect to %s: %w", t.URL, err)
 	}
+	m, err := newMigrator(t, db, fsys, migrations, cfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	m.ownsDB = true
+	return m, nil
+}
+
+// readOnlySQLite returns a DSN that opens t's file read-only, or
+// ErrNoDatabase when there is no file: opening it for writing would create
+// it.
+func readOnlySQLite(t Target) (string, error) {
+	if _, err := os.Stat(t.Database); errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("--db %q: no file %s (%w); reading does not create one; accepted: an existing SQLite file (up creates it)", t.URL, t.Database, ErrNoDatabase)
+	} else if err != nil {
+		return "", fmt.Errorf("--db %q: %w", t.URL, err)
+	}
+	// SQLite reads mode=ro from a file: URI, which must escape what a
+	// path may hold and a URI may not.
+	path := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(t.Database)
+	dsn := "file:" + path + "?mode=ro"
+	if _, q, ok := strings.Cut(t.DSN, "?"); ok {
+		dsn += "&" + q
+	}
+	return dsn, nil
+}
+
+// OpenDB prepares the migrations in fsys for a database the caller has
+// already opened, as goose's NewProvider does. dialect says what db is
+// (SQLite, Postgres or MySQL); a SQLite database must be a file, since
+// the migration lock is a file beside it. Close leaves db open: it
+// belongs to the caller.
+func OpenDB(ctx context.Context, db *sql.DB, dialect Dialect, fsys fs.FS, opts ...Option) (*Migrator, error) {
+	if db == nil {
+		return nil, errors.New("OpenDB: db must not be nil")
+	}
+	switch dialect {
+	case SQLite, Postgres, MySQL:
+	default:
+		return nil, fmt.Errorf("OpenDB: dialect %q: accepted: %s, %s, %s", dialect, SQLite, Postgres, MySQL)
+	}
+	cfg, err := newConfig(useMigrator, opts)
+	if err != nil {
+		return nil, err
+	}
+	migrations, err := LoadMigrations(fsys)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.PingContext(ctx); err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", dialect, err)
+	}
+	t := Target{Dialect: dialect, URL: string(dialect)}
+	if dialect == SQLite {
+		if t.Database, err = sqliteFile(ctx, db); err != nil {
+			return nil, err
+		}
+		t.URL = "sqlite:" + t.Database
+	}
+	return newMigrator(t, db, fsys, migrations, cfg)
+}
+
+// sqliteFile returns the file of db's main database.
+func sqliteFile(ctx context.Context, db *sql.DB) (string, error) {
+	var file string
+	err := queryRows(ctx, db, "PRAGMA database_list", func(r *sql.Rows) error {
+		var seq int
+		var name, f string
+		if err := r.Scan(&seq, &name, &f); err != nil {
+			return err
+		}
+		if name == "main" {
+			file = f
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("OpenDB: find the SQLite file: %w", err)
+	}
+	if file == "" {
+		return "", errors.New("OpenDB: the SQLite database is in memory or temporary; accepted: a database file, since the migration lock is a file beside it")
+	}
+	return file, nil
+}
+
+func newMigrator(t Target, db *sql.DB, fsys fs.FS, migrations []*Migration, cfg config) (*Migrator, error) {
 	// The lock is held on a connection of our own, so goose itself runs
 	// without one: goose's locker on a second connection would wait for
 	// ours forever.
 	p, err := goose.NewProvider(t.Dialect.goose(), db, fsys, goose.WithDisableGlobalRegistry(true))
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("goose provider: %w", err)
 	}
 	locker, err := newLocker(t, cfg.lockTimeout)
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("locker: %w", err)
 	}
 	return &Migrator{target: t, db: db, provider: p, locker: locker, migrations: migrations, cfg: cfg}, nil
 }
 
-// Close closes the database connection.
-func (m *Migrator) Close() error { return m.db.Close() }
+// Close closes the database connection Open made; a database passed to
+// OpenDB stays open.
+func (m *Migrator) Close() error {
+	if !m.ownsDB {
+		return nil
+	}
+	return m.db.Close()
+}
 
 // DB returns the database handle, for callers that inspect what a
 // migration did.
@@ -165,6 +243,9 @@ var errNotNeeded = errors.New("migrate: nothing left to do")
 // is done (another migrator did it while this one waited), withLock
 // returns errNotNeeded without locking.
 func (m *Migrator) withLock(ctx context.Context, needed func(context.Context) (bool, error), fn func(ctx context.Context) error) (err error) {
+	if m.cfg.readOnly {
+		return ErrReadOnly
+	}
 	conn, err := m.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("lock connection: %w", err)

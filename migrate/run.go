@@ -42,6 +42,10 @@ type Applied struct {
 	File      string        `json:"file"`
 	Duration  time.Duration `json:"duration_ns"`
 	Snapshots []Snapshot    `json:"snapshots,omitempty"`
+	// Irreversible is true for a migration without a Down section, run
+	// because WithAllowIrreversible (--allow-irreversible) allowed it: an
+	// up that cannot be undone, or a down that only forgot the up.
+	Irreversible bool `json:"irreversible,omitempty"`
 }
 
 // Failure is the migration that stopped a run.
@@ -97,6 +101,9 @@ func (m *Migrator) Up(ctx context.Context, to int64) (*Report, error) {
 	if to == 0 {
 		to = m.migrations[len(m.migrations)-1].Version
 	}
+	if err := m.refuseIrreversible(ctx, "up", func(s Status) bool { return s.State != string(goose.StateApplied) && s.Version <= to }); err != nil {
+		return nil, err
+	}
 	rep := &Report{Direction: "up", Applied: []Applied{}}
 	pending := func(ctx context.Context) (bool, error) {
 		statuses, err := m.provider.Status(ctx)
@@ -136,6 +143,20 @@ func (m *Migrator) Down(ctx context.Context, to int64) (*Report, error) {
 			return nil, err
 		}
 	}
+	latest := true // only the latest applied migration is rolled back
+	if err := m.refuseIrreversible(ctx, "down", func(s Status) bool {
+		if s.State != string(goose.StateApplied) {
+			return false
+		}
+		if to < 0 {
+			ok := latest
+			latest = false
+			return ok
+		}
+		return s.Version > to
+	}); err != nil {
+		return nil, err
+	}
 	rep := &Report{Direction: "down", Applied: []Applied{}}
 	err := m.withLock(ctx, nil, func(ctx context.Context) error {
 		if err := m.prepare(ctx, rep); err != nil {
@@ -159,6 +180,60 @@ func (m *Migrator) Down(ctx context.Context, to int64) (*Report, error) {
 		}
 	})
 	return m.finish(ctx, rep, err)
+}
+
+// ErrIrreversible is returned by Up and Down, before they change anything,
+// when a migration they would run has no Down section and
+// WithAllowIrreversible was not given. The error is an *IrreversibleError
+// naming the files.
+var ErrIrreversible = errors.New("migrate: migration cannot be rolled back")
+
+// IrreversibleError names the migrations without a Down section that Up
+// or Down refused to run.
+type IrreversibleError struct {
+	Direction string   // up or down
+	Files     []string // in the order they would have run
+}
+
+func (e *IrreversibleError) Error() string {
+	files := strings.Join(e.Files, ", ")
+	if e.Direction == "down" {
+		return fmt.Sprintf("%s: no Down section (or an empty one), so rolling back would only forget it was applied and leave its changes in place; "+
+			"nothing was changed; pass --allow-irreversible to do that anyway", files)
+	}
+	return fmt.Sprintf("%s: no Down section (or an empty one), so it could never be rolled back; nothing was changed; "+
+		"write a Down that restores the schema (verify proves it), or pass --allow-irreversible to apply it anyway (the report records it)", files)
+}
+
+func (e *IrreversibleError) Unwrap() error { return ErrIrreversible }
+
+// refuseIrreversible returns an *IrreversibleError for the migrations
+// without a Down section that selected picks (walking Status newest first
+// for down, oldest first for up), unless they are allowed. It only reads.
+func (m *Migrator) refuseIrreversible(ctx context.Context, dir string, selected func(Status) bool) error {
+	if m.cfg.allowIrreversible {
+		return nil
+	}
+	statuses, err := m.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if dir == "down" {
+		slices.Reverse(statuses)
+	}
+	var files []string
+	for _, s := range statuses {
+		if !selected(s) {
+			continue
+		}
+		if mig := m.migration(s.Version); mig != nil && len(mig.Down) == 0 {
+			files = append(files, mig.File)
+		}
+	}
+	if len(files) > 0 {
+		return &IrreversibleError{Direction: dir, Files: files}
+	}
+	return nil
 }
 
 func (m *Migrator) finish(ctx context.Context, rep *Report, err error) (*Report, error) {
@@ -234,7 +309,7 @@ func (m *Migrator) step(ctx context.Context, rep *Report, mig *Migration, up boo
 	if err := m.startJournal(ctx, mig, dir, start); err != nil {
 		return err
 	}
-	done := Applied{Version: mig.Version, File: mig.File}
+	done := Applied{Version: mig.Version, File: mig.File, Irreversible: len(mig.Down) == 0}
 	fail := func(err error) error {
 		f := &Failure{Version: mig.Version, File: mig.File, Error: err.Error(), RolledBack: before == nil}
 		if before != nil {
@@ -305,13 +380,28 @@ type Status struct {
 	State     string    `json:"state"` // applied, pending or half-applied
 	AppliedAt time.Time `json:"applied_at,omitzero"`
 	Snapshot  []string  `json:"snapshot,omitempty"`
+	// Irreversible is true when the file has no Down section.
+	Irreversible bool `json:"irreversible,omitempty"`
 }
 
-// Status lists every migration and whether it is applied.
+// Status lists every migration and whether it is applied. It only reads:
+// on a database no migrator has touched it creates nothing (goose's own
+// Status would create its version table) and reports every migration
+// pending.
 func (m *Migrator) Status(ctx context.Context) ([]Status, error) {
-	statuses, err := m.provider.Status(ctx)
+	versioned, err := m.tableExists(ctx, goose.DefaultTablename)
 	if err != nil {
-		return nil, fmt.Errorf("status: %w", err)
+		return nil, err
+	}
+	var statuses []*goose.MigrationStatus
+	if versioned {
+		if statuses, err = m.provider.Status(ctx); err != nil {
+			return nil, fmt.Errorf("status: %w", err)
+		}
+	} else {
+		for _, mig := range m.migrations {
+			statuses = append(statuses, &goose.MigrationStatus{State: goose.StatePending, Source: &goose.Source{Version: mig.Version}})
+		}
 	}
 	var open []Interrupted
 	if ok, err := m.tableExists(ctx, stateTable); err != nil {
@@ -325,7 +415,7 @@ func (m *Migrator) Status(ctx context.Context) ([]Status, error) {
 	for _, st := range statuses {
 		s := Status{Version: st.Source.Version, State: string(st.State), AppliedAt: st.AppliedAt}
 		if mig := m.migration(st.Source.Version); mig != nil {
-			s.File, s.Phase, s.Snapshot = mig.File, mig.Phase, mig.Snapshot
+			s.File, s.Phase, s.Snapshot, s.Irreversible = mig.File, mig.Phase, mig.Snapshot, len(mig.Down) == 0
 		}
 		if slices.ContainsFunc(open, func(in Interrupted) bool { return in.Version == s.Version }) {
 			s.State = "half-applied"

@@ -44,7 +44,7 @@ func TestConcurrentUp(t *testing.T) {
 		errs := make([]error, runs)
 		for i := range runs {
 			wg.Go(func() {
-				m, err := Open(t.Context(), tg.URL, counted, WithLockTimeout(time.Minute))
+				m, err := Open(t.Context(), tg.raw, counted, WithLockTimeout(time.Minute))
 				if err != nil {
 					errs[i] = err
 					return

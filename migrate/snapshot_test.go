@@ -339,7 +339,7 @@ UPDATE customers SET name = 'renamed';
 SELECT 1;
 `
 	s := scratch(t, baseTarget(t, SQLite))
-	tg, err := ParseTarget(s.URL + "&_pragma=foreign_keys(1)")
+	tg, err := ParseTarget(s.raw + "&_pragma=foreign_keys(1)")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -117,7 +117,7 @@ func identByte(c byte) bool {
 
 // read detects the format of one log and feeds its entries to s.
 func (s *usageScan) read(name string, r io.Reader) error {
-	br := bufio.NewReaderSize(r, 1<<20)
+	br := bufio.NewReaderSize(r, 64<<10)
 	head, err := br.Peek(4096)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("--usage %s: %w", name, err)
@@ -172,7 +172,7 @@ func parseLogTime(s string) (time.Time, error) {
 
 func (s *usageScan) readTSV(name string, r io.Reader) error {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimRight(sc.Text(), "\r")
 		if strings.TrimSpace(line) == "" {
@@ -248,7 +248,7 @@ var (
 
 func (s *usageScan) readMySQL(name string, r io.Reader) error {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
 	var now time.Time
 	var cur strings.Builder
 	var curAt time.Time

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -96,8 +97,24 @@ func verify(ctx context.Context, t Target, fsys fs.FS, opts ...Option) (*VerifyR
 			if err != nil {
 				return err
 			}
+			// A migration that fails a step is this migration's failure,
+			// reported with the others; what it left would make later
+			// steps fail for the wrong reason, so verify stops there.
+			failed := func(what string, err error) error {
+				if !errors.Is(err, ErrMigrationFailed) || run.Failed == nil {
+					return fmt.Errorf("verify %s: %s: %w", mig.File, what, err)
+				}
+				reason := what + " failed: " + run.Failed.Error
+				if len(run.Failed.Left) > 0 {
+					reason += "; it left behind: " + strings.Join(run.Failed.Left, "; ")
+				}
+				rep.Failures = append(rep.Failures, VerifyFailure{Version: mig.Version, File: mig.File, Reason: reason})
+				rep.Checked = append(rep.Checked, res)
+				run.Failed = nil
+				return nil
+			}
 			if err := m.step(ctx, run, mig, true); err != nil {
-				return fmt.Errorf("verify %s: up: %w", mig.File, err)
+				return failed("up", err)
 			}
 			if len(mig.Down) == 0 {
 				rep.Failures = append(rep.Failures, VerifyFailure{Version: mig.Version, File: mig.File,
@@ -106,7 +123,7 @@ func verify(ctx context.Context, t Target, fsys fs.FS, opts ...Option) (*VerifyR
 				continue
 			}
 			if err := m.step(ctx, run, mig, false); err != nil {
-				return fmt.Errorf("verify %s: down: %w", mig.File, err)
+				return failed("down", err)
 			}
 			after, err := DumpSchema(ctx, t.Dialect, m.db)
 			if err != nil {
@@ -120,11 +137,13 @@ func verify(ctx context.Context, t Target, fsys fs.FS, opts ...Option) (*VerifyR
 				rep.Checked = append(rep.Checked, res)
 				return nil
 			}
+			if err := m.step(ctx, run, mig, true); err != nil {
+				// The down restored the schema but not all the up needs
+				// to run again (a row, a sequence): no round trip.
+				return failed("up after down", err)
+			}
 			res.OK = true
 			rep.Checked = append(rep.Checked, res)
-			if err := m.step(ctx, run, mig, true); err != nil {
-				return fmt.Errorf("verify %s: second up: %w", mig.File, err)
-			}
 		}
 		return nil
 	})

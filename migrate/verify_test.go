@@ -87,7 +87,7 @@ func TestVerifyGoodMigrations(t *testing.T) {
 			"00003_view.sql", viewV3,
 			"00004_trigger.sql", triggerV4[base.Dialect],
 		)
-		rep, err := Verify(t.Context(), base.URL, fsys)
+		rep, err := Verify(t.Context(), base.raw, fsys)
 		if err != nil {
 			t.Fatalf("Verify: %v\n%v", err, rep)
 		}
@@ -99,7 +99,7 @@ func TestVerifyGoodMigrations(t *testing.T) {
 
 func TestVerifyExampleMigrations(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, base Target) {
-		rep, err := Verify(t.Context(), base.URL, os.DirFS("../examples/migrations"))
+		rep, err := Verify(t.Context(), base.raw, os.DirFS("../examples/migrations"))
 		if err != nil {
 			t.Fatalf("Verify: %v\n%+v", err, rep)
 		}
@@ -189,7 +189,7 @@ func TestVerifyBadDown(t *testing.T) {
 					"00002_bad.sql", bad,
 					"00003_orders.sql", ordersV2,
 				)
-				rep, err := Verify(t.Context(), base.URL, fsys)
+				rep, err := Verify(t.Context(), base.raw, fsys)
 				if !errors.Is(err, ErrVerify) {
 					t.Fatalf("Verify error = %v, want ErrVerify", err)
 				}
@@ -217,4 +217,34 @@ func TestVerifyBadDown(t *testing.T) {
 
 func all(sql string) map[Dialect]string {
 	return map[Dialect]string{SQLite: sql, Postgres: sql, MySQL: sql}
+}
+
+// TestVerifyFailingStep: an up or down that fails is that migration's
+// failure, named with the database's error, not an error that hides which
+// migrations were checked.
+func TestVerifyFailingStep(t *testing.T) {
+	tests := []struct {
+		name, second, want string
+	}{
+		{"down with a syntax error", "-- +goose Up\nCREATE TABLE u (id INTEGER);\n-- +goose Down\nDROP TABLEX u;\n", "down failed: "},
+		{"up that fails", "-- +goose Up\nALTER TABLE no_such_table ADD COLUMN x INTEGER;\n-- +goose Down\nSELECT 1;\n", "up failed: "},
+		{"up that fails after down", "-- +goose Up\nCREATE TABLE u (id INTEGER PRIMARY KEY);\nINSERT INTO users (id, email) VALUES (1, 'a');\n-- +goose Down\nDROP TABLE u;\n", "up after down failed: "},
+	}
+	forEachDialect(t, func(t *testing.T, base Target) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				fsys := files("00001_users.sql", usersV1, "00002_second.sql", tt.second, "00003_orders.sql", ordersV2)
+				rep, err := Verify(t.Context(), base.raw, fsys)
+				if !errors.Is(err, ErrVerify) {
+					t.Fatalf("Verify = %v, want ErrVerify", err)
+				}
+				if len(rep.Checked) != 2 || !rep.Checked[0].OK || rep.Checked[1].OK {
+					t.Errorf("checked %+v, want 00001 ok and 00002 failed", rep.Checked)
+				}
+				if len(rep.Failures) != 1 || rep.Failures[0].File != "00002_second.sql" || !strings.HasPrefix(rep.Failures[0].Reason, tt.want) {
+					t.Errorf("failures %+v, want one for 00002_second.sql starting %q", rep.Failures, tt.want)
+				}
+			})
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/a8e2c47e/switchback/cmdline"
 	"github.com/a8e2c47e/switchback/migrate"
 )
 
@@ -20,7 +21,7 @@ func init() {
 			// the whole command line is testable without Caddy.
 			cmd.DisableFlagParsing = true
 			cmd.RunE = func(cmd *cobra.Command, args []string) error {
-				if code := migrate.Main(cmd.Context(), args, os.Stdout, os.Stderr); code != migrate.ExitOK {
+				if code := migrate.Main(cmd.Context(), args, os.Stdout, os.Stderr); code != cmdline.ExitOK {
 					os.Exit(code)
 				}
 				return nil
