@@ -91,9 +91,11 @@ func TestStoreBootstrapAndWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := app.(*App).retainedPools("checkout")["blue"]; !ok {
-		t.Errorf("after the flip the app's retained pools are %v, want blue", app.(*App).retainedPools("checkout"))
-	}
+	// The handlers serve a version just before the app records its state.
+	waitFor(t, "the app to record blue as retained", func() bool {
+		_, ok := app.(*App).retainedPools("checkout")["blue"]
+		return ok
+	})
 }
 
 func TestStoreWinsOverCaddyfile(t *testing.T) {

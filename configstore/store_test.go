@@ -382,7 +382,7 @@ func TestConcurrentRetry(t *testing.T) {
 	s := newStore(t, WithTimeout(time.Minute))
 	ctx := t.Context()
 	bootstrap(t, s, "shop")
-	const writers = 100
+	const writers = 32
 	var wg sync.WaitGroup
 	for range writers {
 		wg.Go(func() {
