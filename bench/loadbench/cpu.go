@@ -38,7 +38,6 @@ func parseStatCPU(stat string) (time.Duration, error) {
 	return time.Duration(ticks) * clockTick, nil
 }
 
-
 // parseSchedstat returns the time on CPU from the contents of
 // /proc/PID/task/TID/schedstat: its first field, in nanoseconds.
 func parseSchedstat(s string) (time.Duration, error) {

@@ -93,7 +93,7 @@ type targetSummary struct {
 	LoadCPUUS    *float64 `json:"load_cpu_us_per_req,omitempty"`
 	// VsReverseProxy is the gateway CPU ratio to reverse_proxy, set on the
 	// nginx and switchback rows when reverse_proxy was measured too.
-	VsReverseProxy *ratio         `json:"vs_reverse_proxy,omitempty"`
+	VsReverseProxy *ratio        `json:"vs_reverse_proxy,omitempty"`
 	Measurements   []measurement `json:"measurements"`
 }
 
