@@ -108,7 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.warmup, "warmup", 2000, "unmeasured warm-up requests before each measured run")
 	fs.IntVar(&cfg.concurrency, "concurrency", 16, "concurrent keep-alive workers")
 	fs.IntVar(&cfg.rounds, "rounds", 10, "rounds, alternately in target order and in reverse; the table reports medians")
-	fs.DurationVar(&cfg.durationMax, "duration-max", 30*time.Second, "hard bound on each server's start-up and on each run of each target")
+	fs.DurationVar(&cfg.durationMax, "duration-max", time.Minute, "hard bound on each server's start-up and on each run of each target")
 	fs.StringVar(&only, "only", "", "comma-separated `targets` to measure: "+strings.Join(allTargets, ", ")+"; default: all, nginx when installed")
 	fs.BoolVar(&cfg.pin, "pin", true, "pin the servers to one CPU and the load generator and backend to the others")
 	fs.BoolVar(&cfg.json, "json", false, "print the results as JSON instead of a table")

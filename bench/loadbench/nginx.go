@@ -63,7 +63,8 @@ func startNginx(ctx context.Context, bin, backendAddr string, plan *cpuPlan) (*s
 // sticky split of X-User-ID over two pools and two flags (split_clients,
 // one hash per pool and per flag, as switchback seeds one per pool and per
 // flag), the same three headers to the upstream, the X-Forwarded-* headers
-// Caddy's reverse_proxy adds, and keep-alive upstream connections. One
+// Caddy's reverse_proxy adds, and connections kept open on both sides as
+// Caddy keeps them (nginx would close each after 1,000 requests). One
 // process (master_process off) serves on one core, as the gateway's Go
 // runtime does when pinned, and its CPU is that process's.
 func nginxConf(dir, backendAddr string, port int) string {
@@ -89,10 +90,12 @@ http {
 	upstream blue {
 		server BACKEND;
 		keepalive 32;
+		keepalive_requests 1000000;
 	}
 	upstream green {
 		server BACKEND;
 		keepalive 32;
+		keepalive_requests 1000000;
 	}
 
 	split_clients "pool:${http_x_user_id}" $sb_pool {
@@ -116,6 +119,7 @@ http {
 
 	server {
 		listen 127.0.0.1:PORT;
+		keepalive_requests 1000000;
 		location / {
 			proxy_pass http://$sb_pool;
 			proxy_http_version 1.1;

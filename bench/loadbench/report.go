@@ -21,6 +21,10 @@ const (
 	goalUpper  = 1.05
 )
 
+// minRounds is the fewest rounds whose interval the table presents without
+// a warning.
+const minRounds = 10
+
 // bootstrapResamples is how many resamples the 95% interval is taken from;
 // with the fixed seed the interval is a function of the measurements.
 const bootstrapResamples = 10000
@@ -289,6 +293,9 @@ func (r *report) writeTable(w io.Writer) error {
 		o := sb.VsReverseProxy
 		fmt.Fprintf(w, "\nswitchback / reverse_proxy gateway CPU per request: median %.3f, 95%% CI [%.3f, %.3f] over %d rounds; goal median ≤ %.2f and upper bound ≤ %.2f: %s\n",
 			o.Median, o.Low, o.High, len(o.PerRound), goalMedian, goalUpper, verdictText(o))
+		if len(o.PerRound) < minRounds {
+			fmt.Fprintf(w, "(fewer than %d rounds: the interval is rough)\n", minRounds)
+		}
 	}
 
 	notes := slices.Clone(r.Notes)
