@@ -24,7 +24,7 @@ test:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 # The load table pins the servers to one CPU and interleaves ROUNDS rounds
-# (default 10) of REQUESTS requests (default 20000) per target; nginx gets a
+# (default 20) of REQUESTS requests (default 10000) per target; nginx gets a
 # row when installed (apt-get install nginx-light). Best on a quiet machine.
 bench: build
 	@./bench/run.sh

@@ -35,4 +35,4 @@ go test -run '^$' -bench . -benchtime 1x -timeout 10m ./e2e/ 2>&1 | go run ./ben
 
 echo
 echo "== 3. Load: gateway CPU per request, direct vs nginx vs reverse_proxy vs switchback =="
-go run ./bench/loadbench -bin bin/switchback -rounds "${ROUNDS:-10}" -requests "${REQUESTS:-20000}" "$@"
+go run ./bench/loadbench -bin bin/switchback -rounds "${ROUNDS:-20}" -requests "${REQUESTS:-10000}" "$@"
