@@ -469,7 +469,7 @@ func TestRunGateway(t *testing.T) {
 
 // TestNginxConf has nginx itself check the configuration of the lean peer.
 func TestNginxConf(t *testing.T) {
-	bin, err := findNginx("")
+	bin, err := findNginx("", nginxDirs)
 	if err != nil {
 		t.Skip(err)
 	}
@@ -490,12 +490,13 @@ func TestRunNginx(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts nginx")
 	}
-	if _, err := findNginx(""); err != nil {
+	if _, err := findNginx("", nginxDirs); err != nil {
 		t.Skip(err)
 	}
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	cfg := quickConfig(targetDirect, targetNginx)
+	cfg.nginxDirs = nginxDirs
 	cfg.json = true
 	var out, progress bytes.Buffer
 	if err := run(t.Context(), cfg, &out, &progress); err != nil {
@@ -528,18 +529,28 @@ func TestNginxOptional(t *testing.T) {
 	if err := run(t.Context(), cfg, &out, &progress); err == nil || !strings.Contains(err.Error(), "-nginx") {
 		t.Errorf("run with a missing -nginx: %v, want an error naming -nginx", err)
 	}
+	cfg = quickConfig(targetDirect, targetNginx)
+	cfg.nginxDirs = []string{t.TempDir()}
+	t.Setenv("PATH", t.TempDir())
+	if err := run(t.Context(), cfg, &out, &progress); !errors.Is(err, errNoNginx) {
+		t.Errorf("run with nginx asked for by name and missing: %v, want errNoNginx", err)
+	}
 
 	t.Setenv("PATH", t.TempDir())
-	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
-		t.Skip("nginx is installed in /usr/sbin, so it cannot be missing")
-	}
 	cfg = quickConfig(targetDirect, targetNginx)
+	cfg.nginxDirs = []string{t.TempDir()}
 	cfg.nginxOptional = true
+	cfg.json = true
 	out.Reset()
 	if err := run(t.Context(), cfg, &out, &progress); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	if !strings.Contains(out.String(), "nginx not measured") || strings.Contains(out.String(), "\nnginx ") {
-		t.Errorf("table should note nginx as not measured and have no nginx row:\n%s", &out)
+	var rep report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("decode JSON: %v\n%s", err, &out)
+	}
+	noted := slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.HasPrefix(n, "nginx not measured") })
+	if rep.target(targetNginx) != nil || rep.target(targetDirect) == nil || !noted {
+		t.Errorf("want the direct row, no nginx row and a note saying so:\n%s", &out)
 	}
 }

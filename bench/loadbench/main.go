@@ -67,7 +67,8 @@ const (
 
 type config struct {
 	bin         string
-	nginx       string // path; "" finds it
+	nginx       string   // path; "" finds it on $PATH or in nginxDirs
+	nginxDirs   []string // where to look for nginx after $PATH
 	requests    int
 	warmup      int
 	concurrency int
@@ -105,7 +106,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
 	var only string
 	fs.StringVar(&cfg.bin, "bin", "bin/switchback", "`path` of the gateway binary (Caddy with the Switchback modules)")
-	fs.StringVar(&cfg.nginx, "nginx", "", "`path` of nginx; default: nginx on $PATH or in /usr/sbin")
+	fs.StringVar(&cfg.nginx, "nginx", "", "`path` of nginx; default: nginx on $PATH or in "+strings.Join(nginxDirs, ", "))
+	cfg.nginxDirs = nginxDirs
 	fs.IntVar(&cfg.requests, "requests", 10000, "measured requests per target and round")
 	fs.IntVar(&cfg.warmup, "warmup", 2000, "unmeasured warm-up requests before each measured run")
 	fs.IntVar(&cfg.concurrency, "concurrency", 16, "concurrent keep-alive workers")
@@ -207,7 +209,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	urls := map[string]string{targetDirect: be.url}
 	servers := make(map[string]*server)
 	if slices.Contains(cfg.targets, targetNginx) {
-		bin, err := findNginx(cfg.nginx)
+		bin, err := findNginx(cfg.nginx, cfg.nginxDirs)
 		switch {
 		case errors.Is(err, errNoNginx) && cfg.nginxOptional:
 			notes = append(notes, "nginx not measured: "+err.Error())

@@ -14,10 +14,13 @@ import (
 // errNoNginx means no nginx binary was found; the nginx row is optional.
 var errNoNginx = errors.New("nginx not found")
 
+// nginxDirs are searched for nginx after $PATH: Debian's nginx-light puts
+// it in /usr/sbin, which is not on every user's $PATH.
+var nginxDirs = []string{"/usr/sbin"}
+
 // findNginx returns the nginx binary to run: path if given, else nginx on
-// $PATH or in /usr/sbin, where Debian's nginx-light puts it (and which is
-// not on every user's $PATH).
-func findNginx(path string) (string, error) {
+// $PATH or in one of dirs.
+func findNginx(path string, dirs []string) (string, error) {
 	if path != "" {
 		if _, err := os.Stat(path); err != nil {
 			return "", fmt.Errorf("-nginx: %w", err)
@@ -27,10 +30,17 @@ func findNginx(path string) (string, error) {
 	if p, err := exec.LookPath("nginx"); err == nil {
 		return p, nil
 	}
-	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
-		return "/usr/sbin/nginx", nil
+	for _, d := range dirs {
+		if p := filepath.Join(d, "nginx"); isFile(p) {
+			return p, nil
+		}
 	}
-	return "", fmt.Errorf("%w on $PATH or in /usr/sbin; install it (apt-get install nginx-light) or point -nginx at it", errNoNginx)
+	return "", fmt.Errorf("%w on $PATH or in %s; install it (apt-get install nginx-light) or point -nginx at it", errNoNginx, strings.Join(dirs, ", "))
+}
+
+func isFile(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // startNginx runs nginx in the foreground as a child, with a configuration
