@@ -77,12 +77,12 @@ func (s *staticHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next c
 // the whole process is the gateway's alone (plus the equally allocation-free
 // rawClient). It keeps a copy of the last request head for checks.
 type rawBackend struct {
-	ln   net.Listener
-	wg   sync.WaitGroup
-	mu   sync.Mutex // guards last, n and conns
-	last []byte
-	n    int
-	conn []net.Conn
+	ln     net.Listener
+	wg     sync.WaitGroup
+	mu     sync.Mutex // guards last, conns and closed
+	last   []byte
+	conns  []net.Conn
+	closed bool
 }
 
 const rawResponse = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
@@ -101,7 +101,12 @@ func startRawBackend(t testing.TB) *rawBackend {
 				return
 			}
 			b.mu.Lock()
-			b.conn = append(b.conn, c)
+			if b.closed {
+				b.mu.Unlock()
+				c.Close()
+				return
+			}
+			b.conns = append(b.conns, c)
 			b.mu.Unlock()
 			b.wg.Go(func() { b.serve(c) })
 		}
@@ -109,7 +114,8 @@ func startRawBackend(t testing.TB) *rawBackend {
 	t.Cleanup(func() {
 		ln.Close()
 		b.mu.Lock()
-		for _, c := range b.conn {
+		b.closed = true
+		for _, c := range b.conns {
 			c.Close()
 		}
 		b.mu.Unlock()
@@ -138,7 +144,6 @@ func (b *rawBackend) serve(c net.Conn) {
 		}
 		b.mu.Lock()
 		b.last = append(b.last[:0], head...)
-		b.n++
 		b.mu.Unlock()
 		if _, err := c.Write(resp); err != nil {
 			return
