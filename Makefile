@@ -38,6 +38,9 @@ fuzz:
 		done; \
 	done
 
+# The load table pins the servers to one CPU and interleaves ROUNDS rounds
+# (default 20) of REQUESTS requests (default 10000) per target; nginx gets a
+# row when installed (apt-get install nginx-light). Best on a quiet machine.
 bench: build
 	@./bench/run.sh
 

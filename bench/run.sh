@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # make bench: every benchmark, as tables.
-#  1. the hot path and the store (go test -bench; ns/op is per call)
+#  1. the hot path and the store (go test -bench; ns/op is per call), with
+#     what switchback allocates per request beyond Caddy's reverse_proxy
 #  2. gateway instances: real processes on real etcd (propagation, flips
 #     under load, fallback time)
-#  3. load: the same backend reached directly, through plain reverse_proxy
-#     and through switchback, against the same binary
+#  3. load: gateway CPU per request for the backend reached directly, nginx
+#     doing the same split (when installed), plain reverse_proxy and
+#     switchback, pinned and interleaved, with the switchback/reverse_proxy
+#     ratio's 95% interval
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,11 +19,20 @@ echo "== 1. Hot path, store, migrations =="
 go test -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-1s}" \
 	./gateway/ ./guard/ ./caddymodule/ ./configstore/ 2>&1 | go run ./bench/benchtab
 go test -run '^$' -bench . -benchtime 1x -timeout 20m ./migrate/ 2>&1 | go run ./bench/benchtab
+# The allocation budget as a test (without -race, which changes what
+# allocates): every variant, guarded or not, against reverse_proxy.
+echo
+if out=$(go test -count=1 -run '^TestAllocsPerRequest$' -v ./caddymodule/ 2>&1); then
+	echo "allocation budget (TestAllocsPerRequest): met"
+else
+	echo "allocation budget (TestAllocsPerRequest): MISSED"
+fi
+grep -E 'allocs/request|want at most' <<<"$out" | sed -e 's/^ *alloc_test.go:[0-9]*: /  /'
 
 echo
 echo "== 2. Gateway instances (separate processes, embedded etcd) =="
 go test -run '^$' -bench . -benchtime 1x -timeout 10m ./e2e/ 2>&1 | go run ./bench/benchtab
 
 echo
-echo "== 3. Load: backend direct vs reverse_proxy vs switchback (same binary) =="
-go run ./bench/loadbench -bin bin/switchback -rounds 5 -requests 30000 "$@"
+echo "== 3. Load: gateway CPU per request, direct vs nginx vs reverse_proxy vs switchback =="
+go run ./bench/loadbench -bin bin/switchback -rounds "${ROUNDS:-20}" -requests "${REQUESTS:-10000}" "$@"

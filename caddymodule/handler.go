@@ -393,9 +393,7 @@ func (h *Handler) decide(snap *gateway.Snapshot, w http.ResponseWriter, r *http.
 	if h.sticky.Kind == gateway.StickyCookie {
 		// First visit: issue the subject now, so this very request is
 		// bucketed as every later one will be.
-		id := gateway.NewSubjectID()
-		http.SetCookie(w, gateway.SubjectCookie(h.sticky.Name, id, r.TLS != nil))
-		return snap.Decide(id)
+		return snap.Decide(h.sticky.IssueSubject(w.Header(), r.TLS != nil))
 	}
 	return snap.DecideRandom()
 }

@@ -67,9 +67,12 @@ func containsOwn(v string) bool {
 }
 
 // SetUpstreamHeaders writes the decision onto the outgoing request headers.
-// The caller has stripped client copies first. The values get one fresh
-// backing array per request rather than slices shared across requests,
-// because later handlers (header_up replace) may edit values in place.
+// The caller has stripped client copies first. The values are precomputed
+// strings, but they get one fresh backing array per request (its only
+// allocation) rather than slices shared across requests: reverse_proxy
+// hands the original request to its handle_response routes, where
+// request_header's replace edits values in place, and a shared slice would
+// carry that edit into every other request.
 func (s *Snapshot) SetUpstreamHeaders(h http.Header, d Decision) {
 	vals := [3]string{s.pools[d.Pool].Name, s.version, ""}
 	buf := vals[:] // escapes: one 48-byte allocation

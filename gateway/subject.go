@@ -108,26 +108,41 @@ func cookieValue(h http.Header, name string) (string, bool) {
 	return "", false
 }
 
-// NewSubjectID returns a random 128-bit identifier for a new subject
-// cookie.
-func NewSubjectID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(b[:])
-}
+// subjectCookieAttrs follow the issued subject in its Set-Cookie line: a
+// year long, HttpOnly, SameSite=Lax, and Secure over TLS. The line is
+// exactly what net/http's Cookie.String writes for those attributes.
+const (
+	subjectCookieAttrs       = "; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax"
+	subjectCookieAttrsSecure = "; Path=/; Max-Age=31536000; HttpOnly; Secure; SameSite=Lax"
+)
 
-// SubjectCookie is the Set-Cookie for a newly issued subject: a year long,
-// HttpOnly, SameSite=Lax, and Secure when the request came over TLS.
-func SubjectCookie(name, id string, secure bool) *http.Cookie {
-	return &http.Cookie{
-		Name:     name,
-		Value:    id,
-		Path:     "/",
-		MaxAge:   365 * 24 * 3600,
-		HttpOnly: true,
-		Secure:   secure,
-		SameSite: http.SameSiteLaxMode,
+// subjectIDLen is the length of an issued subject: 128 random bits in hex.
+const subjectIDLen = 32
+
+// IssueSubject gives a request without a subject a new one: a random
+// 128-bit identifier, added to the response headers h as the Sticky's
+// cookie (Secure when the request came over TLS). It returns the
+// identifier, so the request can be bucketed as every later one will be.
+// It allocates the Set-Cookie line, of which the identifier is a part, and
+// the header's value slice.
+func (s Sticky) IssueSubject(h http.Header, secure bool) string {
+	var raw [subjectIDLen / 2]byte
+	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails on supported platforms
+	var id [subjectIDLen]byte
+	hex.Encode(id[:], raw[:])
+	attrs := subjectCookieAttrs
+	if secure {
+		attrs = subjectCookieAttrsSecure
 	}
+	var b strings.Builder
+	b.Grow(len(s.Name) + 1 + len(id) + len(attrs))
+	b.WriteString(s.Name)
+	b.WriteByte('=')
+	b.Write(id[:])
+	b.WriteString(attrs)
+	line := b.String()
+	h["Set-Cookie"] = append(h["Set-Cookie"], line)
+	return line[len(s.Name)+1 : len(s.Name)+1+len(id)]
 }
 
 func validToken(s string) bool {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +21,7 @@ import (
 	"github.com/a8e2c47e/switchback/examples/backend"
 )
 
-// stopGrace is how long the gateway gets to exit on SIGTERM before it is
+// stopGrace is how long a server gets to exit on SIGTERM before it is
 // killed.
 const stopGrace = 5 * time.Second
 
@@ -56,10 +56,12 @@ func (b *exampleBackend) close() {
 	<-b.done
 }
 
-// gateway is the gateway subprocess.
-type gateway struct {
+// server is a server under test running as a subprocess: the gateway
+// (Caddy with the Switchback modules) or nginx.
+type server struct {
+	name   string // for messages: "gateway" or "nginx"
 	cmd    *exec.Cmd
-	dir    string            // temporary; holds the Caddyfile and Caddy's data
+	dir    string            // temporary; holds its configuration and state
 	urls   map[string]string // target name -> URL
 	output *tailBuffer
 
@@ -68,10 +70,56 @@ type gateway struct {
 	once    sync.Once
 }
 
+// startServer starts cmd, on the server CPU of plan when there is one,
+// keeping its output for error messages, and waits until every URL in urls
+// answers from the backend. On error nothing is left running and dir is
+// removed.
+func startServer(ctx context.Context, name, dir string, cmd *exec.Cmd, urls map[string]string, plan *cpuPlan) (_ *server, err error) {
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	s := &server{
+		name:   name,
+		cmd:    cmd,
+		dir:    dir,
+		urls:   urls,
+		output: &tailBuffer{max: 16 << 10},
+		exited: make(chan struct{}),
+	}
+	cmd.Stdout = s.output
+	cmd.Stderr = s.output
+	cmd.SysProcAttr = sysProcAttr()
+	if err := plan.startPinned(cmd); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		s.waitErr = cmd.Wait()
+		close(s.exited)
+	}()
+	defer func() {
+		if err != nil {
+			s.stopProcess()
+		}
+	}()
+	targets := make([]string, 0, len(urls))
+	for t := range urls {
+		targets = append(targets, t)
+	}
+	slices.Sort(targets)
+	for _, t := range targets {
+		if err := s.waitReady(ctx, t, urls[t]); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
 // startGateway writes a Caddyfile with one site per gateway target, starts
 // bin on it and waits until every site answers from the backend. On error
 // nothing is left running and no files are left behind.
-func startGateway(ctx context.Context, bin, backendAddr string, targets []string) (_ *gateway, err error) {
+func startGateway(ctx context.Context, bin, backendAddr string, targets []string, plan *cpuPlan) (*server, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("gateway binary: %w; build it with `go build -o bin/switchback ./cmd/switchback` or point -bin at it", err)
 	}
@@ -79,66 +127,33 @@ func startGateway(ctx context.Context, bin, backendAddr string, targets []string
 	if err != nil {
 		return nil, fmt.Errorf("temporary directory: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(dir)
-		}
-	}()
-
 	ports := make(map[string]int)
+	urls := make(map[string]string)
 	for _, t := range targets {
-		if t == targetDirect {
+		if t != targetReverseProxy && t != targetSwitchback {
 			continue
 		}
-		if ports[t], err = freePort(); err != nil {
+		p, err := freePort()
+		if err != nil {
+			os.RemoveAll(dir)
 			return nil, err
 		}
+		ports[t] = p
+		urls[t] = "http://127.0.0.1:" + strconv.Itoa(p) + "/"
 	}
 	file := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(caddyfile(backendAddr, ports)), 0o600); err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("write Caddyfile: %w", err)
 	}
-
-	g := &gateway{
-		dir:    dir,
-		urls:   make(map[string]string),
-		output: &tailBuffer{max: 16 << 10},
-		exited: make(chan struct{}),
-	}
-	for t, p := range ports {
-		g.urls[t] = "http://127.0.0.1:" + strconv.Itoa(p) + "/"
-	}
-	g.cmd = exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
+	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
 	// Caddy keeps its data and autosaved config under these; keep them in
 	// the temporary directory rather than in the user's home.
-	g.cmd.Env = append(os.Environ(),
+	cmd.Env = append(os.Environ(),
 		"XDG_DATA_HOME="+filepath.Join(dir, "data"),
 		"XDG_CONFIG_HOME="+filepath.Join(dir, "config"),
 	)
-	g.cmd.Stdout = g.output
-	g.cmd.Stderr = g.output
-	g.cmd.SysProcAttr = sysProcAttr()
-	if err := g.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start gateway: %w", err)
-	}
-	go func() {
-		g.waitErr = g.cmd.Wait()
-		close(g.exited)
-	}()
-	defer func() {
-		if err != nil {
-			g.stopProcess()
-		}
-	}()
-
-	for _, t := range targets {
-		if u, ok := g.urls[t]; ok {
-			if err := g.waitReady(ctx, t, u); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return g, nil
+	return startServer(ctx, "gateway", dir, cmd, urls, plan)
 }
 
 // caddyfile returns the gateway's configuration: a site per target in
@@ -167,8 +182,8 @@ http://127.0.0.1:%d {
 }
 
 // freePort returns a loopback port that was free a moment ago. Another
-// process could take it before the gateway does; startGateway then fails
-// with the gateway's own error rather than measuring the wrong thing.
+// process could take it before the server does; starting it then fails
+// with the server's own error rather than measuring the wrong thing.
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -178,9 +193,9 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// waitReady polls url until the backend answers through it, the gateway
+// waitReady polls url until the backend answers through it, the server
 // exits, or ctx is done.
-func (g *gateway) waitReady(ctx context.Context, target, url string) error {
+func (s *server) waitReady(ctx context.Context, target, url string) error {
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	backoff := 10 * time.Millisecond
 	var last error
@@ -202,104 +217,64 @@ func (g *gateway) waitReady(ctx context.Context, target, url string) error {
 
 		t := time.NewTimer(backoff)
 		select {
-		case <-g.exited:
+		case <-s.exited:
 			t.Stop()
-			return g.exitError()
+			return s.exitError()
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("gateway %s site %s not ready (last: %v): %w\n%s", target, url, last, context.Cause(ctx), g.output.indented())
+			return fmt.Errorf("%s %s site %s not ready (last: %v): %w\n%s", s.name, target, url, last, context.Cause(ctx), s.output.indented())
 		case <-t.C:
 		}
 		backoff = min(2*backoff, 200*time.Millisecond)
 	}
 }
 
-// exitError describes an early exit of the gateway, with its last output.
-func (g *gateway) exitError() error {
-	out := g.output.String()
+// exitError describes an early exit of the server, with its last output.
+func (s *server) exitError() error {
+	out := s.output.String()
 	hint := ""
 	if strings.Contains(out, "unrecognized directive: switchback") {
 		hint = "\nthis binary has no switchback directive yet; measure the rest with -only direct,reverse_proxy"
 	}
-	return fmt.Errorf("gateway exited early: %v%s\n%s", g.waitErr, hint, g.output.indented())
+	return fmt.Errorf("%s exited early: %v%s\n%s", s.name, s.waitErr, hint, s.output.indented())
 }
 
-// cpu returns the gateway's CPU time so far, user plus system, over all its
-// threads.
-func (g *gateway) cpu() (time.Duration, error) {
+// cpu returns the server's CPU time so far, over all its threads.
+func (s *server) cpu() (time.Duration, error) {
 	select {
-	case <-g.exited:
-		return 0, g.exitError()
+	case <-s.exited:
+		return 0, s.exitError()
 	default:
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(g.cmd.Process.Pid) + "/stat")
-	if err != nil {
-		return 0, fmt.Errorf("gateway CPU time: %w", err)
-	}
-	d, err := parseStatCPU(string(b))
-	if err != nil {
-		return 0, fmt.Errorf("gateway CPU time: %w", err)
-	}
-	return d, nil
+	return processCPU(s.cmd.Process.Pid)
 }
 
-// clockTick is the unit of utime and stime in /proc/PID/stat: USER_HZ,
-// which Linux fixes at 100 on every architecture Go runs on. Its 10ms
-// granularity is why a measured run should take a second or more of
-// gateway CPU.
-const clockTick = 10 * time.Millisecond
-
-// parseStatCPU returns utime+stime from the contents of /proc/PID/stat.
-// The command name (field 2) is in parentheses and may itself hold spaces
-// and parentheses, so fields are counted from the last ')'.
-func parseStatCPU(stat string) (time.Duration, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc stat %.40q: no command name", stat)
-	}
-	fields := strings.Fields(stat[i+1:])
-	// fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-	const utime, stime = 14 - 3, 15 - 3
-	if len(fields) <= stime {
-		return 0, fmt.Errorf("parse /proc stat: %d fields after the command name, want at least %d", len(fields), stime+1)
-	}
-	var ticks int64
-	for _, f := range []int{utime, stime} {
-		n, err := strconv.ParseInt(fields[f], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("parse /proc stat field %d: %w", f+3, err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * clockTick, nil
+// stop stops the server and removes its temporary directory.
+func (s *server) stop() {
+	s.stopProcess()
+	os.RemoveAll(s.dir)
 }
 
-// stop stops the gateway and removes its temporary directory.
-func (g *gateway) stop() {
-	g.stopProcess()
-	os.RemoveAll(g.dir)
-}
-
-// stopProcess asks the gateway to exit, kills it if it has not within
+// stopProcess asks the server to exit, kills it if it has not within
 // stopGrace, and waits for it either way.
-func (g *gateway) stopProcess() {
-	g.once.Do(func() {
-		g.cmd.Process.Signal(syscall.SIGTERM)
+func (s *server) stopProcess() {
+	s.once.Do(func() {
+		s.cmd.Process.Signal(syscall.SIGTERM)
 		t := time.NewTimer(stopGrace)
 		defer t.Stop()
 		select {
-		case <-g.exited:
+		case <-s.exited:
 		case <-t.C:
-			g.cmd.Process.Kill()
-			<-g.exited
+			s.cmd.Process.Kill()
+			<-s.exited
 		}
 	})
 }
 
-// checkSwitchbackHeaders reports whether the switchback site passes its
-// routing decision to the backend, as the backend echoes it. A missing
+// checkRoutingHeaders reports whether a routing target (switchback, nginx)
+// passes its decision to the backend, as the backend echoes it. A missing
 // decision does not stop the benchmark, but the caller should say so.
-func checkSwitchbackHeaders(ctx context.Context, url string) error {
+func checkRoutingHeaders(ctx context.Context, target, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -309,24 +284,25 @@ func checkSwitchbackHeaders(ctx context.Context, url string) error {
 	req.Header.Set("X-User-ID", "loadbench-check")
 	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}).Do(req)
 	if err != nil {
-		return fmt.Errorf("check switchback headers: %w", err)
+		return fmt.Errorf("check %s headers: %w", target, err)
 	}
 	defer resp.Body.Close()
 	var echo struct {
 		Switchback struct {
-			Pool string `json:"pool"`
+			Pool    string `json:"pool"`
+			Version string `json:"version"`
 		} `json:"switchback"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&echo); err != nil {
-		return fmt.Errorf("check switchback headers: decode backend echo: %w", err)
+		return fmt.Errorf("check %s headers: decode backend echo: %w", target, err)
 	}
-	if echo.Switchback.Pool == "" {
-		return errors.New("the switchback site did not send " + backend.HeaderPool + " upstream; is it routing?")
+	if echo.Switchback.Pool == "" || echo.Switchback.Version == "" {
+		return fmt.Errorf("the %s site did not send %s and %s upstream; is it routing?", target, backend.HeaderPool, backend.HeaderVersion)
 	}
 	return nil
 }
 
-// tailBuffer keeps the last max bytes written to it: the gateway's output,
+// tailBuffer keeps the last max bytes written to it: a server's output,
 // for error messages.
 type tailBuffer struct {
 	mu  sync.Mutex // guards buf
@@ -358,7 +334,7 @@ func (t *tailBuffer) indented() string {
 		lines = lines[len(lines)-20:]
 	}
 	var b bytes.Buffer
-	b.WriteString("gateway output (last lines):")
+	b.WriteString("output (last lines):")
 	for _, l := range lines {
 		b.WriteString("\n    ")
 		b.WriteString(l)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -59,8 +60,9 @@ func TestParseFlags(t *testing.T) {
 		wantTargets []string
 		wantErr     string // substring; empty for success
 	}{
-		{"defaults", nil, []string{"direct", "reverse_proxy", "switchback"}, ""},
+		{"defaults", nil, []string{"direct", "nginx", "reverse_proxy", "switchback"}, ""},
 		{"only, reordered, spaced", []string{"-only", "reverse_proxy, direct"}, []string{"direct", "reverse_proxy"}, ""},
+		{"only nginx", []string{"-only", "switchback,nginx"}, []string{"nginx", "switchback"}, ""},
 		{"only unknown", []string{"-only", "direct,caddy"}, nil, `unknown target "caddy"`},
 		{"only empty", []string{"-only", ","}, nil, "names no target"},
 		{"zero requests", []string{"-requests", "0"}, nil, "-requests 0 is out of range; want 1 to 1000000"},
@@ -83,6 +85,10 @@ func TestParseFlags(t *testing.T) {
 			}
 			if !slices.Equal(cfg.targets, tt.wantTargets) {
 				t.Errorf("targets = %q, want %q", cfg.targets, tt.wantTargets)
+			}
+			// Only the default list may drop a missing nginx.
+			if want := tt.args == nil; cfg.nginxOptional != want {
+				t.Errorf("nginxOptional = %v, want %v", cfg.nginxOptional, want)
 			}
 		})
 	}
@@ -159,60 +165,122 @@ func TestStats(t *testing.T) {
 		}
 	}
 	targets := []string{"a", "b", "c"}
-	for round, want := range [][]string{{"a", "b", "c"}, {"b", "c", "a"}, {"c", "a", "b"}, {"a", "b", "c"}} {
-		if got := rotate(targets, round); !slices.Equal(got, want) {
-			t.Errorf("rotate(%q, %d) = %q, want %q", targets, round, got, want)
+	for round, want := range [][]string{{"a", "b", "c"}, {"c", "b", "a"}, {"a", "b", "c"}, {"c", "b", "a"}} {
+		if got := roundOrder(targets, round); !slices.Equal(got, want) {
+			t.Errorf("roundOrder(%q, %d) = %q, want %q", targets, round, got, want)
 		}
+	}
+	if !slices.Equal(targets, []string{"a", "b", "c"}) {
+		t.Errorf("roundOrder changed its argument to %q", targets)
 	}
 }
 
 func TestCompare(t *testing.T) {
 	cpu := func(v float64) *float64 { return &v }
 	cfg := config{requests: 100, rounds: 3, targets: []string{targetReverseProxy, targetSwitchback}}
+	// Within each round switchback costs 10%, 20% and 0% more; across
+	// rounds the machine's speed changes, which the ratios must not see.
 	ms := []measurement{
 		{Target: targetReverseProxy, Round: 1, Complete: true, RPS: 1000, GatewayCPUUS: cpu(100)},
 		{Target: targetSwitchback, Round: 1, Complete: true, RPS: 900, GatewayCPUUS: cpu(110)},
+		{Target: targetSwitchback, Round: 2, Complete: true, RPS: 450, GatewayCPUUS: cpu(240)},
 		{Target: targetReverseProxy, Round: 2, Complete: true, RPS: 500, GatewayCPUUS: cpu(200)},
-		{Target: targetSwitchback, Round: 2, Complete: true, RPS: 450, GatewayCPUUS: cpu(220)},
-		{Target: targetSwitchback, Round: 3, Complete: true, RPS: 1000, GatewayCPUUS: cpu(100)},
-		{Target: targetReverseProxy, Round: 3, Complete: true, RPS: 1000, GatewayCPUUS: cpu(100)},
+		{Target: targetReverseProxy, Round: 3, Complete: true, RPS: 1000, GatewayCPUUS: cpu(50)},
+		{Target: targetSwitchback, Round: 3, Complete: true, RPS: 1000, GatewayCPUUS: cpu(50)},
 	}
-	r := newReport(cfg, ms, time.Second)
+	r := newReport(cfg, ms, []string{"a note"}, time.Second)
 	if !r.Complete {
 		t.Error("Complete = false, want true")
 	}
 	o := r.target(targetSwitchback).VsReverseProxy
-	if o == nil || o.CPUPct == nil {
-		t.Fatalf("VsReverseProxy = %+v, want CPU and req/s", o)
+	if o == nil {
+		t.Fatal("switchback has no ratio to reverse_proxy")
 	}
-	// Medians: reverse_proxy 1000 req/s and 100µs, switchback 900 and 110.
-	if !near(*o.CPUPct, 10) || !near(o.RPSPct, -10) {
-		t.Errorf("VsReverseProxy = %+.2f%% CPU, %+.2f%% req/s; want +10%%, -10%%", *o.CPUPct, o.RPSPct)
+	if want := []float64{1.1, 1.2, 1}; len(o.PerRound) != 3 || !near(o.PerRound[0], want[0]) || !near(o.PerRound[1], want[1]) || !near(o.PerRound[2], want[2]) {
+		t.Errorf("per round = %v, want %v", o.PerRound, want)
 	}
-	wantRPS := []float64{-10, -10, 0}
-	if len(o.PerRound) != len(wantRPS) {
-		t.Fatalf("%d rounds compared, want %d", len(o.PerRound), len(wantRPS))
+	if !near(o.Median, 1.1) || o.Low > o.Median || o.High < o.Median || o.Low < 1 || o.High > 1.2 {
+		t.Errorf("ratio = %.3f [%.3f, %.3f], want median 1.1 inside an interval within [1, 1.2]", o.Median, o.Low, o.High)
 	}
-	for i, rc := range o.PerRound {
-		if rc.Round != i+1 || !near(rc.RPSPct, wantRPS[i]) {
-			t.Errorf("round %d: %+.2f%% req/s, want round %d %+.0f%%", rc.Round, rc.RPSPct, i+1, wantRPS[i])
-		}
+	if o.Verdict != "missed" && o.Verdict != "undecided" {
+		t.Errorf("verdict %q for a median of 1.1", o.Verdict)
+	}
+	if r.target(targetReverseProxy).VsReverseProxy != nil {
+		t.Error("reverse_proxy compared with itself")
 	}
 
 	var table bytes.Buffer
 	if err := r.writeTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"+10.0% CPU, -10.0% req/s", "CPU +10.0% +10.0% +0.0%; req/s -10.0% -10.0% +0.0%"} {
+	for _, want := range []string{"1.100 [", "round by round: 1.100 1.200 1.000", "goal median ≤ 1.03 and upper bound ≤ 1.05", "a note"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, &table)
 		}
 	}
 }
 
+func TestBootstrapMedianCI(t *testing.T) {
+	tests := []struct {
+		name   string
+		xs     []float64
+		lo, hi float64 // the interval must lie within these
+	}{
+		{"all equal", []float64{1.02, 1.02, 1.02, 1.02}, 1.02, 1.02},
+		{"one value", []float64{0.97}, 0.97, 0.97},
+		{"spread", []float64{0.95, 0.99, 1.00, 1.01, 1.02, 1.03, 1.04, 1.05, 1.10, 1.30}, 0.95, 1.30},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lo, hi := bootstrapMedianCI(tt.xs, 2000)
+			med := median(slices.Clone(tt.xs))
+			if lo > med || hi < med || lo < tt.lo || hi > tt.hi {
+				t.Errorf("interval [%v, %v] around median %v, want it within [%v, %v] and around the median", lo, hi, med, tt.lo, tt.hi)
+			}
+			if lo2, hi2 := bootstrapMedianCI(tt.xs, 2000); lo2 != lo || hi2 != hi {
+				t.Errorf("a second call gave [%v, %v], first [%v, %v]; want the same", lo2, hi2, lo, hi)
+			}
+		})
+	}
+	// Ten rounds that barely vary pin the median down to well inside the
+	// 2% the goal leaves between its median and its upper bound.
+	tight := []float64{1.010, 1.012, 1.008, 1.011, 1.009, 1.013, 1.010, 1.007, 1.012, 1.011}
+	if lo, hi := bootstrapMedianCI(tight, bootstrapResamples); hi-lo > 0.01 {
+		t.Errorf("interval [%v, %v] of ten tight rounds is wider than 0.01", lo, hi)
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	tests := []struct {
+		r    ratio
+		want string
+	}{
+		{ratio{Median: 1.01, Low: 0.99, High: 1.04}, "met"},
+		{ratio{Median: 1.03, Low: 1.00, High: 1.05}, "met"},
+		{ratio{Median: 1.02, Low: 0.95, High: 1.08}, "undecided"},
+		{ratio{Median: 1.04, Low: 1.01, High: 1.06}, "undecided"},
+		{ratio{Median: 1.09, Low: 1.05, High: 1.12}, "missed"},
+	}
+	for _, tt := range tests {
+		if got := verdict(&tt.r); got != tt.want {
+			t.Errorf("verdict(%+v) = %q, want %q", tt.r, got, tt.want)
+		}
+	}
+}
+
+func TestParseSchedstat(t *testing.T) {
+	if got, err := parseSchedstat("385150502 235383471 113\n"); err != nil || got != 385150502*time.Nanosecond {
+		t.Errorf("parseSchedstat = %v, %v; want 385.150502ms", got, err)
+	}
+	if _, err := parseSchedstat("x 1 2"); err == nil {
+		t.Error("parseSchedstat of garbage succeeded")
+	}
+}
+
 func near(a, b float64) bool { return a-b < 1e-6 && b-a < 1e-6 }
 
-// quickConfig is a run small enough for a unit test.
+// quickConfig is a run small enough for a unit test, unpinned: pinning
+// is tested on its own.
 func quickConfig(targets ...string) config {
 	return config{
 		bin:         "bin/switchback",
@@ -356,9 +424,10 @@ func TestRunGateway(t *testing.T) {
 	tests := []struct {
 		name    string
 		targets []string
+		pin     bool
 	}{
-		{"reverse_proxy", []string{targetDirect, targetReverseProxy}},
-		{"switchback", []string{targetReverseProxy, targetSwitchback}},
+		{"reverse_proxy", []string{targetDirect, targetReverseProxy}, false},
+		{"switchback", []string{targetReverseProxy, targetSwitchback}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -366,6 +435,7 @@ func TestRunGateway(t *testing.T) {
 			t.Setenv("TMPDIR", tmp)
 			cfg := quickConfig(tt.targets...)
 			cfg.bin = bin
+			cfg.pin = tt.pin
 			cfg.json = true
 			var out, progress bytes.Buffer
 			err := run(t.Context(), cfg, &out, &progress)
@@ -394,5 +464,93 @@ func TestRunGateway(t *testing.T) {
 				t.Errorf("temporary files left behind: %v", entries)
 			}
 		})
+	}
+}
+
+// TestNginxConf has nginx itself check the configuration of the lean peer.
+func TestNginxConf(t *testing.T) {
+	bin, err := findNginx("", nginxDirs)
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(nginxConf(dir, "127.0.0.1:9", 8)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "-t", "-p", dir+"/", "-c", conf, "-e", "stderr").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+}
+
+// TestRunNginx measures a real nginx, started in a temporary prefix and
+// stopped again, beside the backend reached directly.
+func TestRunNginx(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts nginx")
+	}
+	if _, err := findNginx("", nginxDirs); err != nil {
+		t.Skip(err)
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	cfg := quickConfig(targetDirect, targetNginx)
+	cfg.nginxDirs = nginxDirs
+	cfg.json = true
+	var out, progress bytes.Buffer
+	if err := run(t.Context(), cfg, &out, &progress); err != nil {
+		t.Fatalf("run: %v\nprogress:\n%s", err, &progress)
+	}
+	var rep report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("decode JSON: %v\n%s", err, &out)
+	}
+	ng := rep.target(targetNginx)
+	if ng == nil || ng.Runs != cfg.rounds || ng.Failed != 0 || ng.GatewayCPUUS == nil || *ng.GatewayCPUUS <= 0 {
+		t.Errorf("nginx = %+v; want %d runs, none failed, and its CPU", ng, cfg.rounds)
+	}
+	for _, n := range rep.Notes {
+		if strings.Contains(n, "routing") {
+			t.Errorf("nginx does not pass the decision upstream: %s", n)
+		}
+	}
+	if entries, _ := os.ReadDir(tmp); len(entries) > 0 {
+		t.Errorf("temporary files left behind: %v", entries)
+	}
+}
+
+// TestNginxOptional: without -only, a missing nginx drops its row with a
+// note; asked for by name, it is an error.
+func TestNginxOptional(t *testing.T) {
+	cfg := quickConfig(targetDirect, targetNginx)
+	cfg.nginx = filepath.Join(t.TempDir(), "no-nginx")
+	var out, progress bytes.Buffer
+	if err := run(t.Context(), cfg, &out, &progress); err == nil || !strings.Contains(err.Error(), "-nginx") {
+		t.Errorf("run with a missing -nginx: %v, want an error naming -nginx", err)
+	}
+	cfg = quickConfig(targetDirect, targetNginx)
+	cfg.nginxDirs = []string{t.TempDir()}
+	t.Setenv("PATH", t.TempDir())
+	if err := run(t.Context(), cfg, &out, &progress); !errors.Is(err, errNoNginx) {
+		t.Errorf("run with nginx asked for by name and missing: %v, want errNoNginx", err)
+	}
+
+	t.Setenv("PATH", t.TempDir())
+	cfg = quickConfig(targetDirect, targetNginx)
+	cfg.nginxDirs = []string{t.TempDir()}
+	cfg.nginxOptional = true
+	cfg.json = true
+	out.Reset()
+	if err := run(t.Context(), cfg, &out, &progress); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	var rep report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("decode JSON: %v\n%s", err, &out)
+	}
+	noted := slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.HasPrefix(n, "nginx not measured") })
+	if rep.target(targetNginx) != nil || rep.target(targetDirect) == nil || !noted {
+		t.Errorf("want the direct row, no nginx row and a note saying so:\n%s", &out)
 	}
 }

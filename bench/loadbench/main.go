@@ -1,26 +1,36 @@
-// Command loadbench measures what the switchback directive costs on top of
-// Caddy's plain reverse_proxy, in one invocation and with one gateway
-// binary, so that the two differ only in the directive under test:
+// Command loadbench measures the gateway CPU each request costs through
+// Switchback, against Caddy's plain reverse_proxy in the same binary, the
+// backend reached directly, and nginx doing the same weighted, sticky split
+// as the lean peer a user could pick instead:
 //
 //	go build -o bin/switchback ./cmd/switchback
 //	go run ./bench/loadbench -bin bin/switchback
 //
-// It starts the example backend in this process and the gateway as a
-// subprocess with two loopback sites, one per directive. Each target (the
-// backend directly, reverse_proxy, switchback) is warmed up and then sent
-// -requests requests from -concurrency keep-alive workers, each request with
-// its own X-User-ID. The targets take turns for -rounds rounds and the
-// table reports the median of each figure, because the load generator, the
-// backend and the gateway share the machine's cores and any one run is
-// noisy. Gateway CPU comes from /proc/PID/stat of the subprocess, so the
-// load generator's and the backend's CPU do not count.
+// It starts the example backend in this process and the servers under test
+// as subprocesses: the gateway with two loopback sites, one per directive,
+// and nginx (when installed) with a temporary prefix. With two CPUs or
+// more, the servers are pinned to one CPU and this process (load generator
+// and backend) to the others, so neither steals the other's core. Each
+// target is warmed up and then sent -requests requests from -concurrency
+// keep-alive workers, each request with its own X-User-ID; the targets take
+// turns for -rounds rounds, in one order and then in the reverse, so that
+// no target always runs first or right after another. Gateway CPU comes
+// from the server's /proc/PID/task/*/schedstat, in nanoseconds, so the load
+// generator's and the backend's CPU do not count; theirs is shown apart.
+//
+// The switchback row's ratio to reverse_proxy is taken within each round
+// (the two ran back to back) and reported as the median over the rounds
+// with a bootstrap 95% interval, against the goal: a median of at most 1.03
+// with an upper bound of at most 1.05. Many short rounds resolve more than
+// a few long ones of the same total: the pairing cancels drift in the
+// machine's speed, and the interval narrows with the number of rounds.
 //
 // -only picks targets, e.g. -only direct,reverse_proxy while the gateway
-// binary has no switchback directive. -duration-max bounds the gateway's
-// start-up and each run (warm-up plus measured requests) of each target, so
-// the whole invocation ends within (1 + rounds × targets) × -duration-max.
-// A run it cuts short is reported as partial and the exit status is 1, as
-// it is when any request failed.
+// binary has no switchback directive; without -only, nginx is measured when
+// it is installed and skipped with a note when not. -duration-max bounds
+// each server's start-up and each run (warm-up plus measured requests) of
+// each target. A run it cuts short is reported as partial and the exit
+// status is 1, as it is when any request failed.
 package main
 
 import (
@@ -31,7 +41,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -41,29 +50,36 @@ import (
 // Target names, as -only takes them and the table prints them.
 const (
 	targetDirect       = "direct"
+	targetNginx        = "nginx"
 	targetReverseProxy = "reverse_proxy"
 	targetSwitchback   = "switchback"
 )
 
-var allTargets = []string{targetDirect, targetReverseProxy, targetSwitchback}
+var allTargets = []string{targetDirect, targetNginx, targetReverseProxy, targetSwitchback}
 
 // Bounds on the flags, so that a typo cannot start an unbounded run.
 const (
 	maxRequests    = 1_000_000
 	maxConcurrency = 1024
-	maxRounds      = 15
+	maxRounds      = 50
 	maxDuration    = time.Hour
 )
 
 type config struct {
 	bin         string
+	nginx       string   // path; "" finds it on $PATH or in nginxDirs
+	nginxDirs   []string // where to look for nginx after $PATH
 	requests    int
 	warmup      int
 	concurrency int
 	rounds      int
 	durationMax time.Duration
 	targets     []string
-	json        bool
+	// nginxOptional: nginx was not asked for by name, so a missing nginx
+	// drops its row rather than failing the run.
+	nginxOptional bool
+	pin           bool
+	json          bool
 }
 
 func main() {
@@ -90,12 +106,15 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
 	var only string
 	fs.StringVar(&cfg.bin, "bin", "bin/switchback", "`path` of the gateway binary (Caddy with the Switchback modules)")
-	fs.IntVar(&cfg.requests, "requests", 20000, "measured requests per target and round")
-	fs.IntVar(&cfg.warmup, "warmup", 1000, "unmeasured warm-up requests before each measured run")
+	fs.StringVar(&cfg.nginx, "nginx", "", "`path` of nginx; default: nginx on $PATH or in "+strings.Join(nginxDirs, ", "))
+	cfg.nginxDirs = nginxDirs
+	fs.IntVar(&cfg.requests, "requests", 10000, "measured requests per target and round")
+	fs.IntVar(&cfg.warmup, "warmup", 2000, "unmeasured warm-up requests before each measured run")
 	fs.IntVar(&cfg.concurrency, "concurrency", 16, "concurrent keep-alive workers")
-	fs.IntVar(&cfg.rounds, "rounds", 3, "interleaved rounds; the table reports medians")
-	fs.DurationVar(&cfg.durationMax, "duration-max", 30*time.Second, "hard bound on the gateway's start-up and on each run of each target")
-	fs.StringVar(&only, "only", strings.Join(allTargets, ","), "comma-separated `targets` to measure: "+strings.Join(allTargets, ", "))
+	fs.IntVar(&cfg.rounds, "rounds", 20, "rounds, alternately in target order and in reverse; the table reports medians")
+	fs.DurationVar(&cfg.durationMax, "duration-max", time.Minute, "hard bound on each server's start-up and on each run of each target")
+	fs.StringVar(&only, "only", "", "comma-separated `targets` to measure: "+strings.Join(allTargets, ", ")+"; default: all, nginx when installed")
+	fs.BoolVar(&cfg.pin, "pin", true, "pin the servers to one CPU and the load generator and backend to the others")
 	fs.BoolVar(&cfg.json, "json", false, "print the results as JSON instead of a table")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -121,6 +140,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if cfg.durationMax < time.Second || cfg.durationMax > maxDuration {
 		return config{}, fmt.Errorf("-duration-max %v is out of range; want 1s to %v", cfg.durationMax, maxDuration)
+	}
+	if only == "" {
+		cfg.targets, cfg.nginxOptional = slices.Clone(allTargets), true
+		return cfg, nil
 	}
 	targets, err := parseTargets(only)
 	if err != nil {
@@ -161,6 +184,21 @@ var errIncomplete = errors.New("results incomplete")
 
 func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	started := time.Now()
+	var notes []string
+
+	var plan *cpuPlan
+	if cfg.pin {
+		var why string
+		if plan, why = planCPUs(); plan == nil {
+			notes = append(notes, why)
+		} else if err := plan.pinSelf(); err != nil {
+			return err
+		} else {
+			notes = append(notes, plan.desc)
+		}
+	} else {
+		notes = append(notes, "not pinned (-pin=false): load generator, backend and servers share the CPUs")
+	}
 
 	be, err := startBackend()
 	if err != nil {
@@ -169,22 +207,45 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	defer be.close()
 
 	urls := map[string]string{targetDirect: be.url}
-	var gw *gateway
+	servers := make(map[string]*server)
+	if slices.Contains(cfg.targets, targetNginx) {
+		bin, err := findNginx(cfg.nginx, cfg.nginxDirs)
+		switch {
+		case errors.Is(err, errNoNginx) && cfg.nginxOptional:
+			notes = append(notes, "nginx not measured: "+err.Error())
+			cfg.targets = slices.DeleteFunc(cfg.targets, func(t string) bool { return t == targetNginx })
+		case err != nil:
+			return err
+		default:
+			startCtx, cancel := context.WithTimeout(ctx, cfg.durationMax)
+			ng, err := startNginx(startCtx, bin, be.addr, plan)
+			cancel()
+			if err != nil {
+				return err
+			}
+			defer ng.stop()
+			servers[targetNginx] = ng
+		}
+	}
 	if slices.Contains(cfg.targets, targetReverseProxy) || slices.Contains(cfg.targets, targetSwitchback) {
 		startCtx, cancel := context.WithTimeout(ctx, cfg.durationMax)
-		gw, err = startGateway(startCtx, cfg.bin, be.addr, cfg.targets)
-		if err == nil && slices.Contains(cfg.targets, targetSwitchback) {
-			if err := checkSwitchbackHeaders(startCtx, gw.urls[targetSwitchback]); err != nil {
-				fmt.Fprintln(stderr, "loadbench: note:", err)
-			}
-		}
+		gw, err := startGateway(startCtx, cfg.bin, be.addr, cfg.targets, plan)
 		cancel()
 		if err != nil {
 			return err
 		}
 		defer gw.stop()
-		for t, u := range gw.urls {
-			urls[t] = u
+		for t := range gw.urls {
+			servers[t] = gw
+		}
+	}
+	for t, s := range servers {
+		urls[t] = s.urls[t]
+		if t == targetSwitchback || t == targetNginx {
+			if err := checkRoutingHeaders(ctx, t, urls[t]); err != nil {
+				fmt.Fprintln(stderr, "loadbench: note:", err)
+				notes = append(notes, err.Error())
+			}
 		}
 	}
 
@@ -198,9 +259,9 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	cutShort := false
 rounds:
 	for round := range cfg.rounds {
-		for _, t := range rotate(cfg.targets, round) {
+		for _, t := range roundOrder(cfg.targets, round) {
 			runCtx, cancel := context.WithTimeout(ctx, cfg.durationMax)
-			m, err := measure(runCtx, cfg, clients[t], t, round, gw)
+			m, err := measure(runCtx, cfg, clients[t], t, round, servers[t])
 			cancel()
 			if err != nil {
 				return err
@@ -220,7 +281,7 @@ rounds:
 		}
 	}
 
-	rep := newReport(cfg, ms, time.Since(started))
+	rep := newReport(cfg, ms, notes, time.Since(started))
 	if cfg.json {
 		err = rep.writeJSON(stdout)
 	} else {
@@ -241,15 +302,20 @@ rounds:
 	return nil
 }
 
-// rotate returns targets starting at position round, so that no target is
-// always measured first or last in a round.
-func rotate(targets []string, round int) []string {
-	k := round % len(targets)
-	return append(slices.Clone(targets[k:]), targets[:k]...)
+// roundOrder is the targets in their order in even rounds and in reverse
+// in odd ones, so that of any two targets each runs first half the time,
+// and the pair compared (reverse_proxy, switchback) runs A-B, then B-A.
+func roundOrder(targets []string, round int) []string {
+	order := slices.Clone(targets)
+	if round%2 == 1 {
+		slices.Reverse(order)
+	}
+	return order
 }
 
-// measure warms a target up and then measures it once.
-func measure(ctx context.Context, cfg config, c *loadClient, target string, round int, gw *gateway) (measurement, error) {
+// measure warms a target up and then measures it once. srv is the server
+// under test, nil for the backend reached directly.
+func measure(ctx context.Context, cfg config, c *loadClient, target string, round int, srv *server) (measurement, error) {
 	m := measurement{Target: target, Round: round + 1}
 	if cfg.warmup > 0 {
 		w := c.load(ctx, cfg.warmup, cfg.concurrency)
@@ -261,27 +327,28 @@ func measure(ctx context.Context, cfg config, c *loadClient, target string, roun
 		}
 	}
 
-	usesGateway := target != targetDirect
-	var cpuBefore time.Duration
-	if usesGateway {
+	var srvBefore time.Duration
+	if srv != nil {
 		var err error
-		if cpuBefore, err = gw.cpu(); err != nil {
+		if srvBefore, err = srv.cpu(); err != nil {
 			return m, err
 		}
 	}
+	selfBefore, selfErr := selfCPU()
 	r := c.load(ctx, cfg.requests, cfg.concurrency)
 	m.setLoad(r, cfg.requests)
-	if usesGateway {
-		cpuAfter, err := gw.cpu()
+	if selfAfter, err := selfCPU(); err == nil && selfErr == nil {
+		m.LoadCPUUS = perRequest(selfAfter-selfBefore, m.Requests)
+	}
+	if srv != nil {
+		srvAfter, err := srv.cpu()
 		if err != nil {
 			return m, err
 		}
-		m.setGatewayCPU(cpuAfter - cpuBefore)
+		m.GatewayCPUUS = perRequest(srvAfter-srvBefore, m.Requests)
 	}
 	if r.failed > 0 && r.failed == r.done {
 		return m, fmt.Errorf("%s: all %d requests failed, the first with: %v", target, r.done, r.firstErr)
 	}
 	return m, nil
 }
-
-func gomaxprocs() int { return runtime.GOMAXPROCS(0) }
