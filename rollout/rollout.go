@@ -7,7 +7,8 @@
 // It is pure: no Caddy, no etcd, no clock of its own. The store keeps a
 // Rollout (configstore), a driver elected among the gateway instances asks
 // Next what to do with the current document and the guard's view, and does
-// it (caddymodule); the admin API creates, pauses, resumes and aborts.
+// it (control, which also holds the admin API's start, pause, resume and
+// abort).
 package rollout
 
 import (
@@ -311,7 +312,8 @@ type Decision struct {
 //     guard has already moved it somewhere safe; putting back From could
 //     expose a failing pool again) or after any other writer (an operator
 //     took over);
-//   - abort and roll back to From when the guard reports a breach;
+//   - abort and roll back to From when the guard reports a breach (the
+//     message says why; whoever writes the rollback says what it did);
 //   - apply the first step at once;
 //   - hold while the step bakes, while the guard has no current view, and
 //     while it has fewer samples than its min_requests;
@@ -352,7 +354,7 @@ func Next(r Rollout, doc Doc, h Health, now time.Time) Decision {
 	}
 	if h.Breach != "" {
 		return Decision{Action: Abort, Value: r.From, Mutate: Rollback(r),
-			Message: fmt.Sprintf("%s; %s breached its guard: %s; rolled back to %s%%", r.at(), t.describe(), h.Breach, gateway.FormatPercent(r.From))}
+			Message: fmt.Sprintf("%s; %s breached its guard: %s", r.at(), t.describe(), h.Breach)}
 	}
 	if r.Step < 0 {
 		return r.apply(t, 0)
