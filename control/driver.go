@@ -188,16 +188,15 @@ func (c *Control) step(ctx context.Context, by actor, r rollout.Rollout, rev int
 }
 
 // abort records r aborted as the driver decided, judged being the version
-// it decided on (0: the deployment is gone), then finishes the abort as
-// every abort is finished: the rollback (when d has one) goes on top of
-// the version judged only.
+// it decided on (0: the deployment is gone), then finishes it as every
+// abort is finished: with the rollback, when d has one.
 func (c *Control) abort(ctx context.Context, by actor, r rollout.Rollout, rev int64, d rollout.Decision, judged uint64, now time.Time) error {
 	r = aborted(r, d.Message)
 	rev, err := c.put(ctx, by, r, rev)
 	if err != nil {
 		return err
 	}
-	_, err = c.finishAbort(ctx, by.author, r, rev, abortRollback{why: d.Message, skip: d.Mutate == nil, ifVersion: judged, judged: judged})
+	_, err = c.finishAbort(ctx, by.author, r, rev, abortRollback{why: d.Message, skip: d.Mutate == nil, judged: judged})
 	return err
 }
 

@@ -108,6 +108,11 @@ func TestAbort(t *testing.T) {
 		reason  string // the rollback version's reason after the rollout's ID
 		value   func(configstore.Document) float64
 		back    float64 // the target's value afterwards
+		// When no rollback is written: the source of the last version.
+		source configstore.Source
+		// The deployment's version afterwards, and the rollout_aborted
+		// event's: the rollback's, or the one judged (0 for an operator).
+		version, eventVersion uint64
 	}{
 		{
 			name: "breach: the driver rolls back", target: "pool:green", steps: []float64{10, 50, 100},
@@ -117,7 +122,7 @@ func TestAbort(t *testing.T) {
 			},
 			message: "at step 1/3 (pool green 10%); pool green breached its guard: error rate 50.0% > 5.0%; pool:green back to 0% (version 3)",
 			author:  "gw-a", reason: "aborted at step 1/3 (pool green 10%); pool green breached its guard: error rate 50.0% > 5.0%",
-			value: green, back: 0,
+			value: green, back: 0, version: 3, eventVersion: 3,
 		},
 		{
 			name: "breach of a flag: back where it was", target: "flag:new_cart", steps: []float64{25, 50},
@@ -127,7 +132,7 @@ func TestAbort(t *testing.T) {
 			},
 			message: "at step 1/2 (flag new_cart 25%); flag new_cart breached its guard: error rate 50.0% > 5.0%; flag:new_cart back to 5% (version 3)",
 			author:  "gw-a", reason: "aborted at step 1/2 (flag new_cart 25%); flag new_cart breached its guard",
-			value: newCart, back: 5,
+			value: newCart, back: 5, version: 3, eventVersion: 3,
 		},
 		{
 			name: "an operator aborts", target: "pool:green", steps: []float64{10, 50, 100},
@@ -138,7 +143,7 @@ func TestAbort(t *testing.T) {
 			},
 			message: "aborted by bob: p95; pool:green back to 0% (version 3)",
 			author:  "bob", reason: "aborted by bob: p95",
-			value: green, back: 0,
+			value: green, back: 0, version: 3, eventVersion: 3,
 		},
 		{
 			name: "the guard moved the target first: nothing written over it", target: "pool:green", steps: []float64{10, 50, 100},
@@ -151,7 +156,37 @@ func TestAbort(t *testing.T) {
 				h.ctl.Tick(h.t.Context(), leader, h.clock())
 			},
 			message: "at step 1/3 (pool green 10%); the guard moved pool green from 10% to 0% (error rate 60.0% > 5.0%; traffic to blue)",
-			value:   green, back: 0,
+			value:   green, back: 0, source: configstore.SourceGuard, version: 3, eventVersion: 3,
+		},
+		{
+			name: "an operator aborts after someone moved the target: left as it is", target: "pool:green", steps: []float64{10, 50, 100},
+			abort: func(h *harness, _ *configstore.Leader) {
+				if _, err := h.store.Update(h.t.Context(), "shop", 0, configstore.Meta{Author: "carol", Source: configstore.SourceAPI},
+					func(c *gateway.Config) error { return rollout.SetWeight(c, "green", 30, nil) }); err != nil {
+					h.t.Fatal(err)
+				}
+				if _, err := h.ctl.Abort(h.t.Context(), Op{Deployment: "shop", Author: "bob"}); err != nil {
+					h.t.Fatal(err)
+				}
+			},
+			message: "aborted by bob; pool:green left as it is: changed outside the rollout since",
+			value:   green, back: 30, source: configstore.SourceAPI, version: 3, eventVersion: 0,
+		},
+		{
+			name: "an operator aborts after the driver wrote a step it could not record: rolled back", target: "pool:green", steps: []float64{10, 50, 100},
+			abort: func(h *harness, _ *configstore.Leader) {
+				r := h.rollout()
+				if _, err := h.store.Update(h.t.Context(), "shop", 0, configstore.Meta{Author: "gw-a", Source: configstore.SourceRollout, Reason: rollout.StepReason(r, 1)},
+					func(c *gateway.Config) error { return rollout.SetWeight(c, "green", 50, r.Before) }); err != nil {
+					h.t.Fatal(err)
+				}
+				if _, err := h.ctl.Abort(h.t.Context(), Op{Deployment: "shop", Author: "bob"}); err != nil {
+					h.t.Fatal(err)
+				}
+			},
+			message: "aborted by bob; pool:green back to 0% (version 4)",
+			author:  "bob", reason: "aborted by bob",
+			value: green, back: 0, version: 4, eventVersion: 4,
 		},
 	}
 	for _, tt := range tests {
@@ -173,20 +208,20 @@ func TestAbort(t *testing.T) {
 			if got := tt.value(doc); got != tt.back {
 				t.Errorf("%s at %v after the abort, want %v", tt.target, got, tt.back)
 			}
-			wantVersion := uint64(3)
+			version, eventVersion := tt.version, tt.eventVersion
 			if tt.author != "" {
 				wantReason := "rollout " + started.ID + " " + tt.reason
-				if doc.Meta.Version != 3 || doc.Meta.Source != configstore.SourceRollout || doc.Meta.Author != tt.author ||
-					!doc.Meta.Fallback || !strings.HasPrefix(doc.Meta.Reason, wantReason) || r.Version != 3 {
-					t.Errorf("rollback version %d by %s %s (fallback %v): %q, rollout's version %d\nwant version 3 by rollout %s: %q",
-						doc.Meta.Version, doc.Meta.Source, doc.Meta.Author, doc.Meta.Fallback, doc.Meta.Reason, r.Version, tt.author, wantReason)
+				if doc.Meta.Version != version || doc.Meta.Source != configstore.SourceRollout || doc.Meta.Author != tt.author ||
+					!doc.Meta.Fallback || !strings.HasPrefix(doc.Meta.Reason, wantReason) || r.Version != version {
+					t.Errorf("rollback version %d by %s %s (fallback %v): %q, rollout's version %d\nwant version %d by rollout %s: %q",
+						doc.Meta.Version, doc.Meta.Source, doc.Meta.Author, doc.Meta.Fallback, doc.Meta.Reason, r.Version, version, tt.author, wantReason)
 				}
-			} else if doc.Meta.Source != configstore.SourceGuard {
-				t.Errorf("version %d by %s over the guard's fallback", doc.Meta.Version, doc.Meta.Source)
+			} else if doc.Meta.Version != version || doc.Meta.Source != tt.source {
+				t.Errorf("version %d by %s, want %d by %s: nothing written over it", doc.Meta.Version, doc.Meta.Source, version, tt.source)
 			}
 			evs := h.events()
-			if last := evs[len(evs)-1]; last.Kind != rollout.EventAborted || last.Version != wantVersion || last.Reason != r.Message || last.Subject != tt.target {
-				t.Errorf("last event %+v, want rollout_aborted at version %d saying %q", last, wantVersion, r.Message)
+			if last := evs[len(evs)-1]; last.Kind != rollout.EventAborted || last.Version != eventVersion || last.Reason != r.Message || last.Subject != tt.target {
+				t.Errorf("last event %+v, want rollout_aborted at version %d saying %q", last, eventVersion, r.Message)
 			}
 
 			// Nothing moves afterwards.

@@ -277,41 +277,50 @@ type abortRollback struct {
 	// skip: the decision has no rollback (the target is gone, or someone
 	// else has moved it already).
 	skip bool
-	// ifVersion is the version the rollback must go on top of (the one
-	// the decision was made on); 0 means whatever is current.
-	ifVersion uint64
 	// judged is the deployment's version the abort was decided on, for
-	// the event when there is no rollback version.
+	// the event when no rollback is written.
 	judged uint64
 }
 
+// errMoved is a rollback refused because the rollout no longer holds its
+// target (rollout.Holds).
+var errMoved = errors.New("control: the target was moved outside the rollout")
+
 // finishAbort is every abort's second half, once the rollout r is recorded
-// aborted at rev: it puts the target back to r.From (rollout.Rollback) as a
-// new version, unless rb.skip, records what that did in the rollout's
-// message, and records the rollout_aborted event. It goes on when ctx ends,
-// within rollbackTimeout: nothing else will put the target back. Its
-// writes are not fenced: the abort is decided and recorded (by a driver
-// that was the leader then), and a rollback on top of a version other than
-// the one decided on is refused anyway.
+// aborted at rev: unless rb.skip, it puts the target back to r.From
+// (rollout.Rollback) as a new version, on whatever version is current, but
+// only while the rollout holds the target (rollout.Holds): a target moved
+// since by the guard or an operator stays where they put it. It then
+// records what that did in the rollout's message, and the rollout_aborted
+// event. It goes on when ctx ends, within rollbackTimeout: nothing else
+// will put the target back. Its writes are not fenced: the abort is
+// decided and recorded (by a driver that was the leader then), and Holds
+// keeps the rollback from undoing anybody's later change.
 func (c *Control) finishAbort(ctx context.Context, author string, r rollout.Rollout, rev int64, rb abortRollback) (Change, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	version := rb.judged
 	var (
-		res      configstore.Result
-		rollErr  error
-		conflict *configstore.ConflictError
+		res     configstore.Result
+		rollErr error
 	)
 	if !rb.skip {
-		res, rollErr = c.store.Update(ctx, r.Deployment, rb.ifVersion, configstore.Meta{
+		rollback := rollout.Rollback(r)
+		res, rollErr = c.store.Edit(ctx, r.Deployment, 0, configstore.Meta{
 			Author:   author,
 			Source:   configstore.SourceRollout,
 			Reason:   rollout.AbortReason(r, rb.why),
 			Fallback: true,
-		}, rollout.Rollback(r))
+		}, func(cur configstore.Document, next *gateway.Config) error {
+			if !rollout.Holds(r, rollout.Doc{Config: cur.Config, ByGuard: cur.Meta.Source == configstore.SourceGuard, Reason: cur.Meta.Reason}) {
+				return errMoved
+			}
+			return rollback(next)
+		})
 		switch {
-		case errors.As(rollErr, &conflict) && conflict.Kind == "":
-			r.Message += fmt.Sprintf("; %s left as it is: version %d changed the deployment first", r.Target, conflict.Current)
+		case errors.Is(rollErr, errMoved):
+			rollErr = nil
+			r.Message += fmt.Sprintf("; %s left as it is: changed outside the rollout since", r.Target)
 		case rollErr != nil:
 			r.Message += "; the rollback failed: " + rollErr.Error()
 		case res.Wrote:

@@ -325,6 +325,39 @@ func TestRolloutRollback(t *testing.T) {
 	}
 }
 
+// TestRolloutHolds: an abort rolls back only a target where the rollout
+// left it.
+func TestRolloutHolds(t *testing.T) {
+	r := at("pool:green", []float64{10, 50, 100}, 1, 0, t0, weights("blue", 100, "green", 0))
+	before := r
+	before.Step = -1
+	noPool := shop()
+	delete(noPool.Pools, "green")
+	delete(noPool.Weights, "green")
+	own := "rollout r-1 step 3/3: pool green 100%"
+	tests := []struct {
+		name string
+		r    Rollout
+		doc  Doc
+		want bool
+	}{
+		{"at its step", r, Doc{Config: withWeights(shop(), weights("blue", 50, "green", 50))}, true},
+		{"before the first step, where it started", before, Doc{Config: withWeights(shop(), weights("blue", 100, "green", 0))}, true},
+		{"moved by the guard", r, Doc{Config: withWeights(shop(), weights("blue", 100, "green", 0)), ByGuard: true}, false},
+		{"moved by hand", r, Doc{Config: withWeights(shop(), weights("blue", 70, "green", 30))}, false},
+		{"its next step, record lost", r, Doc{Config: withWeights(shop(), weights("blue", 0, "green", 100)), Reason: own}, true},
+		{"at the next step's value, by someone else", r, Doc{Config: withWeights(shop(), weights("blue", 0, "green", 100)), Reason: "by hand"}, false},
+		{"pool gone", r, Doc{Config: noPool}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Holds(tt.r, tt.doc); got != tt.want {
+				t.Errorf("Holds = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestRolloutBakeLeft(t *testing.T) {
 	r := at("pool:green", []float64{10, 100}, 0, 0, t0, nil)
 	tests := []struct {
