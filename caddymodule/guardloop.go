@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/configstore"
-	"github.com/a8e2c47e/switchback/control"
 	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/guard"
 )
@@ -166,11 +165,7 @@ func (a *App) act(ctx context.Context, snap *gateway.Snapshot, act guard.Action)
 	case err != nil:
 		a.logger.Error("guard: writing fallback", zap.String("deployment", name), zap.String("subject", act.Subject), zap.Error(err))
 	case res.Wrote:
-		kind := control.EventFallback
-		if act.Kind == guard.FlagOff {
-			kind = control.EventFlagOff
-		}
-		a.metrics.fallbacks.WithLabelValues(name, kind).Inc()
+		a.metrics.fallbacks.WithLabelValues(name, act.Kind.String()).Inc()
 	}
 }
 

@@ -10,8 +10,8 @@ import (
 	"github.com/a8e2c47e/switchback/rollout"
 )
 
-// Event kinds of the guard (configstore.Event.Kind); the rollouts' are
-// rollout.Event*.
+// Event kinds of the guard (configstore.Event.Kind): the strings of the
+// guard.ActionKind each records. The rollouts' are rollout.Event*.
 const (
 	EventFallback        = "fallback"
 	EventFallbackRefused = "fallback_refused"
@@ -41,16 +41,11 @@ const fallbackTimeout = 2 * time.Second
 // nothing is attempted and the error is configstore.ErrUnavailable: the
 // gateway keeps serving the last applied version.
 func (c *Control) FallBack(ctx context.Context, name string, act guard.Action) (configstore.Result, error) {
-	var kind string
-	switch act.Kind {
-	case guard.Refused:
+	if act.Kind == guard.Refused {
 		c.Record(ctx, configstore.Event{Deployment: name, Kind: EventFallbackRefused, Subject: act.Subject, Version: act.Version, Reason: act.Reason})
 		return configstore.Result{}, nil
-	case guard.Fallback:
-		kind = EventFallback
-	case guard.FlagOff:
-		kind = EventFlagOff
-	default:
+	}
+	if act.Kind != guard.Fallback && act.Kind != guard.FlagOff {
 		return configstore.Result{}, nil
 	}
 	if !c.reachable() {
@@ -72,7 +67,7 @@ func (c *Control) FallBack(ctx context.Context, name string, act guard.Action) (
 	}
 	c.NoteGuardWrite(name, res.Doc.Meta.Time)
 	c.wrote(res.Doc)
-	c.Record(ctx, configstore.Event{Deployment: name, Kind: kind, Subject: act.Subject, Version: res.Doc.Meta.Version, Reason: act.Reason})
+	c.Record(ctx, configstore.Event{Deployment: name, Kind: act.Kind.String(), Subject: act.Subject, Version: res.Doc.Meta.Version, Reason: act.Reason})
 	return res, nil
 }
 

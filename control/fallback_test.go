@@ -103,3 +103,12 @@ func equal[T comparable](a, b []T) bool {
 	}
 	return true
 }
+
+// TestEventKinds: the guard's event kinds are its actions' names.
+func TestEventKinds(t *testing.T) {
+	for kind, want := range map[guard.ActionKind]string{guard.Fallback: EventFallback, guard.FlagOff: EventFlagOff, guard.Refused: EventFallbackRefused} {
+		if kind.String() != want {
+			t.Errorf("%v records %q, want %q", kind, kind.String(), want)
+		}
+	}
+}
