@@ -180,9 +180,10 @@ func (c *Control) Resume(ctx context.Context, op Op) (Change, error) {
 }
 
 // Abort ends the deployment's running or paused rollout and puts its
-// target back where the rollout found it, whatever the deployment's
-// version is by then. A rollback that fails leaves the rollout aborted
-// and the target where the last step left it; the error says so.
+// target back where the rollout found it, on whatever version is current,
+// unless someone else has moved the target since (then it stays where they
+// put it). A rollback that fails leaves the rollout aborted and the target
+// where the last step left it; the error says so.
 func (c *Control) Abort(ctx context.Context, op Op) (Change, error) {
 	r, rev, err := c.transition(ctx, op, ActionAbort, func(r *rollout.Rollout) {
 		*r = aborted(*r, withWhy("aborted by "+op.Author, op.Reason))
