@@ -31,7 +31,7 @@ func guarded(t *testing.T, h *harness) {
 func (h *harness) driverStep(i int, started time.Time) {
 	h.t.Helper()
 	ctx := h.t.Context()
-	r, rev, err := h.server.getRollout(ctx, "shop")
+	r, rev, err := h.server.control.Rollout(ctx, "shop")
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -42,7 +42,8 @@ func (h *harness) driverStep(i int, started time.Time) {
 		h.t.Fatal(err)
 	}
 	r.Step, r.StepStarted, r.Version = i, started, res.Doc.Meta.Version
-	if _, err := h.server.putRollout(ctx, r, rev); err != nil {
+	r.Stamp(testNow)
+	if _, err := h.store.PutRecord(ctx, rollout.RecordKind, "shop", r, rev); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -137,7 +138,7 @@ func TestRolloutLifecycle(t *testing.T) {
 		if got.ID != id || got.State != st.state || !strings.Contains(got.Message, st.message) || time.Duration(got.BakeLeft) != st.bakeLeft {
 			t.Errorf("%s = %s %q bake left %v, want %s %q %v", st.action, got.State, got.Message, time.Duration(got.BakeLeft), st.state, st.message, st.bakeLeft)
 		}
-		if stored, _, _ := h.server.getRollout(t.Context(), "shop"); stored.State != st.state || stored.Message != got.Message {
+		if stored, _, _ := h.server.control.Rollout(t.Context(), "shop"); stored.State != st.state || stored.Message != got.Message {
 			t.Errorf("%s: stored %s %q, answered %s %q", st.action, stored.State, stored.Message, got.State, got.Message)
 		}
 	}
@@ -223,7 +224,7 @@ func TestRolloutRejected(t *testing.T) {
 	if resp := h.do("GET", "/api/v1/deployments/nope/rollouts", ""); resp.status != http.StatusNotFound || !strings.Contains(resp.errorBody(t).Error, `deployment "nope" not found`) {
 		t.Errorf("GET of an unknown deployment = %d %s", resp.status, resp.body)
 	}
-	if _, _, err := h.server.getRollout(t.Context(), "shop"); err == nil {
+	if _, _, err := h.server.control.Rollout(t.Context(), "shop"); err == nil {
 		t.Error("a refused request stored a rollout")
 	}
 }
@@ -339,7 +340,7 @@ func TestRolloutActionIfMatch(t *testing.T) {
 	if r.status != http.StatusConflict {
 		t.Fatalf("pause with a stale If-Match: %d %s, want 409", r.status, r.body)
 	}
-	if ro, _, err := h.server.getRollout(t.Context(), "shop"); err != nil || ro.State == rollout.Paused {
+	if ro, _, err := h.server.control.Rollout(t.Context(), "shop"); err != nil || ro.State == rollout.Paused {
 		t.Errorf("rollout %v (%v) after a refused pause, want it not paused", ro.State, err)
 	}
 	if r := h.do("POST", "/api/v1/deployments/shop/rollouts/pause", `{}`, "If-Match", fmt.Sprintf(`"%d"`, cur)); r.status != http.StatusOK {

@@ -51,6 +51,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/control"
 	"github.com/a8e2c47e/switchback/guard"
 )
 
@@ -85,6 +86,9 @@ type Options struct {
 	// Guard returns this instance's guard view of a deployment, served at
 	// GET /api/v1/deployments/{name}/guard.
 	Guard func(name string) (guard.View, bool)
+	// Control does the rollout actions and records their events; nil
+	// means one of the server's own on Store, as Instance, with Now.
+	Control *control.Control
 }
 
 // Server is the admin API. It is an http.Handler; mount it on a listener of
@@ -104,6 +108,7 @@ type Server struct {
 	audit          func(Record)
 	now            func() time.Time
 	guard          func(name string) (guard.View, bool)
+	control        *control.Control
 }
 
 // New builds a Server. It reads the tokens file once; a file that does not
@@ -133,6 +138,14 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.audit == nil {
 		s.audit = logAudit(s.log)
+	}
+	s.control = opts.Control
+	if s.control == nil {
+		c, err := control.New(control.Options{Store: s.store, Instance: s.instance, Now: s.now, Logger: s.log})
+		if err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+		s.control = c
 	}
 	if opts.StoreHealth != nil {
 		s.storeHealth = func(context.Context) error {

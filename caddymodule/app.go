@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/control"
 	"github.com/a8e2c47e/switchback/gateway"
 )
 
@@ -64,10 +65,12 @@ type App struct {
 	healthy atomic.Bool
 	now     func() time.Time
 
-	// guardsMu protects guards and lastGuardWrite.
-	guardsMu       sync.Mutex
-	guards         map[string]*guardState
-	lastGuardWrite map[string]time.Time
+	// control writes what the guard and the rollout driver decide.
+	control *control.Control
+
+	// guardsMu protects guards.
+	guardsMu sync.Mutex
+	guards   map[string]*guardState
 
 	// mu protects warned: deployments whose Caddyfile/etcd mismatch was
 	// logged, and retained: each deployment's rollback targets as of the
@@ -112,7 +115,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.warned = make(map[string]bool)
 	a.retained = make(map[string]map[string]time.Time)
 	a.guards = make(map[string]*guardState)
-	a.lastGuardWrite = make(map[string]time.Time)
 	a.now = time.Now
 	if a.Store == nil {
 		a.Store = &StoreConfig{}
@@ -162,7 +164,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("switchback: store: %w", err)
 	}
 	a.healthy.Store(true)
-	return nil
+	a.control, err = a.newControl()
+	return err
 }
 
 // Start watches the store and applies every new version, and serves the

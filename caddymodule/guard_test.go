@@ -15,6 +15,7 @@ import (
 
 	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/control"
 	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/guard"
 )
@@ -179,7 +180,7 @@ func TestGuardFallsBackFromBadCanary(t *testing.T) {
 	}
 	// The event follows the version it reports.
 	evs := waitEvents(t, store, 1)
-	if len(evs) != 1 || evs[0].Kind != EventFallback || evs[0].Subject != "pool:green" || evs[0].Version != doc.Meta.Version {
+	if len(evs) != 1 || evs[0].Kind != control.EventFallback || evs[0].Subject != "pool:green" || evs[0].Version != doc.Meta.Version {
 		t.Errorf("events %+v, want one fallback of pool:green at version %d", evs, doc.Meta.Version)
 	}
 }
@@ -212,9 +213,9 @@ func breachGauges(t *testing.T, app *App) []string {
 }
 
 // waitEvents polls checkout's events until there are at least n.
-func waitEvents(t *testing.T, store *configstore.Store, n int) []Event {
+func waitEvents(t *testing.T, store *configstore.Store, n int) []configstore.Event {
 	t.Helper()
-	var evs []Event
+	var evs []configstore.Event
 	waitFor(t, fmt.Sprintf("%d event(s)", n), func() bool {
 		var err error
 		evs, err = store.Events(t.Context(), "checkout", 10)
@@ -299,18 +300,18 @@ func TestGuardWritesWhatJudgeSays(t *testing.T) {
 		check   func(configstore.Document) bool
 	}{
 		{"refused: the target fails its health checks", func() (*gateway.Snapshot, guard.Action) { return refusedSnap, refused },
-			guard.Refused, 1, 1, EventFallbackRefused + " pool:green", nil},
+			guard.Refused, 1, 1, control.EventFallbackRefused + " pool:green", nil},
 		{"fallback", func() (*gateway.Snapshot, guard.Action) { return refusedSnap, fallback },
-			guard.Fallback, 2, 2, EventFallback + " pool:green",
+			guard.Fallback, 2, 2, control.EventFallback + " pool:green",
 			func(d configstore.Document) bool {
 				return d.Config.Weights["blue"] == 100 && d.Config.Weights["green"] == 0
 			}},
 		// Another instance judged version 1 too: its write loses the
 		// compare-and-swap and records nothing.
 		{"a second fallback of the same version writes nothing", func() (*gateway.Snapshot, guard.Action) { return refusedSnap, fallback },
-			guard.Fallback, 2, 2, EventFallback + " pool:green", nil},
+			guard.Fallback, 2, 2, control.EventFallback + " pool:green", nil},
 		{"flag off", func() (*gateway.Snapshot, guard.Action) { return judge(nil, flagFails) },
-			guard.FlagOff, 3, 3, EventFlagOff + " flag:new_payment_flow",
+			guard.FlagOff, 3, 3, control.EventFlagOff + " flag:new_payment_flow",
 			func(d configstore.Document) bool {
 				return d.Config.Flags["new_payment_flow"].Percent == 0 && d.Config.Weights["blue"] == 100
 			}},
@@ -367,7 +368,7 @@ func TestGuardSwitchesOffBadFlag(t *testing.T) {
 	if doc.Config.Flags["dark_mode"].Percent != 50 {
 		t.Errorf("dark_mode %v%%, want it left at 50", doc.Config.Flags["dark_mode"].Percent)
 	}
-	if evs := waitEvents(t, store, 1); evs[0].Kind != EventFlagOff || evs[0].Subject != "flag:new_payment_flow" {
+	if evs := waitEvents(t, store, 1); evs[0].Kind != control.EventFlagOff || evs[0].Subject != "flag:new_payment_flow" {
 		t.Errorf("events %+v, want flag_off of flag:new_payment_flow", evs)
 	}
 }

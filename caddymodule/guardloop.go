@@ -136,7 +136,7 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 		Window:       entry.meters.Stats(),
 		Health:       st.checker.All(),
 		Retained:     a.retainedPools(name),
-		LastFallback: a.lastFallback(name),
+		LastFallback: a.control.LastFallback(name),
 		LastRefusal:  st.lastRefusal,
 		Instance:     a.Instance,
 		Now:          now,
@@ -152,19 +152,20 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 	a.act(ctx, snap, act)
 }
 
-// act writes what a judgement asked for: a fallback version, or an event
-// saying why there is none.
+// act has control write what a judgement asked for: a fallback version,
+// or an event saying why there is none.
 func (a *App) act(ctx context.Context, snap *gateway.Snapshot, act guard.Action) {
-	switch act.Kind {
-	case guard.Refused:
-		a.event(ctx, Event{Deployment: snap.Name(), Kind: EventFallbackRefused, Subject: act.Subject, Version: act.Version, Reason: act.Reason})
-	case guard.Fallback, guard.FlagOff:
-		// While the store is unreachable a fallback could not be written
-		// (and every attempt would stall this loop, and so the meters, for
-		// its timeout); the gateway keeps serving the last applied version.
-		if a.healthy.Load() {
-			a.fallBack(ctx, snap, act)
-		}
+	name := snap.Name()
+	res, err := a.control.FallBack(ctx, name, act)
+	switch {
+	case errors.Is(err, configstore.ErrConflict):
+		a.logger.Debug("guard: another writer changed the deployment first", zap.String("deployment", name))
+	case errors.Is(err, configstore.ErrUnavailable):
+		a.logger.Debug("guard: store unreachable; serving the last applied version", zap.String("deployment", name), zap.Error(err))
+	case err != nil:
+		a.logger.Error("guard: writing fallback", zap.String("deployment", name), zap.String("subject", act.Subject), zap.Error(err))
+	case res.Wrote:
+		a.metrics.fallbacks.WithLabelValues(name, act.Kind.String()).Inc()
 	}
 }
 
@@ -182,59 +183,9 @@ func (a *App) setBreaching(v guard.View) {
 	}
 }
 
-// fallBack writes the guard's action as a new version on top of the one it
-// judged: if another instance got there first, its compare-and-swap fails
-// and this one does nothing, so every instance converges on one fallback.
-func (a *App) fallBack(ctx context.Context, snap *gateway.Snapshot, act guard.Action) {
-	kind, subject, reason := EventFallback, act.Subject, act.Reason
-	if act.Kind == guard.FlagOff {
-		kind = EventFlagOff
-	}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	res, err := a.store.Update(wctx, snap.Name(), act.Version, configstore.Meta{
-		Author:   a.Instance,
-		Source:   configstore.SourceGuard,
-		Reason:   reason,
-		Fallback: true,
-	}, act.Apply)
-	switch {
-	case errors.Is(err, configstore.ErrConflict):
-		a.logger.Debug("guard: another writer changed the deployment first", zap.String("deployment", snap.Name()))
-		return
-	case err != nil:
-		a.logger.Error("guard: writing fallback", zap.String("deployment", snap.Name()), zap.String("subject", subject), zap.Error(err))
-		return
-	}
-	if !res.Wrote {
-		return
-	}
-	doc := res.Doc
-	a.noteGuardWrite(snap.Name(), doc.Meta.Time)
-	a.metrics.fallbacks.WithLabelValues(snap.Name(), kind).Inc()
-	a.logger.Warn("guard: fallback", zap.String("deployment", snap.Name()), zap.String("subject", subject),
-		zap.Uint64("version", doc.Meta.Version), zap.String("reason", reason))
-	a.apply(doc) // don't wait for the watch to bring our own write back
-	a.event(ctx, Event{Deployment: snap.Name(), Kind: kind, Subject: subject, Version: doc.Meta.Version, Reason: reason})
-}
-
-// noteGuardWrite remembers the time of a deployment's last guard version,
-// whoever wrote it, for the cooldown.
-func (a *App) noteGuardWrite(name string, t time.Time) {
-	a.guardsMu.Lock()
-	defer a.guardsMu.Unlock()
-	if t.After(a.lastGuardWrite[name]) {
-		a.lastGuardWrite[name] = t
-	}
-}
-
-// lastFallback is when the deployment's last guard version was written;
-// zero if never since this app started.
-func (a *App) lastFallback(name string) time.Time {
-	a.guardsMu.Lock()
-	defer a.guardsMu.Unlock()
-	return a.lastGuardWrite[name]
-}
+// noteGuardWrite starts the cooldown from a guard version applied here,
+// whoever wrote it.
+func (a *App) noteGuardWrite(name string, t time.Time) { a.control.NoteGuardWrite(name, t) }
 
 // configureChecks points the health checker at the snapshot's pools.
 func configureChecks(c *guard.Checker, snap *gateway.Snapshot) {

@@ -7,7 +7,8 @@
 // It is pure: no Caddy, no etcd, no clock of its own. The store keeps a
 // Rollout (configstore), a driver elected among the gateway instances asks
 // Next what to do with the current document and the guard's view, and does
-// it (caddymodule); the admin API creates, pauses, resumes and aborts.
+// it (control, which also holds the admin API's start, pause, resume and
+// abort).
 package rollout
 
 import (
@@ -311,7 +312,8 @@ type Decision struct {
 //     guard has already moved it somewhere safe; putting back From could
 //     expose a failing pool again) or after any other writer (an operator
 //     took over);
-//   - abort and roll back to From when the guard reports a breach;
+//   - abort and roll back to From when the guard reports a breach (the
+//     message says why; whoever writes the rollback says what it did);
 //   - apply the first step at once;
 //   - hold while the step bakes, while the guard has no current view, and
 //     while it has fewer samples than its min_requests;
@@ -333,15 +335,12 @@ func Next(r Rollout, doc Doc, h Health, now time.Time) Decision {
 	if !exists && (t.Kind == KindPool || r.Step >= 0) {
 		return Decision{Action: Abort, Message: fmt.Sprintf("%s no longer exists; nothing to roll back", t.describe())}
 	}
-	want := r.From
-	if r.Step >= 0 {
-		want = r.Steps[r.Step]
-	}
+	want := r.set()
 	if mustBP(cur) != mustBP(want) {
 		// The step's version was written but the record of it was lost
 		// (the driver stopped in between, or lost a race): carry on from it.
-		if next := r.Step + 1; next < len(r.Steps) && mustBP(cur) == mustBP(r.Steps[next]) && strings.HasPrefix(doc.Reason, reasonPrefix(r)) {
-			return r.apply(t, next)
+		if r.lostStep(cur, doc) {
+			return r.apply(t, r.Step+1)
 		}
 		if doc.ByGuard {
 			return Decision{Action: Abort, Message: fmt.Sprintf("%s; the guard moved %s from %s%% to %s%% (%s)",
@@ -352,7 +351,7 @@ func Next(r Rollout, doc Doc, h Health, now time.Time) Decision {
 	}
 	if h.Breach != "" {
 		return Decision{Action: Abort, Value: r.From, Mutate: Rollback(r),
-			Message: fmt.Sprintf("%s; %s breached its guard: %s; rolled back to %s%%", r.at(), t.describe(), h.Breach, gateway.FormatPercent(r.From))}
+			Message: fmt.Sprintf("%s; %s breached its guard: %s", r.at(), t.describe(), h.Breach)}
 	}
 	if r.Step < 0 {
 		return r.apply(t, 0)
@@ -371,6 +370,36 @@ func Next(r Rollout, doc Doc, h Health, now time.Time) Decision {
 		return Decision{Action: Finish, Message: fmt.Sprintf("all %d steps baked healthy: %s at %s%%", len(r.Steps), t.describe(), gateway.FormatPercent(want))}
 	}
 	return r.apply(t, r.Step+1)
+}
+
+// Holds reports whether the rollout still holds its target in doc: the
+// target is at the value the rollout last set (its step's, From before the
+// first), or doc is the version of its next step whose record was lost.
+// An abort puts back only a target the rollout holds; one that anybody
+// else has moved since stays where they put it.
+func Holds(r Rollout, doc Doc) bool {
+	t, err := ParseTarget(r.Target)
+	if err != nil || r.Step < -1 || r.Step >= len(r.Steps) {
+		return false
+	}
+	cur, exists := value(doc.Config, t)
+	return exists && (mustBP(cur) == mustBP(r.set()) || r.lostStep(cur, doc))
+}
+
+// set is the target's value the rollout last set: its step's, or From
+// before the first. r.Step must be in range.
+func (r Rollout) set() float64 {
+	if r.Step < 0 {
+		return r.From
+	}
+	return r.Steps[r.Step]
+}
+
+// lostStep reports whether doc, with the target at cur, is the version of
+// the rollout's next step, written by the rollout but not recorded.
+func (r Rollout) lostStep(cur float64, doc Doc) bool {
+	next := r.Step + 1
+	return next < len(r.Steps) && mustBP(cur) == mustBP(r.Steps[next]) && strings.HasPrefix(doc.Reason, reasonPrefix(r))
 }
 
 // BakeLeft is how long the applied step still bakes at now: 0 once it has

@@ -196,7 +196,7 @@ func TestRolloutNext(t *testing.T) {
 			Finish, 0, "all 3 steps baked healthy: pool green at 100%", nil, 0},
 		{"breach while baking: roll back", pool(1, t0), doc(withWeights(shop(), weights("blue", 50, "green", 50))),
 			Health{Known: true, Samples: 40, MinSamples: 20, Breach: "error rate 50.0% > 5.0%"}, t0.Add(time.Second),
-			Abort, 0, "at step 2/3 (pool green 50%); pool green breached its guard: error rate 50.0% > 5.0%; rolled back to 0%", weights("blue", 100, "green", 0), 0},
+			Abort, 0, "at step 2/3 (pool green 50%); pool green breached its guard: error rate 50.0% > 5.0%", weights("blue", 100, "green", 0), 0},
 		{"breach at 100%: traffic back to the pools before", pool(2, t0), doc(withWeights(shop(), weights("blue", 0, "green", 100))),
 			Health{Breach: "p95 2s > 500ms"}, baked,
 			Abort, 0, "p95 2s > 500ms", weights("blue", 100, "green", 0), 0},
@@ -218,7 +218,7 @@ func TestRolloutNext(t *testing.T) {
 		{"flag: first step", flag(-1, t0), doc(shop()), Health{}, t0, Apply, 0, "baking step 1/2 (flag new_cart 10%)", nil, 10},
 		{"flag: baked and healthy", flag(0, t0), doc(withFlag(shop(), "new_cart", 10)), healthy, baked, Apply, 1, "flag new_cart 50%", nil, 50},
 		{"flag: breach rolls back to where it was", flag(1, t0), doc(withFlag(shop(), "new_cart", 50)), Health{Known: true, Breach: "error rate 9.0% > 5.0%"}, t0,
-			Abort, 0, "rolled back to 5%", nil, 5},
+			Abort, 0, "at step 2/2 (flag new_cart 50%); flag new_cart breached its guard: error rate 9.0% > 5.0%", nil, 5},
 		{"flag: switched off by the guard", flag(1, t0), Doc{Config: withFlag(shop(), "new_cart", 0), ByGuard: true, Reason: "flag set to 0%"}, healthy, baked,
 			Abort, 0, "the guard moved flag new_cart from 50% to 0%", nil, 0},
 		{"flag: deleted", flag(1, t0), doc(noFlag), healthy, baked, Abort, 0, "flag new_cart no longer exists", nil, 0},
@@ -322,6 +322,39 @@ func TestRolloutRollback(t *testing.T) {
 	delete(gone.Weights, "green")
 	if err := Rollback(r)(&gone); err != nil || gone.Weights["blue"] != 100 {
 		t.Errorf("Rollback of a vanished pool = %v, %v", gone.Weights, err)
+	}
+}
+
+// TestRolloutHolds: an abort rolls back only a target where the rollout
+// left it.
+func TestRolloutHolds(t *testing.T) {
+	r := at("pool:green", []float64{10, 50, 100}, 1, 0, t0, weights("blue", 100, "green", 0))
+	before := r
+	before.Step = -1
+	noPool := shop()
+	delete(noPool.Pools, "green")
+	delete(noPool.Weights, "green")
+	own := "rollout r-1 step 3/3: pool green 100%"
+	tests := []struct {
+		name string
+		r    Rollout
+		doc  Doc
+		want bool
+	}{
+		{"at its step", r, Doc{Config: withWeights(shop(), weights("blue", 50, "green", 50))}, true},
+		{"before the first step, where it started", before, Doc{Config: withWeights(shop(), weights("blue", 100, "green", 0))}, true},
+		{"moved by the guard", r, Doc{Config: withWeights(shop(), weights("blue", 100, "green", 0)), ByGuard: true}, false},
+		{"moved by hand", r, Doc{Config: withWeights(shop(), weights("blue", 70, "green", 30))}, false},
+		{"its next step, record lost", r, Doc{Config: withWeights(shop(), weights("blue", 0, "green", 100)), Reason: own}, true},
+		{"at the next step's value, by someone else", r, Doc{Config: withWeights(shop(), weights("blue", 0, "green", 100)), Reason: "by hand"}, false},
+		{"pool gone", r, Doc{Config: noPool}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Holds(tt.r, tt.doc); got != tt.want {
+				t.Errorf("Holds = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
 
