@@ -36,6 +36,10 @@ type App struct {
 	// AdminTokens is a file of "NAME ROLE TOKEN_SHA256" lines; without it
 	// only loopback clients are served.
 	AdminTokens string `json:"admin_tokens,omitempty"`
+	// OFREP is the listener of the OpenFeature Remote Evaluation Protocol
+	// (package ofrep); "" (the default) serves none. Flags tokens come from
+	// AdminTokens; without it only loopback clients are served.
+	OFREP string `json:"ofrep,omitempty"`
 	// AdminHosts are Host header values the admin API accepts besides
 	// loopback names (DNS-rebinding protection).
 	AdminHosts []string `json:"admin_hosts,omitempty"`
@@ -83,6 +87,7 @@ type App struct {
 	adminLn net.Listener
 	// cancelStreams ends the admin API's open requests (events streams).
 	cancelStreams context.CancelFunc
+	ofrep         *ofrepListener
 }
 
 // CaddyModule returns the Caddy module information.
@@ -189,6 +194,9 @@ func (a *App) Start() error {
 	if err := a.startAdmin(); err != nil {
 		return err
 	}
+	if err := a.startOFREP(); err != nil {
+		return errors.Join(err, a.stopAdmin())
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
 	a.watched = make(chan struct{})
@@ -218,7 +226,7 @@ func (a *App) Stop() error {
 		<-a.judged
 		<-a.rolled
 	}
-	return a.stopAdmin()
+	return errors.Join(a.stopAdmin(), a.stopOFREP())
 }
 
 // Cleanup releases the store; the embedded etcd stops when the last config
