@@ -238,10 +238,10 @@ func TestOFREPWithOpenFeatureClients(t *testing.T) {
 }
 
 type webLine struct {
-	Ready   bool    `json:"ready"`
-	Stream  string  `json:"stream"`
-	Value   bool    `json:"value"`
-	Reason  string  `json:"reason"`
+	Ready   bool   `json:"ready"`
+	Stream  string `json:"stream"`
+	Value   bool   `json:"value"`
+	Reason  string `json:"reason"`
 	Changed *struct {
 		At      int64   `json:"at"`
 		Value   bool    `json:"value"`
