@@ -21,13 +21,17 @@ import (
 // ofrepListener is the OFREP server of one App: its HTTP server on its own
 // listener, and the bindings that tell it of every new version.
 type ofrepListener struct {
-	srv     *ofrep.Server
-	http    *http.Server
-	ln      net.Listener
-	detach  []func()
-	cancel  context.CancelFunc
-	serving bool          // Serve was started, and owns the listener
-	stopped chan struct{} // closed when Serve has returned
+	srv    *ofrep.Server
+	http   *http.Server
+	ln     net.Listener
+	detach []func()
+	cancel context.CancelFunc
+	// stopSeed ends the read of the store's history; seeded is closed
+	// when it has returned.
+	stopSeed context.CancelFunc
+	seeded   chan struct{}
+	serving  bool          // Serve was started, and owns the listener
+	stopped  chan struct{} // closed when Serve has returned
 }
 
 // startOFREP serves OFREP on a.OFREP. Like the admin API, the listener
@@ -71,15 +75,23 @@ func (a *App) startOFREP() error {
 	}
 	o := &ofrepListener{srv: srv, ln: lnAny.(net.Listener), stopped: make(chan struct{})}
 	var bindErr error
-	deployments.Range(func(_, val any) bool {
+	var names []string
+	deployments.Range(func(k, val any) bool {
 		detach, err := val.(deploymentEntry).Attach(ofrepBinder{srv})
 		if err != nil {
 			bindErr = err
 			return false
 		}
 		o.detach = append(o.detach, detach)
+		names = append(names, k.(string))
 		return true
 	})
+	seedCtx, stopSeed := context.WithCancel(context.Background())
+	o.stopSeed, o.seeded = stopSeed, make(chan struct{})
+	go func() {
+		defer close(o.seeded)
+		a.seedOFREP(seedCtx, srv, names)
+	}()
 	base, cancel := context.WithCancel(context.Background())
 	o.cancel = cancel
 	o.http = &http.Server{
@@ -116,6 +128,8 @@ func (a *App) stopOFREP() error {
 		return nil
 	}
 	a.ofrep = nil
+	o.stopSeed()
+	<-o.seeded
 	for _, detach := range o.detach {
 		detach()
 	}
@@ -135,6 +149,42 @@ func (a *App) stopOFREP() error {
 		err = errors.Join(err, o.ln.Close())
 	}
 	return err
+}
+
+// ofrepHistory is how many recent versions per deployment are read at
+// start to tell killed flags from flags never rolled out.
+const ofrepHistory = 50
+
+// seedOFREP tells the OFREP server which flags were above 0% in the recent
+// versions of each deployment, so a flag killed before this instance
+// started answers DISABLED like on instances that saw the kill. Reads are
+// bounded (ofrepHistory versions per deployment) and done once, in the
+// background; failures only leave such flags STATIC.
+func (a *App) seedOFREP(ctx context.Context, srv *ofrep.Server, names []string) {
+	if a.store == nil {
+		return
+	}
+	for _, name := range names {
+		metas, err := a.store.History(ctx, name, ofrepHistory)
+		if err != nil {
+			a.logger.Debug("OFREP: reading history", zap.String("deployment", name), zap.Error(err))
+			continue
+		}
+		var on []string
+		for _, m := range metas {
+			doc, err := a.store.Version(ctx, name, m.Version)
+			if err != nil {
+				a.logger.Debug("OFREP: reading a version", zap.String("deployment", name), zap.Uint64("version", m.Version), zap.Error(err))
+				continue
+			}
+			for f, flag := range doc.Config.Flags {
+				if flag.Percent > 0 {
+					on = append(on, f)
+				}
+			}
+		}
+		srv.Seen(name, on...)
+	}
 }
 
 // ofrepAddr is where OFREP listens, for tests; "" when it is off.

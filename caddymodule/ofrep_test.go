@@ -37,6 +37,7 @@ var ofrepFlags = []struct{ name, reason string }{
 // the OFREP listener, with tokens) serving deployment checkout.
 type ofrepGateway struct {
 	base, admin, ofrep string
+	src                string // the whole Caddyfile, for a reload
 }
 
 func startOFREPGateway(tb testing.TB) ofrepGateway {
@@ -71,6 +72,8 @@ func startOFREPGateway(tb testing.TB) ofrepGateway {
 		admin: fmt.Sprintf("http://127.0.0.1:%d", aport),
 		ofrep: fmt.Sprintf("http://127.0.0.1:%d", oport),
 	}
+	g.src = fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\t%s\n}\nhttp://%s {\n%s\n}\n",
+		global, strings.TrimPrefix(g.base, "http://"), site)
 	waitFor(tb, "OFREP to listen", func() bool {
 		resp, err := http.Post(g.ofrep+"/ofrep/v1/evaluate/flags", "application/json", strings.NewReader(`{}`))
 		if err == nil {
@@ -327,4 +330,75 @@ func BenchmarkOFREPKillSeenByWebProvider(b *testing.B) {
 		n++
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(n), "ms/kill")
+}
+
+// evaluate asks the OFREP listener for one flag with the given headers.
+func (g ofrepGateway) evaluate(tb testing.TB, flag, subject string, hdr map[string]string) (int, map[string]any) {
+	tb.Helper()
+	req, _ := http.NewRequest(http.MethodPost, g.ofrep+"/ofrep/v1/evaluate/flags/"+flag,
+		strings.NewReader(fmt.Sprintf(`{"context": {"targetingKey": %q}}`, subject)))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		tb.Fatalf("%s: %d, body: %v", flag, resp.StatusCode, err)
+	}
+	return resp.StatusCode, body
+}
+
+// TestOFREPListener checks the listener without Node: flags tokens (and
+// that they open no admin route), a kill answering DISABLED, and a config
+// reload that keeps the listener and, through the store's history, the
+// DISABLED.
+func TestOFREPListener(t *testing.T) {
+	g := startOFREPGateway(t)
+	flags := map[string]string{"X-API-Key": ofrepFlagsToken}
+
+	if status, body := g.evaluate(t, "everyone", "alice", nil); status != http.StatusUnauthorized {
+		t.Errorf("no token: %d %v, want 401", status, body)
+	}
+	if status, body := g.evaluate(t, "everyone", "alice", map[string]string{"Authorization": "Bearer " + ofrepOpsToken}); status != http.StatusUnauthorized {
+		t.Errorf("operator token: %d %v, want 401 (OFREP takes flags tokens only)", status, body)
+	}
+	req, _ := http.NewRequest(http.MethodGet, g.admin+"/api/v1/deployments/checkout", nil)
+	req.Header.Set("Authorization", "Bearer "+ofrepFlagsToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("flags token on the admin API: %d, want 403", resp.StatusCode)
+	}
+
+	status, body := g.evaluate(t, "everyone", "alice", flags)
+	if status != http.StatusOK || body["value"] != true || body["reason"] != "STATIC" {
+		t.Fatalf("everyone before the kill: %d %v", status, body)
+	}
+	g.setFlag(t, "everyone", 0)
+	waitFor(t, "the kill to reach OFREP", func() bool {
+		_, body := g.evaluate(t, "everyone", "alice", flags)
+		return body["value"] == false && body["reason"] == "DISABLED"
+	})
+	if _, body := g.evaluate(t, "dark_mode", "alice", flags); body["reason"] != "STATIC" {
+		t.Errorf("dark_mode, never on: %v, want STATIC", body)
+	}
+
+	// A reload starts a new app and a new OFREP server on the same address;
+	// the kill is in the store's history, so it still answers DISABLED.
+	loadCaddyfile(t, g.src)
+	waitFor(t, "OFREP after the reload to answer DISABLED", func() bool {
+		status, body := g.evaluate(t, "everyone", "alice", flags)
+		return status == http.StatusOK && body["reason"] == "DISABLED" && body["value"] == false
+	})
+	if got := runningApp(t).ofrepAddr(); "http://"+got != g.ofrep {
+		t.Errorf("OFREP listens on %s after the reload, want %s", got, g.ofrep)
+	}
 }

@@ -151,6 +151,25 @@ func (s *Server) Changed(snap *gateway.Snapshot) {
 	s.hub.notify(snap.Name(), snap.Version())
 }
 
+// Seen records flags of a deployment that were above 0% in versions older
+// than this server, read from the store's history: a flag killed before a
+// restart still answers DISABLED, as on instances that saw the kill.
+func (s *Server) Seen(deployment string, flags ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := s.seen[deployment]
+	if seen == nil {
+		seen = make(map[string]bool)
+		s.seen[deployment] = seen
+	}
+	for _, f := range flags {
+		seen[f] = true
+	}
+	if v := s.views[deployment]; v != nil {
+		s.views[deployment] = buildView(v.snap, seen)
+	}
+}
+
 // ServeHTTP routes the OFREP endpoints.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path

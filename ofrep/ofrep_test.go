@@ -287,6 +287,21 @@ func TestReasonsFollowTheFlagsHistory(t *testing.T) {
 	}
 }
 
+func TestSeenFromHistory(t *testing.T) {
+	h := newHarness(t, Options{}, config("checkout", 7, map[string]float64{"beta": 0, "declared": 0}))
+	h.srv.Seen("checkout", "beta") // above 0% in version 5, say
+	for flag, want := range map[string]string{"beta": ReasonDisabled, "declared": ReasonStatic} {
+		_, b := post(t, h.url+PathEvaluate+"/"+flag, ctxBody("alice"), nil)
+		var got evaluation
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Reason != want {
+			t.Errorf("%s: reason %s, want %s", flag, got.Reason, want)
+		}
+	}
+}
+
 func TestBulkETagAndNotModified(t *testing.T) {
 	h := newHarness(t, Options{}, config("checkout", 1, map[string]float64{"a": 50, "b": 10}))
 	resp, first := post(t, h.url+PathEvaluate, ctxBody("alice"), nil)
