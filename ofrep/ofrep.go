@@ -23,6 +23,12 @@
 // declared, STATIC. Metadata carries the deployment, its version and the
 // flag's percentage.
 //
+// Callers present a flags token (Authorization: Bearer or X-API-Key); the
+// event-stream address in a bulk answer is signed instead, as EventSource
+// sends no headers. With tokens, any origin may call (CORS), since tokens
+// are never cookies. Without tokens only this host is served: a loopback
+// client, with a loopback Host (no DNS rebinding), and no CORS.
+//
 // It knows nothing of Caddy or etcd: it reads live snapshots through Source
 // and is told of new ones through Changed.
 package ofrep
@@ -33,8 +39,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -173,6 +181,22 @@ func (s *Server) Seen(deployment string, flags ...string) {
 // ServeHTTP routes the OFREP endpoints.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
+	if s.tokens != nil {
+		// Web providers run in pages of other origins. Tokens travel in
+		// headers, never cookies, so any origin may call with its token.
+		// Without tokens the listener serves this host only, and a page
+		// must not read it from the user's browser: no CORS at all.
+		h := w.Header()
+		h["Access-Control-Allow-Origin"] = corsAny
+		h["Access-Control-Expose-Headers"] = corsExpose
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h["Access-Control-Allow-Methods"] = corsMethods
+			h["Access-Control-Allow-Headers"] = corsHeaders
+			h["Access-Control-Max-Age"] = corsMaxAge
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
 	switch {
 	case path == PathEvaluate || path == PathEvaluate+"/":
 		s.gate(w, r, http.MethodPost, s.bulk)
@@ -184,6 +208,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeGeneral(w, http.StatusNotFound, "no such OFREP endpoint "+path+"; served: POST "+PathEvaluate+", POST "+PathEvaluate+"/{key}, GET "+PathEvents)
 	}
 }
+
+var (
+	corsAny     = []string{"*"}
+	corsExpose  = []string{"ETag"}
+	corsMethods = []string{"POST, GET"}
+	corsHeaders = []string{"Authorization, X-API-Key, Content-Type, If-None-Match, Last-Event-ID"}
+	corsMaxAge  = []string{"600"}
+)
 
 type handlerFunc func(http.ResponseWriter, *http.Request, Principal)
 
@@ -210,6 +242,10 @@ func (s *Server) authenticate(r *http.Request) (Principal, int, string) {
 		if !isLoopback(r.RemoteAddr) {
 			return Principal{}, http.StatusForbidden, "OFREP has no tokens file, so it only serves clients on this host; add flags tokens to the admin_tokens file to allow others"
 		}
+		if !loopbackHost(r.Host) {
+			// DNS rebinding: a page's own name pointed at 127.0.0.1.
+			return Principal{}, http.StatusForbidden, "Host " + strconv.Quote(r.Host) + " is not this host: without tokens OFREP answers requests to localhost or a loopback address only"
+		}
 		return Principal{}, 0, ""
 	}
 	token, ok := presented(r)
@@ -232,6 +268,20 @@ func presented(r *http.Request) (string, bool) {
 	}
 	token := strings.TrimSpace(r.Header.Get("X-API-Key"))
 	return token, token != ""
+}
+
+// loopbackHost reports whether a Host header names this host: localhost
+// or a loopback address, with any port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func isLoopback(remoteAddr string) bool {

@@ -501,4 +501,44 @@ func TestLoopbackOnlyWithoutTokens(t *testing.T) {
 	if rec.Code != http.StatusForbidden {
 		t.Errorf("remote client without tokens: got %d, want 403", rec.Code)
 	}
+	tests := []struct {
+		host   string
+		status int
+	}{
+		{"localhost:8016", http.StatusOK},
+		{"127.0.0.1:8016", http.StatusOK},
+		{"[::1]:8016", http.StatusOK},
+		{"evil.example:8016", http.StatusForbidden}, // DNS rebinding
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest(http.MethodPost, PathEvaluate, strings.NewReader(ctxBody("u")))
+		req.RemoteAddr = "127.0.0.1:4000"
+		req.Host = tt.host
+		rec := httptest.NewRecorder()
+		h.srv.ServeHTTP(rec, req)
+		if rec.Code != tt.status || rec.Header().Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("Host %s: got %d, CORS %q; want %d and no CORS", tt.host, rec.Code, rec.Header().Get("Access-Control-Allow-Origin"), tt.status)
+		}
+	}
+}
+
+func TestCORSWithTokens(t *testing.T) {
+	h := newHarness(t, Options{Tokens: tokens{"s3cret": {Name: "web"}}}, config("checkout", 1, map[string]float64{"a": 100}))
+	req, _ := http.NewRequest(http.MethodOptions, h.url+PathEvaluate, nil)
+	req.Header.Set("Origin", "https://shop.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Errorf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, _ = post(t, h.url+PathEvaluate, ctxBody("u"), map[string]string{"Authorization": "Bearer s3cret", "Origin": "https://shop.example"})
+	if resp.Header.Get("Access-Control-Allow-Origin") != "*" || resp.Header.Get("Access-Control-Expose-Headers") != "ETag" {
+		t.Errorf("bulk answer: CORS headers %v", resp.Header)
+	}
 }
