@@ -50,6 +50,7 @@ func serveLoop(b *testing.B, srv *Server, path string) {
 	rd := bytes.NewReader(nil)
 	req := httptest.NewRequest(http.MethodPost, path, rd)
 	req.RemoteAddr = "127.0.0.1:5000"
+	req.Host = "127.0.0.1:8016"
 	w := &discard{h: http.Header{}}
 	b.ReportAllocs()
 	i := 0
