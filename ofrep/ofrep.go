@@ -321,9 +321,11 @@ func (s *Server) viewOf(snap *gateway.Snapshot) *view {
 		return v
 	}
 	if v := s.views[name]; v != nil && v.snap.Version() > snap.Version() {
-		// A reader holding an older snapshot than Changed already
-		// recorded: answer it, but keep the newer view.
-		return buildView(snap, s.seen[name])
+		// Changed has a newer snapshot than the Source: it is committed
+		// and the Deployment stores it right after its binders commit.
+		// Answer with it, so a client refetching on the event it caused
+		// never reads the version before.
+		return v
 	}
 	seen := s.seen[name]
 	if seen == nil {

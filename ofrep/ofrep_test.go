@@ -302,6 +302,26 @@ func TestSeenFromHistory(t *testing.T) {
 	}
 }
 
+// During a Deployment's commit the Source still returns the version
+// before, while the event stream already says refetch: the refetch must
+// read the new version.
+func TestAnswersWithTheCommittedVersion(t *testing.T) {
+	h := newHarness(t, Options{}, config("checkout", 1, map[string]float64{"a": 100}))
+	next, err := gateway.Compile(config("checkout", 2, map[string]float64{"a": 0}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv.Changed(next) // as a binder's commit does, before the Deployment stores it
+	_, b := post(t, h.url+PathEvaluate+"/a", ctxBody("alice"), nil)
+	var got evaluation
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Metadata["version"] != 2.0 || got.Reason != ReasonDisabled {
+		t.Errorf("got %+v, want version 2, DISABLED", got)
+	}
+}
+
 func TestBulkETagAndNotModified(t *testing.T) {
 	h := newHarness(t, Options{}, config("checkout", 1, map[string]float64{"a": 50, "b": 10}))
 	resp, first := post(t, h.url+PathEvaluate, ctxBody("alice"), nil)
