@@ -8,6 +8,9 @@ import (
 	"time"
 )
 
+// writeTimeout bounds one write to an event stream.
+const writeTimeout = 10 * time.Second
+
 // events serves GET /ofrep/v1/events?deployment=NAME: server-sent events,
 // one refetchEvaluation per new version of the deployment (ADR-0008). The
 // event id is the version, so a client reconnecting with Last-Event-ID is
@@ -36,8 +39,16 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	// A client that stops reading must not hold the stream's goroutine
+	// for ever: every write gets a deadline (the server has no
+	// WriteTimeout, or streams could not stay open).
+	send := func(format string, args ...any) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_, err := fmt.Fprintf(w, format, args...)
+		return err == nil && rc.Flush() == nil
+	}
 	w.WriteHeader(http.StatusOK)
-	if _, err := fmt.Fprint(w, "retry: 1000\n\n"); err != nil || rc.Flush() != nil {
+	if !send("retry: 1000\n\n") {
 		return
 	}
 
@@ -55,14 +66,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		if current != sent {
 			sent = current
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: message\ndata: {\"type\":\"refetchEvaluation\",\"etag\":\"%d\"}\n\n", sent, sent); err != nil || rc.Flush() != nil {
+			if !send("id: %d\nevent: message\ndata: {\"type\":\"refetchEvaluation\",\"etag\":\"%d\"}\n\n", sent, sent) {
 				return
 			}
 		}
 		select {
 		case <-changed:
 		case <-heartbeat.C:
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
+			if !send(": keep-alive\n\n") {
 				return
 			}
 		case <-r.Context().Done():
