@@ -43,7 +43,7 @@ func (a *App) startOFREP() error {
 	if a.OFREP == "" {
 		return nil
 	}
-	opts := ofrep.Options{Source: registrySource{}}
+	opts := ofrep.Options{Source: registrySource{}, Registerer: a.ctx.GetMetricsRegistry()}
 	if a.AdminTokens != "" {
 		ft, err := admin.LoadFlagsTokens(a.AdminTokens)
 		if err != nil {

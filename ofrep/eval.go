@@ -129,11 +129,13 @@ func (s *Server) single(w http.ResponseWriter, r *http.Request, p Principal) {
 	key := strings.TrimPrefix(r.URL.Path, PathEvaluate+"/")
 	subject, v, e := s.resolve(r, p)
 	if e != nil {
+		s.metrics.request(endpointSingle, e.code)
 		writeFailure(w, e.status, key, e.code, e.details)
 		return
 	}
 	i := v.flagIndex(key)
 	if i < 0 {
+		s.metrics.request(endpointSingle, CodeFlagNotFound)
 		writeFailure(w, http.StatusNotFound, key, CodeFlagNotFound, "flag "+strconv.Quote(key)+" is not a flag of deployment "+v.snap.Name()+
 			" (version "+uitoa(v.snap.Version())+"); its flags: "+strings.Join(v.names, ", "))
 		return
@@ -147,6 +149,7 @@ func (s *Server) single(w http.ResponseWriter, r *http.Request, p Principal) {
 	h["Content-Type"] = jsonType
 	h["Cache-Control"] = noStore
 	_, _ = w.Write(buf.Bytes())
+	s.metrics.request(endpointSingle, outcomeOK)
 }
 
 var (
@@ -158,6 +161,7 @@ var (
 func (s *Server) bulk(w http.ResponseWriter, r *http.Request, p Principal) {
 	subject, v, e := s.resolve(r, p)
 	if e != nil {
+		s.metrics.request(endpointBulk, e.code)
 		writeBulkFailure(w, e.status, e.code, e.details)
 		return
 	}
@@ -198,10 +202,12 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, p Principal) {
 	h["Cache-Control"] = noStore
 	if noneMatch(r.Header.Get("If-None-Match"), tag[:]) {
 		w.WriteHeader(http.StatusNotModified)
+		s.metrics.request(endpointBulk, outcomeNotModified)
 		return
 	}
 	h["Content-Type"] = jsonType
 	_, _ = w.Write(buf.Bytes())
+	s.metrics.request(endpointBulk, outcomeOK)
 }
 
 // noneMatch reports whether an If-None-Match list names tag (weak

@@ -47,6 +47,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/a8e2c47e/switchback/gateway"
 )
 
@@ -94,6 +96,8 @@ type Options struct {
 	// InactivityDelay is the eventStreams entry's inactivityDelaySec: how
 	// long a hidden browser tab keeps its stream; 0 leaves it to the client.
 	InactivityDelay time.Duration
+	// Registerer receives the metrics (switchback_ofrep_*); nil means none.
+	Registerer prometheus.Registerer
 }
 
 // Paths served.
@@ -112,6 +116,7 @@ type Server struct {
 	key       []byte
 	heartbeat time.Duration
 	inactive  int
+	metrics   *metrics
 
 	// mu protects views and seen.
 	mu    sync.Mutex
@@ -134,6 +139,7 @@ func New(opts Options) (*Server, error) {
 		key:       opts.StreamKey,
 		heartbeat: opts.Heartbeat,
 		inactive:  int(opts.InactivityDelay / time.Second),
+		metrics:   newMetrics(opts.Registerer),
 		views:     make(map[string]*view),
 		seen:      make(map[string]map[string]bool),
 	}
@@ -199,9 +205,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case path == PathEvaluate || path == PathEvaluate+"/":
-		s.gate(w, r, http.MethodPost, s.bulk)
+		s.gate(w, r, endpointBulk, s.bulk)
 	case strings.HasPrefix(path, PathEvaluate+"/"):
-		s.gate(w, r, http.MethodPost, s.single)
+		s.gate(w, r, endpointSingle, s.single)
 	case path == PathEvents:
 		s.events(w, r)
 	default:
@@ -219,17 +225,20 @@ var (
 
 type handlerFunc func(http.ResponseWriter, *http.Request, Principal)
 
-func (s *Server) gate(w http.ResponseWriter, r *http.Request, method string, h handlerFunc) {
-	if r.Method != method {
-		w.Header().Set("Allow", method)
-		writeGeneral(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use "+method)
+func (s *Server) gate(w http.ResponseWriter, r *http.Request, endpoint string, h handlerFunc) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeGeneral(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use POST")
 		return
 	}
 	p, status, msg := s.authenticate(r)
 	if status != 0 {
+		outcome := outcomeForbidden
 		if status == http.StatusUnauthorized {
+			outcome = outcomeUnauthorized
 			w.Header().Set("WWW-Authenticate", `Bearer realm="switchback-ofrep"`)
 		}
+		s.metrics.request(endpoint, outcome)
 		writeGeneral(w, status, msg)
 		return
 	}

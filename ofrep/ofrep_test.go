@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/a8e2c47e/switchback/gateway"
 )
 
@@ -508,6 +510,56 @@ func TestTokensAndDeploymentChoice(t *testing.T) {
 	} {
 		if _, resp := stream(t, h.url+bad, nil); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("%s: got %d, want 401", bad, resp.StatusCode)
+		}
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, Options{Registerer: reg, Tokens: tokens{"s3cret": {Name: "web"}}}, config("checkout", 1, map[string]float64{"a": 50}))
+	auth := map[string]string{"X-API-Key": "s3cret"}
+	post(t, h.url+PathEvaluate+"/a", ctxBody("u"), auth)
+	post(t, h.url+PathEvaluate+"/nope", ctxBody("u"), auth)
+	post(t, h.url+PathEvaluate+"/a", ctxBody("u"), nil)
+	resp, _ := post(t, h.url+PathEvaluate, ctxBody("u"), auth)
+	post(t, h.url+PathEvaluate, ctxBody("u"), map[string]string{"X-API-Key": "s3cret", "If-None-Match": resp.Header.Get("ETag")})
+	post(t, h.url+PathEvaluate, `{`, auth)
+	tests := []struct {
+		endpoint, outcome string
+		want              float64
+	}{
+		{"single", "ok", 1},
+		{"single", CodeFlagNotFound, 1},
+		{"single", "unauthorized", 1},
+		{"bulk", "ok", 1},
+		{"bulk", "not_modified", 1},
+		{"bulk", CodeParseError, 1},
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[[2]string]float64{}
+	for _, mf := range families {
+		if mf.GetName() != "switchback_ofrep_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var key [2]string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "endpoint":
+					key[0] = l.GetValue()
+				case "outcome":
+					key[1] = l.GetValue()
+				}
+			}
+			counts[key] = m.GetCounter().GetValue()
+		}
+	}
+	for _, tt := range tests {
+		if got := counts[[2]string{tt.endpoint, tt.outcome}]; got != tt.want {
+			t.Errorf("requests_total{%s,%s} = %v, want %v", tt.endpoint, tt.outcome, got, tt.want)
 		}
 	}
 }

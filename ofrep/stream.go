@@ -47,6 +47,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		_, err := fmt.Fprintf(w, format, args...)
 		return err == nil && rc.Flush() == nil
 	}
+	s.metrics.streamOpen(1)
+	defer s.metrics.streamOpen(-1)
 	w.WriteHeader(http.StatusOK)
 	if !send("retry: 1000\n\n") {
 		return
