@@ -174,6 +174,9 @@ func LoadFlagsTokens(path string) (*FlagsTokens, error) {
 	return &FlagsTokens{set: flags}, nil
 }
 
+// Len is the number of flags tokens.
+func (t *FlagsTokens) Len() int { return len(t.set.entries) }
+
 // Lookup finds a flags token's name and default deployment.
 func (t *FlagsTokens) Lookup(token string) (name, deployment string, ok bool) {
 	p, ok := t.set.lookup(token)

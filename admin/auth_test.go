@@ -452,6 +452,9 @@ func TestFlagsTokens(t *testing.T) {
 	if dep, ok := ft.Named("web"); !ok || dep != "shop" {
 		t.Errorf("Named(web) = %q, %v; want shop, true", dep, ok)
 	}
+	if ft.Len() != 1 {
+		t.Errorf("Len = %d, want 1", ft.Len())
+	}
 	if _, ok := ft.Named("ops"); ok {
 		t.Error("Named(ops) found an operator token")
 	}

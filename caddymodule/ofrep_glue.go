@@ -50,6 +50,10 @@ func (a *App) startOFREP() error {
 			return fmt.Errorf("switchback ofrep: %w", err)
 		}
 		opts.Tokens = flagsTokens{ft}
+		if ft.Len() == 0 {
+			a.logger.Warn("OFREP: the tokens file has no tokens of role flags, so every OFREP client is refused; add lines NAME flags TOKEN_SHA256",
+				zap.String("admin_tokens", a.AdminTokens))
+		}
 		// Stream URLs are signed with a key every instance sharing the
 		// tokens file derives alike, so a load balancer may send the
 		// stream to another instance than the evaluation; a new file
