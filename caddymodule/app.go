@@ -186,10 +186,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 // Start watches the store and applies every new version, and serves the
 // admin API. With the store off (damaged data) there is nothing to watch,
-// and no admin API: every call of it would need the store.
+// and no admin API: every call of it would need the store; OFREP still
+// answers from the last-known-good versions, so applications keep their
+// flags.
 func (a *App) Start() error {
 	if a.damaged != nil {
-		return nil
+		return a.startOFREP()
 	}
 	if err := a.startAdmin(); err != nil {
 		return err

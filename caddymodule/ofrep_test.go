@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/gateway"
 )
 
 const (
@@ -400,5 +403,42 @@ func TestOFREPListener(t *testing.T) {
 	})
 	if got := runningApp(t).ofrepAddr(); "http://"+got != g.ofrep {
 		t.Errorf("OFREP listens on %s after the reload, want %s", got, g.ofrep)
+	}
+}
+
+// With the embedded store's data damaged and last-known-good serving opted
+// in, OFREP answers from the last-known-good version like the proxy does.
+func TestOFREPOnDamagedData(t *testing.T) {
+	ups := startBackends(t)
+	dataDir, stateDir := t.TempDir(), t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	site := strings.Replace(siteWithStore(ups, "blue"), "sticky header X-User-ID", "sticky header X-User-ID\n\t\tflag beta 30", 1)
+	startCaddyGlobal(t, embeddedGlobal(dataDir, addr, stateDir, ""), site)
+	store := newStore(t, "http://"+addr)
+	if _, err := store.Update(t.Context(), "checkout", 1, configstore.Meta{Author: "test", Source: configstore.SourceAPI, Reason: "more beta"},
+		func(c *gateway.Config) error { c.Flags["beta"] = gateway.Flag{Percent: 60}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitForLastKnownGood(t, stateDir, "checkout", 2)
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cutWAL(t, dataDir)
+
+	oport := freePort(t)
+	global := strings.Replace(embeddedGlobal(dataDir, addr, stateDir, "serve_last_known_good"), "\t}", fmt.Sprintf("\t\tofrep 127.0.0.1:%d\n\t}", oport), 1)
+	startCaddyGlobal(t, global, site)
+	g := ofrepGateway{ofrep: fmt.Sprintf("http://127.0.0.1:%d", oport)}
+	var body map[string]any
+	waitFor(t, "OFREP on damaged data", func() bool {
+		resp, err := http.Post(g.ofrep+"/ofrep/v1/evaluate/flags/beta", "application/json", strings.NewReader(`{"context": {"targetingKey": "u"}}`))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&body) == nil
+	})
+	if md, _ := body["metadata"].(map[string]any); md["version"] != 2.0 || md["percent"] != 60.0 {
+		t.Errorf("OFREP on damaged data answered %v; want the last-known-good version 2, beta at 60%%", body)
 	}
 }
