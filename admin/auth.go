@@ -16,15 +16,17 @@ import (
 	"github.com/a8e2c47e/switchback/gateway"
 )
 
-// Role is what a token may do: a viewer reads, an operator also changes.
+// Role is what a token may do: a viewer reads, an operator also changes;
+// a flags token only evaluates flags over OFREP and opens no admin route.
 type Role string
 
 const (
 	RoleViewer   Role = "viewer"
 	RoleOperator Role = "operator"
+	RoleFlags    Role = "flags"
 )
 
-func (r Role) valid() bool { return r == RoleViewer || r == RoleOperator }
+func (r Role) valid() bool { return r == RoleViewer || r == RoleOperator || r == RoleFlags }
 
 // allows reports whether a caller holding r may use a route needing need.
 func (r Role) allows(need Role) bool {
@@ -66,12 +68,15 @@ type tokenEntry struct {
 	name string
 	role Role
 	hash [sha256.Size]byte
+	// deployment is a flags token's default deployment, "" for none.
+	deployment string
 }
 
 // loadTokens parses a tokens file: one token per line, "NAME ROLE
-// TOKEN_SHA256", where ROLE is viewer or operator and TOKEN_SHA256 is the hex
-// SHA-256 of the bearer token (see HashToken). Blank lines and lines
-// starting with # are ignored. Errors name file:line.
+// TOKEN_SHA256", where ROLE is viewer, operator or flags and TOKEN_SHA256 is
+// the hex SHA-256 of the bearer token (see HashToken); a flags line may end
+// with a default deployment, "NAME flags TOKEN_SHA256 [DEPLOYMENT]". Blank
+// lines and lines starting with # are ignored. Errors name file:line.
 func loadTokens(path string) (*tokenSet, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -89,15 +94,19 @@ func loadTokens(path string) (*tokenSet, error) {
 		}
 		at := fmt.Sprintf("%s:%d", path, line)
 		fields := strings.Fields(text)
-		if len(fields) != 3 {
-			return nil, fmt.Errorf("%s: got %d fields, want NAME ROLE TOKEN_SHA256 (for example: alice operator $(printf %%s TOKEN | sha256sum))", at, len(fields))
+		if len(fields) == 4 && Role(fields[1]) == RoleFlags {
+			if !gateway.ValidName(fields[3]) {
+				return nil, fmt.Errorf("%s: deployment %q: want a deployment name, 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit", at, fields[3])
+			}
+		} else if len(fields) != 3 {
+			return nil, fmt.Errorf("%s: got %d fields, want NAME ROLE TOKEN_SHA256, or NAME flags TOKEN_SHA256 [DEPLOYMENT] (for example: alice operator $(printf %%s TOKEN | sha256sum))", at, len(fields))
 		}
 		name, role, sum := fields[0], Role(fields[1]), fields[2]
 		if !gateway.ValidName(name) || name == localPrincipal.Name {
 			return nil, fmt.Errorf("%s: name %q: %s, not %q", at, name, gateway.NameRule, localPrincipal.Name)
 		}
 		if !role.valid() {
-			return nil, fmt.Errorf("%s: role %q: want viewer or operator", at, role)
+			return nil, fmt.Errorf("%s: role %q: want viewer, operator or flags", at, role)
 		}
 		var e tokenEntry
 		if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
@@ -113,6 +122,9 @@ func loadTokens(path string) (*tokenSet, error) {
 		}
 		names[name], hashes[e.hash] = line, line
 		e.name, e.role = name, role
+		if len(fields) == 4 {
+			e.deployment = fields[3]
+		}
 		ts.entries = append(ts.entries, e)
 	}
 	if err := sc.Err(); err != nil {
@@ -139,6 +151,51 @@ func (ts *tokenSet) lookup(token string) (Principal, bool) {
 		return Principal{}, false
 	}
 	return Principal{Name: ts.entries[found].name, Role: ts.entries[found].role}, true
+}
+
+// FlagsTokens are the flags tokens of a tokens file, for the OFREP
+// listener. It is immutable.
+type FlagsTokens struct{ set *tokenSet }
+
+// LoadFlagsTokens reads a tokens file (the admin's, see loadTokens) and
+// keeps its flags tokens. A file with none is not an error: OFREP then
+// refuses every token.
+func LoadFlagsTokens(path string) (*FlagsTokens, error) {
+	ts, err := loadTokens(path)
+	if err != nil {
+		return nil, err
+	}
+	flags := &tokenSet{}
+	for _, e := range ts.entries {
+		if e.role == RoleFlags {
+			flags.entries = append(flags.entries, e)
+		}
+	}
+	return &FlagsTokens{set: flags}, nil
+}
+
+// Len is the number of flags tokens.
+func (t *FlagsTokens) Len() int { return len(t.set.entries) }
+
+// Lookup finds a flags token's name and default deployment.
+func (t *FlagsTokens) Lookup(token string) (name, deployment string, ok bool) {
+	p, ok := t.set.lookup(token)
+	if !ok {
+		return "", "", false
+	}
+	d, _ := t.Named(p.Name)
+	return p.Name, d, true
+}
+
+// Named reports whether a flags token of that name exists, and its default
+// deployment.
+func (t *FlagsTokens) Named(name string) (deployment string, ok bool) {
+	for _, e := range t.set.entries {
+		if e.name == name {
+			return e.deployment, true
+		}
+	}
+	return "", false
 }
 
 // authenticate names the caller, or says why not: 401 for a missing or

@@ -46,6 +46,7 @@ func serve(h http.Handler, req *http.Request) *httptest.ResponseRecorder {
 const (
 	viewerToken   = "viewer-secret-token"
 	operatorToken = "operator-secret-token"
+	flagsToken    = "flags-secret-token"
 )
 
 func writeTokens(t *testing.T, content string) string {
@@ -59,7 +60,8 @@ func writeTokens(t *testing.T, content string) string {
 
 func tokensFile(t *testing.T) string {
 	return writeTokens(t, "# admin tokens\n\nwatcher viewer "+HashToken(viewerToken)+"\n"+
-		"ops   operator   "+strings.ToUpper(HashToken(operatorToken))+"  \n")
+		"ops   operator   "+strings.ToUpper(HashToken(operatorToken))+"  \n"+
+		"web flags "+HashToken(flagsToken)+" shop\n")
 }
 
 func TestHashToken(t *testing.T) {
@@ -90,6 +92,9 @@ func TestTokens(t *testing.T) {
 		{"viewer flips", "POST", shop + "/flip", "{}", "Bearer " + viewerToken, 403},
 		{"viewer sets weights", "PUT", shop + "/weights", `{"weights":{"green":100}}`, "Bearer " + viewerToken, 403},
 		{"viewer deletes flag", "DELETE", shop + "/flags/new-cart", "", "Bearer " + viewerToken, 403},
+		{"flags token reads", "GET", shop, "", "Bearer " + flagsToken, 403},
+		{"flags token metrics", "GET", "/metrics", "", "Bearer " + flagsToken, 403},
+		{"flags token flips", "POST", shop + "/flip", "{}", "Bearer " + flagsToken, 403},
 		{"operator reads", "GET", shop, "", "bearer " + operatorToken, 200},
 		{"operator flips", "POST", shop + "/flip", `{"reason":"release"}`, "Bearer " + operatorToken, 200},
 	}
@@ -132,6 +137,9 @@ func TestTokensFileErrors(t *testing.T) {
 		{"two fields", "# c\nalice operator\n", ":2: got 2 fields"},
 		{"four fields", "alice operator " + hash + " extra\n", ":1: got 4 fields"},
 		{"bad role", "\nalice admin " + hash + "\n", `:2: role "admin"`},
+		{"deployment on a viewer", "alice viewer " + hash + " shop\n", ":1: got 4 fields"},
+		{"bad default deployment", "alice flags " + hash + " sh/op\n", `:1: deployment "sh/op"`},
+		{"five fields", "alice flags " + hash + " shop extra\n", ":1: got 5 fields"},
 		{"short hash", "alice viewer abc123\n", `:1: token hash "abc123"`},
 		{"not hex", "alice viewer " + strings.Repeat("z", 64) + "\n", ":1: token hash"},
 		{"bad name", "al/ice viewer " + hash + "\n", `:1: name "al/ice"`},
@@ -418,5 +426,36 @@ func TestRefusedMutationsAreAudited(t *testing.T) {
 	resp.Body.Close()
 	if rec := h.audit.last(t); resp.StatusCode != http.StatusUnsupportedMediaType || rec.Who != "ops" || rec.Status != http.StatusUnsupportedMediaType {
 		t.Errorf("text/plain flip: %d, audit %+v; want 415 audited for ops", resp.StatusCode, rec)
+	}
+}
+
+func TestFlagsTokens(t *testing.T) {
+	ft, err := LoadFlagsTokens(tokensFile(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		token, name, deployment string
+		ok                      bool
+	}{
+		{flagsToken, "web", "shop", true},
+		{viewerToken, "", "", false}, // admin roles are not flags tokens
+		{operatorToken, "", "", false},
+		{"nope", "", "", false},
+	}
+	for _, tt := range tests {
+		name, dep, ok := ft.Lookup(tt.token)
+		if name != tt.name || dep != tt.deployment || ok != tt.ok {
+			t.Errorf("Lookup(%q) = %q, %q, %v; want %q, %q, %v", tt.token, name, dep, ok, tt.name, tt.deployment, tt.ok)
+		}
+	}
+	if dep, ok := ft.Named("web"); !ok || dep != "shop" {
+		t.Errorf("Named(web) = %q, %v; want shop, true", dep, ok)
+	}
+	if ft.Len() != 1 {
+		t.Errorf("Len = %d, want 1", ft.Len())
+	}
+	if _, ok := ft.Named("ops"); ok {
+		t.Error("Named(ops) found an operator token")
 	}
 }

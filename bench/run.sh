@@ -8,6 +8,9 @@
 #     doing the same split (when installed), plain reverse_proxy and
 #     switchback, pinned and interleaved, with the switchback/reverse_proxy
 #     ratio's 95% interval
+#  4. OFREP: flag evaluation for OpenFeature clients (handler, HTTP on
+#     127.0.0.1, and a kill seen by the web provider; the last needs
+#     `npm ci` in ofrep/testdata/node)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,3 +39,8 @@ go test -run '^$' -bench . -benchtime 1x -timeout 10m ./e2e/ 2>&1 | go run ./ben
 echo
 echo "== 3. Load: gateway CPU per request, direct vs nginx vs reverse_proxy vs switchback =="
 go run ./bench/loadbench -bin bin/switchback -rounds "${ROUNDS:-20}" -requests "${REQUESTS:-10000}" "$@"
+
+echo
+echo "== 4. OFREP: single and bulk (10 flags) evaluation; a kill seen by the OpenFeature web provider =="
+go test -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-1s}" ./ofrep/ 2>&1 | go run ./bench/benchtab
+go test -run '^$' -bench OFREPKillSeen -benchtime 3x -timeout 5m ./caddymodule/ 2>&1 | go run ./bench/benchtab

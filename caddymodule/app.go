@@ -36,6 +36,10 @@ type App struct {
 	// AdminTokens is a file of "NAME ROLE TOKEN_SHA256" lines; without it
 	// only loopback clients are served.
 	AdminTokens string `json:"admin_tokens,omitempty"`
+	// OFREP is the listener of the OpenFeature Remote Evaluation Protocol
+	// (package ofrep); "" (the default) serves none. Flags tokens come from
+	// AdminTokens; without it only loopback clients are served.
+	OFREP string `json:"ofrep,omitempty"`
 	// AdminHosts are Host header values the admin API accepts besides
 	// loopback names (DNS-rebinding protection).
 	AdminHosts []string `json:"admin_hosts,omitempty"`
@@ -87,6 +91,7 @@ type App struct {
 	adminLn net.Listener
 	// cancelStreams ends the admin API's open requests (events streams).
 	cancelStreams context.CancelFunc
+	ofrep         *ofrepListener
 }
 
 // CaddyModule returns the Caddy module information.
@@ -170,13 +175,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 // Start watches the store and applies every new version, and serves the
 // admin API. With the store off (damaged data) there is nothing to watch,
-// and no admin API: every call of it would need the store.
+// and no admin API: every call of it would need the store; OFREP still
+// answers from the last-known-good versions, so applications keep their
+// flags.
 func (a *App) Start() error {
 	if a.damaged != nil {
-		return nil
+		return a.startOFREP()
 	}
 	if err := a.startAdmin(); err != nil {
 		return err
+	}
+	if err := a.startOFREP(); err != nil {
+		return errors.Join(err, a.stopAdmin())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
@@ -207,7 +217,7 @@ func (a *App) Stop() error {
 		<-a.judged
 		<-a.rolled
 	}
-	return a.stopAdmin()
+	return errors.Join(a.stopAdmin(), a.stopOFREP())
 }
 
 // Cleanup releases the store; the embedded etcd stops when the last config

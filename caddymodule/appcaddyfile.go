@@ -25,6 +25,7 @@ func init() {
 //		admin        127.0.0.1:9180 | off
 //		admin_tokens <file>                           # NAME ROLE TOKEN_SHA256 lines
 //		admin_hosts  <host...>                        # extra Host values the admin API accepts
+//		ofrep        127.0.0.1:8016                   # OpenFeature (OFREP) flag evaluation; off by default
 //		instance     <name>                           # default: hostname:admin_port
 //		state_dir    <dir>                            # last-known-good documents
 //		on_damaged_data fail | serve_last_known_good  # embedded store only; default fail
@@ -104,6 +105,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			if len(app.AdminHosts) == 0 {
 				return nil, d.ArgErr()
 			}
+		case "ofrep":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			app.OFREP = v
 		case "instance":
 			v, err := oneArg(d)
 			if err != nil {
@@ -126,7 +133,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.OnDamagedData = v
 		default:
-			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, instance, state_dir, on_damaged_data", d.Val())
+			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, ofrep, instance, state_dir, on_damaged_data", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "switchback", Value: caddyconfig.JSON(app, nil)}, nil
