@@ -1,0 +1,116 @@
+// Switchback console: the confirmation dialog and live updates. The pages
+// work without this file (the dialog is then a page of its own); with it,
+// a control opens the dialog in place and open pages follow changes.
+(function () {
+  'use strict';
+
+  var dialog = document.getElementById('confirm-dialog');
+  var opener = null; // {key, value} of the control that opened the dialog
+
+  function findOpener() {
+    if (!opener) return null;
+    var form = document.querySelector('form[data-key="' + opener.key + '"]');
+    if (!form) return null;
+    return form.querySelector('button[value="' + opener.value + '"]') || form.querySelector('button');
+  }
+
+  document.addEventListener('submit', function (e) {
+    var form = e.target;
+    if (!dialog || !form.matches('form[data-confirm]')) return;
+    e.preventDefault();
+    var button = e.submitter || form.querySelector('button');
+    opener = { key: form.dataset.key, value: button ? button.value : '' };
+    var url = new URL(form.getAttribute('action'), location.href);
+    url.search = new URLSearchParams(new FormData(form, e.submitter)).toString();
+    fetch(url, { credentials: 'same-origin' }).then(function (resp) {
+      return resp.text();
+    }).then(function (html) {
+      var doc = new DOMParser().parseFromString(html, 'text/html');
+      var content = doc.getElementById('confirm-content') || doc.getElementById('main');
+      dialog.replaceChildren.apply(dialog, Array.prototype.slice.call(content.childNodes));
+      if (!dialog.querySelector('#confirm-title')) {
+        var h = dialog.querySelector('h1, h2');
+        if (h) h.id = 'confirm-title';
+      }
+      if (!dialog.querySelector('[data-cancel]')) {
+        var close = document.createElement('button');
+        close.type = 'button';
+        close.textContent = 'Cancel';
+        close.setAttribute('data-cancel', '');
+        dialog.appendChild(close);
+      }
+      dialog.showModal();
+      var first = dialog.querySelector('#reason') || dialog.querySelector('[data-cancel]');
+      if (first) first.focus();
+    }).catch(function (err) {
+      window.alert('Could not open the dialog: ' + err);
+    });
+  });
+
+  document.addEventListener('click', function (e) {
+    var cancel = e.target.closest('[data-cancel]');
+    if (!cancel) return;
+    e.preventDefault();
+    if (dialog && dialog.open) {
+      dialog.close();
+    } else if (cancel.dataset.back) {
+      location.href = cancel.dataset.back;
+    }
+  });
+
+  if (dialog) {
+    dialog.addEventListener('close', function () {
+      dialog.replaceChildren();
+      var back = findOpener();
+      if (back) back.focus();
+    });
+  }
+
+  // Live updates: the server says "changed"; fetch this page again and swap
+  // every [data-live] part, except one the user is typing in.
+  var stream = document.body.dataset.liveStream;
+  if (!stream || !window.EventSource) return;
+  var busy = false, again = false;
+
+  function editing(region) {
+    var active = document.activeElement;
+    if (active && active !== document.body && region.contains(active) && active.matches('input, select, textarea')) return true;
+    var inputs = region.querySelectorAll('input[type="number"], input[type="text"]');
+    for (var i = 0; i < inputs.length; i++) {
+      if (inputs[i].value !== inputs[i].defaultValue) return true;
+    }
+    return false;
+  }
+
+  function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    fetch(location.href, { credentials: 'same-origin' }).then(function (resp) {
+      if (!resp.ok) return null;
+      return resp.text();
+    }).then(function (html) {
+      if (!html) return;
+      var doc = new DOMParser().parseFromString(html, 'text/html');
+      doc.querySelectorAll('[data-live]').forEach(function (fresh) {
+        var old = document.getElementById(fresh.id);
+        if (!old || editing(old)) return;
+        var hadFocus = old.contains(document.activeElement) ? document.activeElement : null;
+        var focusKey = hadFocus && hadFocus.closest('form[data-key]');
+        var key = focusKey ? { key: focusKey.dataset.key, value: hadFocus.value } : null;
+        old.replaceWith(document.adoptNode(fresh));
+        if (key) {
+          var form = document.querySelector('form[data-key="' + key.key + '"]');
+          var b = form && (form.querySelector('button[value="' + key.value + '"]') || form.querySelector('button'));
+          if (b) b.focus();
+        }
+      });
+      document.body.dataset.refreshed = String(Date.now());
+    }).catch(function () {}).then(function () {
+      busy = false;
+      if (again) { again = false; refresh(); }
+    });
+  }
+
+  var es = new EventSource('/ui/live?deployment=' + encodeURIComponent(stream));
+  es.addEventListener('changed', refresh);
+})();
