@@ -146,6 +146,7 @@ func (c *Console) preview(ctx context.Context, a *api, d admin.Deployment, data 
 			}
 			c.Weights[to] = 100
 		})
+		data.Note = "The pool taken off traffic stays the verified rollback target for the deployment's retain period (recorded as retained." + otherPool(cur, to) + ")."
 	case actBack:
 		if d.Version < 2 {
 			return &admin.APIError{Status: http.StatusConflict, Message: "version 1 has no version before it to roll back to"}
@@ -187,6 +188,16 @@ func (c *Console) preview(ctx context.Context, a *api, d admin.Deployment, data 
 		data.Note = "This writes a version with no change: the deployment already looks like this."
 	}
 	return nil
+}
+
+// otherPool is the one of two pools that is not name.
+func otherPool(c gateway.Config, name string) string {
+	for p := range c.Pools {
+		if p != name {
+			return p
+		}
+	}
+	return ""
 }
 
 // handleApply makes the change through the API with the user's identity,

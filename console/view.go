@@ -139,11 +139,11 @@ type deploymentView struct {
 	PoolNames []string
 	// CanFlip: exactly two pools with unequal weights, which the API's
 	// flip needs; otherwise the page says why Flip is not offered.
-	CanFlip   bool
-	FlipTo    string
-	FlipWhy   string
-	StoreOK   bool
-	Prev      uint64 // the version Roll back restores
+	CanFlip bool
+	FlipTo  string
+	FlipWhy string
+	StoreOK bool
+	Prev    uint64 // the version Roll back restores
 }
 
 func viewOf(d admin.Deployment) deploymentView {
@@ -187,15 +187,15 @@ func flipTarget(c gateway.Config) (string, error) {
 
 // poolRow is a pool on the deployment page.
 type poolRow struct {
-	Name      string
-	Class     string
-	Pool      gateway.Pool
-	Weight    float64
-	Health    *guard.PoolHealth
-	Retained  time.Time
-	Window    *guard.Population
-	ErrChart  chart
-	P95Chart  chart
+	Name     string
+	Class    string
+	Pool     gateway.Pool
+	Weight   float64
+	Health   *guard.PoolHealth
+	Retained time.Time
+	Window   *guard.Population
+	ErrChart chart
+	P95Chart chart
 }
 
 // flagRow is a flag on the deployment page.
@@ -272,6 +272,14 @@ func sideBySide(from, to gateway.Config, changes []configstore.Change) []row {
 		}
 		out = append(out, r)
 	}
+	// A change to a field the API's deployment answer leaves out (such as
+	// retained, which is state) still gets its row.
+	for _, ch := range changes {
+		if !slices.ContainsFunc(out, func(r row) bool { return r.Path == ch.Path || strings.HasPrefix(r.Path, ch.Path+".") }) {
+			out = append(out, row{Path: ch.Path, Left: jsonValue(ch.From), Right: jsonValue(ch.To), Changed: true})
+		}
+	}
+	slices.SortFunc(out, func(a, b row) int { return strings.Compare(a.Path, b.Path) })
 	return out
 }
 
