@@ -109,6 +109,15 @@ http://127.0.0.1:%d {
 		sticky header X-User-ID
 		flag new_payment_flow 10
 		flag dark_mode 0
+		guard {
+			error_rate 5%%
+			p95 500ms
+			window 10s
+			min_requests 20
+		}
+		retain 24h
+		health_uri /health
+		health_interval 1s
 	}
 }
 `, etcd.Endpoints()[0], aport, tokens, filepath.Join(dir, "state"), port,

@@ -1,6 +1,8 @@
 package console
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -12,9 +14,6 @@ import (
 
 // historyPage is how many versions one history page shows.
 const historyPage = 50
-
-// maxHistory is the most versions the API lists in one answer.
-const maxHistory = 1000
 
 type overviewData struct {
 	Deployments []deploymentView
@@ -139,7 +138,6 @@ type historyData struct {
 	Page     int
 	Prev     int
 	Next     int
-	Capped   bool
 	From, To uint64
 }
 
@@ -148,38 +146,85 @@ func (c *Console) handleHistory(w http.ResponseWriter, r *http.Request, s *sessi
 	pg := 1
 	if v := r.URL.Query().Get("page"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxHistory/historyPage {
-			c.fail(w, r, s, http.StatusBadRequest, "page "+strconv.Quote(v)+": want a page number from 1 to "+strconv.Itoa(maxHistory/historyPage))
+		if err != nil || n < 1 {
+			c.fail(w, r, s, http.StatusBadRequest, "page "+strconv.Quote(v)+": want a page number (1, 2, ...)")
 			return
 		}
 		pg = n
 	}
-	// The API lists newest first with no offset: a page reads every newer
-	// version's metadata too, which stays cheap up to its 1,000 limit.
-	limit := min(pg*historyPage+1, maxHistory)
-	metas, err := a.History(ctx, name, limit)
+	data := historyData{Name: name, Page: pg}
+	var err error
+	if pg == 1 {
+		err = c.firstPage(ctx, a, &data)
+	} else {
+		err = c.olderPage(ctx, a, &data)
+	}
 	if err != nil {
 		c.fail(w, r, s, apiStatus(err), "Could not read the history of "+strconv.Quote(name)+": "+apiMessage(err))
 		return
 	}
-	data := historyData{Name: name, Page: pg}
-	if len(metas) > 0 {
-		data.Current = metas[0].Version
-		data.To = metas[0].Version
-		if data.To > 1 {
-			data.From = data.To - 1
-		}
+	if data.To = data.Current; data.To > 1 {
+		data.From = data.To - 1
 	}
-	lo, hi := min((pg-1)*historyPage, len(metas)), min(pg*historyPage, len(metas))
-	data.Rows = metas[lo:hi]
 	if pg > 1 {
 		data.Prev = pg - 1
 	}
-	if len(metas) > hi {
-		data.Next = pg + 1
-	}
-	data.Capped = len(metas) == maxHistory && hi == maxHistory
 	c.render(w, r, http.StatusOK, "history", &page{Title: name + " history", Nav: "overview", User: s, Live: name, Data: data})
+}
+
+// firstPage lists the newest versions with one history request.
+func (c *Console) firstPage(ctx context.Context, a *api, data *historyData) error {
+	metas, err := a.History(ctx, data.Name, historyPage+1)
+	if err != nil {
+		return err
+	}
+	if len(metas) > 0 {
+		data.Current = metas[0].Version
+	}
+	if len(metas) > historyPage {
+		data.Next, metas = 2, metas[:historyPage]
+	}
+	data.Rows = metas
+	return nil
+}
+
+// olderPage reads a later page version by version: the API's history has
+// no offset, and reading every newer version's metadata to skip it would
+// make the last of 1,000 versions' pages slow. Versions are numbered
+// without gaps, and retention drops the oldest, so a missing version ends
+// the history.
+func (c *Console) olderPage(ctx context.Context, a *api, data *historyData) error {
+	cur, err := a.Status(ctx, data.Name)
+	if err != nil {
+		return err
+	}
+	data.Current = cur.Version
+	skip := uint64(data.Page-1) * historyPage
+	if skip >= cur.Version {
+		return &admin.APIError{Status: http.StatusNotFound, Field: "page",
+			Message: fmt.Sprintf("page %d: the history has %d versions, %d to a page", data.Page, cur.Version, historyPage)}
+	}
+	top := cur.Version - skip
+	lowest := uint64(1)
+	if top > historyPage {
+		lowest = top - historyPage + 1
+	}
+	for v := top; v >= lowest; v-- {
+		d, err := a.Version(ctx, data.Name, v)
+		if apiStatus(err) == http.StatusNotFound {
+			return nil // dropped by retention
+		}
+		if err != nil {
+			return err
+		}
+		data.Rows = append(data.Rows, d.Meta)
+	}
+	if bottom := top - uint64(len(data.Rows)); bottom >= 1 {
+		if _, err := a.Version(ctx, data.Name, bottom); err == nil {
+			data.Next = data.Page + 1
+		}
+	}
+	return nil
 }
 
 type diffData struct {
