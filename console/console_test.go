@@ -136,7 +136,6 @@ func TestConsole(t *testing.T) {
 		op.axe("the overview")
 		op.open(dep)
 		op.find("button", "Flip", "")
-		op.screenshot("deployment")
 		op.axe("the deployment page")
 		op.click("button", "Flip", "")
 		flipped = confirm(t, op, []string{"weights.blue", "weights.green"}, "ship v2", "dialog")
@@ -144,6 +143,11 @@ func TestConsole(t *testing.T) {
 		if got := eval[string](op, `document.getElementById('live-version').textContent`); got != strconv.FormatUint(flipped, 10) {
 			t.Errorf("page shows live version %s after the flip, want %d", got, flipped)
 		}
+		// The guard's view, refreshed on the page every few seconds, shows
+		// blue as the rollback target until its retention ends.
+		op.waitJS("blue retained", `[...document.querySelectorAll('table.pools tbody tr')].some(r =>
+			r.cells[0].textContent.trim() === 'blue' && r.cells[5].querySelector('time'))`)
+		op.screenshot("deployment")
 	})
 
 	t.Run("Roll back restores it", func(t *testing.T) {
