@@ -53,8 +53,8 @@
     e.preventDefault();
     if (dialog && dialog.open) {
       dialog.close();
-    } else if (cancel.dataset.back) {
-      location.href = cancel.dataset.back;
+    } else if (cancel.form) {
+      cancel.form.submit();
     }
   });
 
