@@ -257,8 +257,8 @@ func (c *Console) handleApply(w http.ResponseWriter, r *http.Request, s *session
 	switch {
 	case d.Version != 0:
 		back += "?wrote=" + strconv.FormatUint(d.Version, 10)
-	case ro.Version != 0:
-		back += "?wrote=" + strconv.FormatUint(ro.Version, 10)
+	case ro.State != "":
+		back += "?rollout=" + url.QueryEscape(string(ro.State))
 	}
 	http.Redirect(w, r, back, http.StatusSeeOther)
 }

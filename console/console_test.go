@@ -93,9 +93,10 @@ func TestConsole(t *testing.T) {
 	op := newTab(t, browser)
 	op.signIn(env.admin, operatorToken)
 
-	// confirm opens a control's dialog, checks it shows the diff it will
-	// write, gives a reason and confirms; it returns the version written.
-	confirm := func(t *testing.T, b *tab, wantPaths []string, reason, shot string) uint64 {
+	// submit waits for a control's dialog, checks it shows the diff it
+	// will write, gives a reason and confirms; it returns the message the
+	// new state is shown with.
+	submit := func(t *testing.T, b *tab, wantPaths []string, reason, shot string) string {
 		t.Helper()
 		b.find("dialog", "", "")
 		b.waitJS("the dialog to open", `document.querySelector('dialog').open`)
@@ -113,7 +114,13 @@ func TestConsole(t *testing.T) {
 		eval[bool](b, `window.beforeConfirm = true`)
 		b.click("button", "Confirm", "dialog")
 		b.waitJS("the new state", `!window.beforeConfirm && !!document.querySelector('.flash')`)
-		flash := eval[string](b, `document.querySelector('.flash').textContent`)
+		return eval[string](b, `document.querySelector('.flash').textContent`)
+	}
+	// confirm is submit for a control that writes a version; it returns
+	// the version written.
+	confirm := func(t *testing.T, b *tab, wantPaths []string, reason, shot string) uint64 {
+		t.Helper()
+		flash := submit(t, b, wantPaths, reason, shot)
 		v, err := strconv.ParseUint(strings.TrimSuffix(strings.Fields(strings.TrimPrefix(flash, "Wrote version "))[0], "."), 10, 64)
 		if err != nil {
 			t.Fatalf("flash %q: %v", flash, err)
@@ -169,6 +176,15 @@ func TestConsole(t *testing.T) {
 		op.find("heading", "History of checkout", "")
 		op.axe("the history page")
 		name := "Restore version " + strconv.FormatUint(flipped, 10)
+		// Cancel writes nothing.
+		before := version()
+		op.click("button", name, "")
+		op.waitJS("the dialog", `document.querySelector('dialog').open`)
+		op.click("button", "Cancel", "dialog")
+		op.waitJS("the dialog to close", `!document.querySelector('dialog').open && document.activeElement.textContent === '`+name+`'`)
+		if after := version(); after != before {
+			t.Fatalf("version %d after Cancel, want %d", after, before)
+		}
 		op.click("button", name, "")
 		v := confirm(t, op, []string{"weights.green"}, "green is fixed", "")
 		env.waitPool(t, "green")
@@ -288,6 +304,42 @@ func TestConsole(t *testing.T) {
 		if d.Meta.Reason != "keyboard only" {
 			t.Errorf("reason %q, want %q", d.Meta.Reason, "keyboard only")
 		}
+	})
+
+	t.Run("a rollout paused and aborted", func(t *testing.T) {
+		op := op.with(t)
+		d, err := env.operator.Status(ctx, "checkout")
+		must(t, err)
+		target := "green"
+		if d.Weights["green"] > 0 {
+			target = "blue"
+		}
+		env.cli(t, "rollout", "start", "checkout", "--target", "pool:"+target, "--steps", "10,50,100", "--bake", "1h", "--reason", "canary")
+		waitFor(t, "the rollout's first step", func() bool {
+			ro, err := env.operator.Rollout(ctx, "checkout")
+			return err == nil && ro.Step == 0
+		})
+		op.open(dep)
+		op.click("button", "Pause", "#rollout")
+		if got := submit(t, op, nil, "hold the canary", ""); !strings.Contains(got, "paused") {
+			t.Errorf("after Pause the page says %q", got)
+		}
+		ro, err := env.operator.Rollout(ctx, "checkout")
+		must(t, err)
+		if ro.State != "paused" {
+			t.Fatalf("rollout %s after Pause, want paused", ro.State)
+		}
+		op.find("button", "Resume", "#rollout")
+		op.click("button", "Abort", "#rollout")
+		if got := submit(t, op, nil, "canary is bad", ""); !strings.Contains(got, "aborted") {
+			t.Errorf("after Abort the page says %q", got)
+		}
+		ro, err = env.operator.Rollout(ctx, "checkout")
+		must(t, err)
+		if ro.State != "aborted" {
+			t.Errorf("rollout %s after Abort, want aborted", ro.State)
+		}
+		env.waitPool(t, map[string]string{"green": "blue", "blue": "green"}[target])
 	})
 
 	t.Run("places for later issues", func(t *testing.T) {

@@ -58,6 +58,10 @@ func (c *Console) handleLive(w http.ResponseWriter, r *http.Request, s *session)
 			return
 		case <-tick.C:
 		}
+		// A signed-out or expired session stops following.
+		if _, ok := c.current(r); !ok {
+			return
+		}
 	}
 }
 

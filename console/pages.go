@@ -128,6 +128,9 @@ func (c *Console) handleDeployment(w http.ResponseWriter, r *http.Request, s *se
 	if v := r.URL.Query().Get("wrote"); v != "" {
 		p.Flash = "Wrote version " + v + ". This is the new state."
 	}
+	if v := r.URL.Query().Get("rollout"); v != "" {
+		p.Flash = "The rollout is now " + v + "."
+	}
 	c.render(w, r, http.StatusOK, "deployment", p)
 }
 
