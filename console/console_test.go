@@ -246,6 +246,9 @@ func TestConsole(t *testing.T) {
 		op.open(dep)
 		op.find("spinbutton", "dark_mode", "")
 		eval[bool](op, `window.notReloaded = true`)
+		// The keyboard's place survives the update.
+		keep := `document.querySelector('form[data-key="flag-new_payment_flow"] button[value=flag-off]')`
+		eval[bool](op, keep+`.focus() || true`)
 		before := version()
 		env.cli(t, "flag", "checkout", "dark_mode", "40", "--reason", "from the cli")
 		start := time.Now()
@@ -256,6 +259,9 @@ func TestConsole(t *testing.T) {
 		t.Logf("the CLI's change showed on the open page after %v", took)
 		if took > time.Second {
 			t.Errorf("the CLI's change took %v to show, want within a second", took)
+		}
+		if !eval[bool](op, `document.activeElement === `+keep) {
+			t.Errorf("focus moved to %q with the update, want it kept on Turn off", eval[string](op, `document.activeElement.outerHTML`))
 		}
 		if !eval[bool](op, `window.notReloaded === true`) {
 			t.Error("the page reloaded to show the change")

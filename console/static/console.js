@@ -94,15 +94,20 @@
       doc.querySelectorAll('[data-live]').forEach(function (fresh) {
         var old = document.getElementById(fresh.id);
         if (!old || editing(old)) return;
-        var hadFocus = old.contains(document.activeElement) ? document.activeElement : null;
-        var focusKey = hadFocus && hadFocus.closest('form[data-key]');
-        var key = focusKey ? { key: focusKey.dataset.key, value: hadFocus.value } : null;
+        var had = old.contains(document.activeElement) ? document.activeElement : null;
+        var form = had && had.closest('form[data-key]');
+        var href = had && had.getAttribute('href');
+        var value = had && had.value;
         old.replaceWith(document.adoptNode(fresh));
-        if (key) {
-          var form = document.querySelector('form[data-key="' + key.key + '"]');
-          var b = form && (form.querySelector('button[value="' + key.value + '"]') || form.querySelector('button'));
-          if (b) b.focus();
+        // Keep the keyboard where it was: the same control in the new part.
+        var target = null;
+        if (form) {
+          var f = fresh.querySelector('form[data-key="' + form.dataset.key + '"]');
+          target = f && (f.querySelector('button[value="' + value + '"]') || f.querySelector('button'));
+        } else if (href) {
+          target = fresh.querySelector('a[href="' + href + '"]');
         }
+        if (target) target.focus();
       });
       document.body.dataset.refreshed = String(Date.now());
     }).catch(function () {}).then(function () {
