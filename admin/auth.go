@@ -141,27 +141,6 @@ func (ts *tokenSet) lookup(token string) (Principal, bool) {
 	return Principal{Name: ts.entries[found].name, Role: ts.entries[found].role}, true
 }
 
-// SignIn names the holder of token, for pages mounted with Mount that keep
-// their own sessions; ok is false for an unknown token and whenever the
-// server has no tokens file (see HasTokens).
-func (s *Server) SignIn(token string) (p Principal, ok bool) {
-	if s.tokens == nil {
-		return Principal{}, false
-	}
-	return s.tokens.lookup(strings.TrimSpace(token))
-}
-
-// HasTokens reports whether the server has a tokens file. Without one,
-// mounted pages must serve loopback clients only, as Local, like the API.
-func (s *Server) HasTokens() bool { return s.tokens != nil }
-
-// Local is the principal of every loopback caller without a tokens file.
-func Local() Principal { return localPrincipal }
-
-// IsLoopback reports whether remoteAddr (an http.Request's RemoteAddr) is on
-// this host: the only callers served without a tokens file.
-func IsLoopback(remoteAddr string) bool { return isLoopback(remoteAddr) }
-
 // authenticate names the caller, or says why not: 401 for a missing or
 // unknown token, 403 for a non-loopback client when there are no tokens.
 func (s *Server) authenticate(r *http.Request) (Principal, *apiError) {
@@ -242,3 +221,20 @@ func hostName(host string) string {
 	}
 	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 }
+
+// SignIn names the holder of token, for pages mounted with Mount that keep
+// their own sessions; ok is false for an unknown token and whenever the
+// server has no tokens file (see HasTokens).
+func (s *Server) SignIn(token string) (p Principal, ok bool) {
+	if s.tokens == nil {
+		return Principal{}, false
+	}
+	return s.tokens.lookup(strings.TrimSpace(token))
+}
+
+// HasTokens reports whether the server has a tokens file. Without one,
+// mounted pages must serve loopback clients only, as Local, like the API.
+func (s *Server) HasTokens() bool { return s.tokens != nil }
+
+// Local is the principal of every loopback caller without a tokens file.
+func Local() Principal { return localPrincipal }

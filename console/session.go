@@ -3,6 +3,7 @@ package console
 import (
 	"crypto/subtle"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/a8e2c47e/switchback/admin"
@@ -30,7 +31,7 @@ func (s *session) canChange() bool { return s.who.Role == admin.RoleOperator }
 // client is the API's local principal, and nobody else is served.
 func (c *Console) current(r *http.Request) (*session, bool) {
 	if !c.api.HasTokens() {
-		if !admin.IsLoopback(r.RemoteAddr) {
+		if !isLoopback(r.RemoteAddr) {
 			return nil, false
 		}
 		return &session{who: admin.Local(), csrf: c.localCSRF}, true
@@ -50,6 +51,13 @@ func (c *Console) current(r *http.Request) (*session, bool) {
 		return nil, false
 	}
 	return s, true
+}
+
+// isLoopback is the API's rule for callers without a tokens file. The API
+// applies it again to every request the console makes for the caller.
+func isLoopback(remoteAddr string) bool {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
 // signedIn runs h for a signed-in user; anyone else is sent to the sign-in
