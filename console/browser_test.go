@@ -327,6 +327,7 @@ func (b *tab) axe(page string) {
 	if r.Passes == 0 {
 		b.t.Errorf("axe on %s checked nothing", page)
 	}
+	b.t.Logf("axe on %s: %d rules pass, %d violations", page, r.Passes, len(r.Violations))
 	for _, v := range r.Violations {
 		msg := fmt.Sprintf("axe on %s: %s (%s): %s\n\t%s", page, v.ID, v.Impact, v.Help, strings.Join(v.Nodes, "\n\t"))
 		if v.Impact == "serious" || v.Impact == "critical" {

@@ -346,6 +346,8 @@ func TestConsole(t *testing.T) {
 			t.Errorf("rollout %s after Abort, want aborted", ro.State)
 		}
 		env.waitPool(t, map[string]string{"green": "blue", "blue": "green"}[target])
+		op.waitJS("the rollout's events", `['rollout_started', 'rollout_paused', 'rollout_aborted'].every(k =>
+			document.getElementById('dep-events').textContent.includes(k))`)
 	})
 
 	t.Run("places for later issues", func(t *testing.T) {
