@@ -1,7 +1,9 @@
 package console_test
 
 import (
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -57,6 +59,29 @@ func TestConsole(t *testing.T) {
 		b.find("heading", "Sign in", "")
 		b.open(env.admin + "/ui/")
 		b.find("heading", "Sign in", "")
+
+		// Signing in from a link lands on the page it named.
+		b.open(dep + "/history")
+		b.fill("textbox", "Token", "", viewerToken)
+		b.click("button", "Sign in", "")
+		b.find("heading", "History of checkout", "")
+	})
+
+	t.Run("a link from another site opens the page signed in", func(t *testing.T) {
+		b := newTab(t, browser)
+		b.signIn(env.admin, operatorToken)
+		// localhost and 127.0.0.1 are different sites: the link's
+		// navigation is cross-site and carries no SameSite=Strict cookie.
+		alert := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, `<!doctype html><title>alert</title><a href="%s">checkout is failing</a>`, dep)
+		}))
+		t.Cleanup(alert.Close)
+		b.open(strings.Replace(alert.URL, "127.0.0.1", "localhost", 1))
+		b.click("link", "checkout is failing", "")
+		b.find("heading", "checkout", "main")
+		if n := len(b.byName("button", "Flip", "")); n != 1 {
+			t.Errorf("the page opened from the link has %d Flip buttons, want 1 (signed in as the operator)", n)
+		}
 	})
 
 	t.Run("viewer sees no controls and a forged POST is refused", func(t *testing.T) {

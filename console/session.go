@@ -4,6 +4,8 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/a8e2c47e/switchback/admin"
@@ -78,8 +80,31 @@ func (c *Console) signedIn(h func(http.ResponseWriter, *http.Request, *session))
 			c.fail(w, r, nil, http.StatusUnauthorized, "Your session has ended. Sign in again.")
 			return
 		}
-		http.Redirect(w, r, Prefix+"signin", http.StatusSeeOther)
+		here := r.URL.RequestURI()
+		if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+			// A link from elsewhere (an alert, a chat) does not carry the
+			// SameSite=Strict cookie. Asking again from this page does.
+			c.render(w, r, http.StatusOK, "error", &page{Title: "Opening", Refresh: here,
+				Error: "Opening " + here + " …", Data: struct{ Status int }{http.StatusOK}})
+			return
+		}
+		target := Prefix + "signin"
+		if here != Prefix {
+			target += "?next=" + url.QueryEscape(here)
+		}
+		http.Redirect(w, r, target, http.StatusSeeOther)
 	}
+}
+
+// safeNext is where to go after signing in: a console page, never another
+// site.
+func safeNext(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(u.Path, Prefix) ||
+		strings.HasPrefix(v, "//") || strings.ContainsAny(v, "\\\r\n") {
+		return Prefix
+	}
+	return u.RequestURI()
 }
 
 func (c *Console) handleSignInForm(w http.ResponseWriter, r *http.Request) {
@@ -87,7 +112,7 @@ func (c *Console) handleSignInForm(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Prefix, http.StatusSeeOther)
 		return
 	}
-	c.render(w, r, http.StatusOK, "signin", &page{Title: "Sign in"})
+	c.render(w, r, http.StatusOK, "signin", &page{Title: "Sign in", Data: safeNext(r.URL.Query().Get("next"))})
 }
 
 func (c *Console) handleSignIn(w http.ResponseWriter, r *http.Request) {
@@ -100,7 +125,7 @@ func (c *Console) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	who, ok := c.api.SignIn(token)
 	if !ok {
 		c.log.Info("console sign-in refused: unknown token")
-		c.render(w, r, http.StatusUnauthorized, "signin", &page{Title: "Sign in",
+		c.render(w, r, http.StatusUnauthorized, "signin", &page{Title: "Sign in", Data: safeNext(r.PostFormValue("next")),
 			Error: "That token is not in the tokens file. Check it and try again."})
 		return
 	}
@@ -117,7 +142,7 @@ func (c *Console) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		Name: cookieName, Value: s.id, Path: Prefix, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, Expires: s.expires,
 	})
-	http.Redirect(w, r, Prefix, http.StatusSeeOther)
+	http.Redirect(w, r, safeNext(r.PostFormValue("next")), http.StatusSeeOther)
 }
 
 func (c *Console) handleSignOut(w http.ResponseWriter, r *http.Request) {

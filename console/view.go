@@ -26,10 +26,13 @@ type page struct {
 	User  *session
 	// Live names the deployment the page follows ("*" for all); empty: the
 	// page does not update itself.
-	Live  string
-	Error string
-	Flash string
-	Data  any
+	Live string
+	// Refresh, when set, makes the page load this console URL again at
+	// once.
+	Refresh string
+	Error   string
+	Flash   string
+	Data    any
 }
 
 // pageNames are the templates besides the layout.
