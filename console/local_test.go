@@ -136,6 +136,7 @@ func TestConsoleWithoutTokens(t *testing.T) {
 		{"history page past the end", http.MethodGet, "/ui/deployments/shop/history?page=3", loopback, nil, nil,
 			http.StatusNotFound, "the history has 1 versions"},
 		{"unknown deployment", http.MethodGet, "/ui/deployments/nope", loopback, nil, nil, http.StatusNotFound, "nope"},
+		{"flash shows versions only", http.MethodGet, "/ui/deployments/shop?wrote=1%20(call%20555)&rollout=hacked", loopback, nil, nil, http.StatusOK, "<h1>shop</h1>"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,6 +155,9 @@ func TestConsoleWithoutTokens(t *testing.T) {
 			rec := req()
 			if rec.Code != tt.want {
 				t.Fatalf("%s %s: status %d, want %d\n%s", tt.method, tt.target, rec.Code, tt.want, rec.Body.String())
+			}
+			if strings.Contains(rec.Body.String(), "555") || strings.Contains(rec.Body.String(), "hacked") {
+				t.Errorf("%s %s: the page repeats text from its link:\n%s", tt.method, tt.target, rec.Body.String())
 			}
 			if tt.contains != "" && !strings.Contains(rec.Body.String(), tt.contains) {
 				t.Errorf("%s %s: answer lacks %q:\n%s", tt.method, tt.target, tt.contains, rec.Body.String())

@@ -9,7 +9,9 @@ import (
 
 	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/guard"
+	"github.com/a8e2c47e/switchback/rollout"
 )
 
 // historyPage is how many versions one history page shows.
@@ -69,7 +71,13 @@ func (c *Console) handleDeployment(w http.ResponseWriter, r *http.Request, s *se
 	} else {
 		data.Guard = &v
 	}
-	var policy = d.Guard
+	// The guard's ceilings, drawn on the charts; zero when there is no
+	// guard or a check is off.
+	var ceiling float64
+	var p95 gateway.Duration
+	if d.Guard != nil {
+		ceiling, p95 = d.Guard.ErrorRate, d.Guard.P95
+	}
 	for i, pn := range data.PoolNames {
 		p := poolRow{Name: pn, Class: poolClass(pn, i), Pool: d.Pools[pn], Weight: d.Weights[pn]}
 		if g := data.Guard; g != nil {
@@ -79,11 +87,6 @@ func (c *Console) handleDeployment(w http.ResponseWriter, r *http.Request, s *se
 			p.Retained = g.Retained[pn]
 			if pop, ok := g.Pools[pn]; ok {
 				p.Window = &pop
-				var ceiling float64
-				var p95 = pop.P95 * 0
-				if policy != nil {
-					ceiling, p95 = policy.ErrorRate, policy.P95
-				}
 				p.ErrChart, p.P95Chart = rateChart(pop, ceiling), p95Chart(pop, p95)
 			}
 		}
@@ -94,11 +97,6 @@ func (c *Console) handleDeployment(w http.ResponseWriter, r *http.Request, s *se
 		if g := data.Guard; g != nil {
 			if co, ok := g.Flags[fn]; ok {
 				f.Cohorts = &co
-				var ceiling float64
-				var p95 = co.On.P95 * 0
-				if policy != nil {
-					ceiling, p95 = policy.ErrorRate, policy.P95
-				}
 				f.OnErr, f.OffErr = rateChart(co.On, ceiling), rateChart(co.Off, ceiling)
 				f.OnP95, f.OffP95 = p95Chart(co.On, p95), p95Chart(co.Off, p95)
 			}
@@ -125,11 +123,14 @@ func (c *Console) handleDeployment(w http.ResponseWriter, r *http.Request, s *se
 		c.log.Debug("console: events: " + err.Error())
 	}
 	p := &page{Title: name, Nav: "overview", User: s, Live: name, Data: data}
-	if v := r.URL.Query().Get("wrote"); v != "" {
-		p.Flash = "Wrote version " + v + ". This is the new state."
+	// Only what the console itself sends here is shown: a link cannot make
+	// the page say something else.
+	if v, err := strconv.ParseUint(r.URL.Query().Get("wrote"), 10, 64); err == nil && v > 0 {
+		p.Flash = "Wrote version " + strconv.FormatUint(v, 10) + ". This is the new state."
 	}
-	if v := r.URL.Query().Get("rollout"); v != "" {
-		p.Flash = "The rollout is now " + v + "."
+	switch v := rollout.State(r.URL.Query().Get("rollout")); v {
+	case rollout.Running, rollout.Paused, rollout.Aborted, rollout.Done:
+		p.Flash = "The rollout is now " + string(v) + "."
 	}
 	c.render(w, r, http.StatusOK, "deployment", p)
 }
