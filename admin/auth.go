@@ -270,3 +270,20 @@ func hostName(host string) string {
 	}
 	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 }
+
+// SignIn names the holder of token, for pages mounted with Mount that keep
+// their own sessions; ok is false for an unknown token and whenever the
+// server has no tokens file (see HasTokens).
+func (s *Server) SignIn(token string) (p Principal, ok bool) {
+	if s.tokens == nil {
+		return Principal{}, false
+	}
+	return s.tokens.lookup(strings.TrimSpace(token))
+}
+
+// HasTokens reports whether the server has a tokens file. Without one,
+// mounted pages must serve loopback clients only, as Local, like the API.
+func (s *Server) HasTokens() bool { return s.tokens != nil }
+
+// Local is the principal of every loopback caller without a tokens file.
+func Local() Principal { return localPrincipal }

@@ -109,6 +109,7 @@ type Server struct {
 	now            func() time.Time
 	guard          func(name string) (guard.View, bool)
 	control        *control.Control
+	pages          map[string]http.Handler // Mount's prefixes
 }
 
 // New builds a Server. It reads the tokens file once; a file that does not
@@ -202,6 +203,34 @@ func (s *Server) Handle(pattern string, h http.Handler, role Role) {
 	s.mux.Handle(pattern, &route{role: role, label: routeLabel(pattern), h: h})
 }
 
+// Mount serves h for every path under prefix (such as "/ui/", with the
+// bare "/ui" redirected to it) behind the Host and cross-origin checks but
+// not the API's authentication: h signs its callers in itself (see
+// Server.SignIn) and must make its changes through the API. Call it before
+// serving.
+func (s *Server) Mount(prefix string, h http.Handler) {
+	if !strings.HasPrefix(prefix, "/") || !strings.HasSuffix(prefix, "/") || len(prefix) < 3 {
+		panic(fmt.Sprintf("admin: Mount %q: want a path like /ui/", prefix))
+	}
+	if s.pages == nil {
+		s.pages = map[string]http.Handler{}
+	}
+	s.pages[prefix] = h
+}
+
+// mounted finds the handler Mount gave for r's path, if any.
+func (s *Server) mounted(r *http.Request) http.Handler {
+	for prefix, h := range s.pages {
+		if strings.HasPrefix(r.URL.Path, prefix) {
+			return h
+		}
+		if r.URL.Path == strings.TrimSuffix(prefix, "/") {
+			return http.RedirectHandler(prefix, http.StatusMovedPermanently)
+		}
+	}
+	return nil
+}
+
 // route is what the mux holds: the handler plus what the gate needs to know
 // before running it.
 type route struct {
@@ -237,6 +266,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.cop.Check(r); err != nil {
 		writeError(sw, &apiError{status: http.StatusForbidden, field: "Origin", msg: "cross-origin request refused: " + err.Error()})
+		return
+	}
+	if page := s.mounted(r); page != nil {
+		label = "pages"
+		page.ServeHTTP(sw, r)
 		return
 	}
 	p, aerr := s.authenticate(r)

@@ -12,9 +12,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/admin"
+	"github.com/a8e2c47e/switchback/console"
 )
 
-// startAdmin serves the admin API. The listener comes from Caddy's listener
+// startAdmin serves the admin API, and the console at /ui/. The listener comes from Caddy's listener
 // pool, so the new config's app can bind the address while the old one
 // still holds it during a reload.
 func (a *App) startAdmin() error {
@@ -47,6 +48,11 @@ func (a *App) startAdmin() error {
 	if err != nil {
 		return fmt.Errorf("switchback admin: %w", err)
 	}
+	ui, err := console.New(console.Options{API: srv, Logger: a.logger.Named("console")})
+	if err != nil {
+		return fmt.Errorf("switchback admin: %w", err)
+	}
+	srv.Mount(console.Prefix, ui)
 
 	na, err := caddy.ParseNetworkAddress(a.Admin)
 	if err != nil {
