@@ -146,7 +146,7 @@ func (c *Console) preview(ctx context.Context, a *api, d admin.Deployment, data 
 			}
 			c.Weights[to] = 100
 		})
-		data.Note = "The pool taken off traffic stays the verified rollback target for the deployment's retain period (recorded as retained." + otherPool(cur, to) + ")."
+		data.Note = "Pool " + otherPool(cur, to) + " leaves traffic and stays the verified rollback target for the deployment's retain period."
 	case actBack:
 		if d.Version < 2 {
 			return &admin.APIError{Status: http.StatusConflict, Message: "version 1 has no version before it to roll back to"}
