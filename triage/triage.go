@@ -79,8 +79,8 @@ type Input struct {
 
 // Report is the answer of GET .../triage.
 type Report struct {
-	Deployment string `json:"deployment"`
-	Version    uint64 `json:"version"`
+	Deployment string    `json:"deployment"`
+	Version    uint64    `json:"version"`
 	Time       time.Time `json:"time"`
 	// Scope says whose figures these are, and ScopeNote what that means.
 	Scope     string           `json:"scope"`
@@ -91,10 +91,10 @@ type Report struct {
 	// Changes are the versions of the last hour, newest first.
 	Changes []Change `json:"changes"`
 	// Before says which change the "before" figures precede.
-	Before *Before        `json:"before,omitempty"`
-	Pools  []PoolFigures  `json:"pools"`
-	Flags  []FlagFigures  `json:"flags"`
-	Guard  GuardNote      `json:"guard"`
+	Before *Before       `json:"before,omitempty"`
+	Pools  []PoolFigures `json:"pools"`
+	Flags  []FlagFigures `json:"flags"`
+	Guard  GuardNote     `json:"guard"`
 	// Rule states when triage calls a population failing.
 	Rule     string    `json:"rule"`
 	Suspects []Suspect `json:"suspects"`
