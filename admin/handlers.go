@@ -92,7 +92,11 @@ type (
 		writeFields
 	}
 	restoreRequest struct {
-		Version uint64 `json:"version"`
+		Version uint64 `json:"version,omitempty"`
+		// Before restores the last version written before this RFC 3339
+		// time; BeforeVersion the one before that version.
+		Before        string `json:"before,omitempty"`
+		BeforeVersion uint64 `json:"before_version,omitempty"`
 		writeFields
 	}
 )
@@ -120,6 +124,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	s.Handle("POST "+d+"/restore", http.HandlerFunc(s.handleRestore), RoleOperator)
 	s.Handle("POST "+d+"/rollback", http.HandlerFunc(s.handleRollback), RoleOperator)
 	s.Handle("GET "+d+"/guard", http.HandlerFunc(s.handleGuard), RoleViewer)
+	s.Handle("GET "+d+"/triage", http.HandlerFunc(s.handleTriage), RoleViewer)
 	s.rolloutRoutes()
 	s.Handle("GET /api/v1/events", http.HandlerFunc(s.handleEvents), RoleViewer)
 	s.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), RoleViewer)
@@ -390,17 +395,17 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if req.Version == 0 {
-		s.fail(w, m, &apiError{status: http.StatusBadRequest, field: "version",
-			msg: `version: want the version to restore, for example {"version": 6}`})
+	v, err := s.restoreTarget(r.Context(), m.rec.Deployment, req)
+	if err != nil {
+		s.fail(w, m, err)
 		return
 	}
-	m.rec.Target = strconv.FormatUint(req.Version, 10)
+	m.rec.Target = strconv.FormatUint(v, 10)
 	if !s.readBefore(w, r, m) {
 		return
 	}
-	doc, err := s.store.Restore(r.Context(), m.rec.Deployment, req.Version, m.rec.IfMatch, m.meta)
-	s.finish(w, r, m, doc, notFoundField(err, "version"))
+	doc, err := s.store.Restore(r.Context(), m.rec.Deployment, v, m.rec.IfMatch, m.meta)
+	s.finish(w, r, m, doc, notFoundField(err, restoreField(req)))
 }
 
 func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {

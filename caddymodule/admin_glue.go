@@ -38,6 +38,7 @@ func (a *App) startAdmin() error {
 			return false, errors.New("store unreachable; serving the last applied versions")
 		},
 		Guard:        a.guardView,
+		Measured:     a.measured,
 		Tokens:       a.AdminTokens,
 		AllowedHosts: a.AdminHosts,
 		Registry:     a.ctx.GetMetricsRegistry(),

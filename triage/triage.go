@@ -758,3 +758,14 @@ func shellJoin(args []string) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// Measured is what one gateway instance measured of a deployment.
+type Measured struct {
+	Instance string
+	// Now is the window now.
+	Now guard.Window
+	// Marks are the windows as they were when recent versions were applied.
+	Marks []Mark
+	// View is the guard's latest judgement; nil before the first.
+	View *guard.View
+}
