@@ -283,7 +283,7 @@ func Analyze(in Input) Report {
 	r := Report{
 		Deployment: cfg.Name, Version: cur.Meta.Version, Time: in.Time,
 		Scope:     in.Scope,
-		ScopeNote: "figures measured by this gateway instance only (fleet-wide windows do not exist yet); other instances may see other traffic",
+		ScopeNote: "this gateway instance's figures only: fleet-wide windows do not exist yet, and other instances may see other traffic",
 		Window:    gateway.Duration(in.Policy.Window),
 		Rule:      t.rule(),
 		Changes:   []Change{}, Pools: []PoolFigures{}, Flags: []FlagFigures{}, Suspects: []Suspect{},
