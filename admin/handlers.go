@@ -283,9 +283,12 @@ func (s *Server) handleFlip(w http.ResponseWriter, r *http.Request) {
 	s.finish(w, r, m, doc, err)
 }
 
-// flip sends all traffic to the pool that has less of it now. It needs
-// exactly two pools with unequal weights; anything else is a decision for
-// the operator, made with weights.
+// flip sends all traffic to the other pool of a two-pool deployment whose
+// traffic is all on one pool. From a split (neither pool has it all) it
+// refuses: "the other pool" is then a guess between promoting the canary
+// and rolling it back, the two opposite moves, and in an incident the
+// wrong one moves users into the failing pool. The refusal names both
+// weights commands, so the operator picks one knowingly.
 func flip(c *gateway.Config) error {
 	if len(c.Pools) != 2 {
 		names := sortedNames(c.Pools)
@@ -295,12 +298,13 @@ func flip(c *gateway.Config) error {
 	names := sortedNames(c.Pools)
 	a, b := names[0], names[1]
 	wa, wb := c.Weights[a], c.Weights[b]
-	if wa == wb {
+	if wa != 100 && wb != 100 {
 		return &gateway.FieldError{Field: "weights", Value: fmt.Sprintf("%s=%g %s=%g", a, wa, b, wb),
-			Want: "flip needs one pool with less traffic than the other; set weights instead"}
+			Want: fmt.Sprintf("flip needs all traffic on one pool, and neither has it; say where it goes: "+
+				"switchback weights %s %s=100 %s=0, or switchback weights %s %s=0 %s=100", c.Name, a, b, c.Name, a, b)}
 	}
 	to, from := a, b
-	if wb < wa {
+	if wa == 100 {
 		to, from = b, a
 	}
 	c.Weights = map[string]float64{to: 100, from: 0}
