@@ -58,7 +58,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"weights unknown pool", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\nweights blue 50 red 50", []string{"weights.red", "known pools: blue, green"}},
 		{"live and weights", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\nlive blue\nweights blue 50 green 50", []string{"'live' and 'weights' both given"}},
 		{"bad sticky", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\nsticky query uid", []string{"one of cookie, header, ip", `"query"`}},
-		{"unknown setting", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\ncolour red", []string{`unknown switchback setting "colour"`, "accepted: pool, live, weights, sticky, flag, guard, retain, health_uri, health_interval, proxy"}},
+		{"unknown setting", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\ncolour red", []string{`unknown switchback setting "colour"`, "accepted: pool, live, weights, sticky, flag, guard, retain, health_uri, health_interval, health_latency, proxy"}},
+		{"bad health latency", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\nhealth_uri /health\nhealth_latency 2m", []string{"health.latency", "2m0s", "1ms to 1m"}},
+		{"health latency without uri", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\nhealth_latency 500ms", []string{"without health_uri"}},
 		{"upstream in proxy", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\nproxy {\nto 127.0.0.1:3\n}", []string{"upstreams are set per pool"}},
 		{"bad proxy option", "pool blue 127.0.0.1:1\npool green 127.0.0.1:2\nproxy {\nlb_policy nonsense\n}", []string{"nonsense"}},
 	}

@@ -247,6 +247,7 @@ func configureChecks(c *guard.Checker, snap *gateway.Snapshot) {
 		targets[p.Name] = p.Upstreams
 	}
 	c.Set(targets, h.URI, h.Interval.Std(gateway.DefaultInterval))
+	c.SetLatency(time.Duration(h.Latency))
 }
 
 func boolGauge(b bool) float64 {
