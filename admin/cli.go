@@ -32,9 +32,9 @@ const (
 func Commands() []CommandInfo { return slices.Clone(commands) }
 
 var commands = []CommandInfo{
-	{"triage", "[NAME]", "Something is wrong? Name the failing pools and flags and the commands that undo them, in a safe order"},
+	{"triage", "[NAME]", "Name the failing pools and flags, and the commands that undo them in a safe order"},
 	{"status", "[NAME]", "Show a deployment's pools, weights, flags and instances, or list all deployments"},
-	{"flip", "NAME", "Send all traffic to the other pool of a two-pool deployment"},
+	{"flip", "NAME", "Send all traffic to the other pool, when one of two pools has it all (from a split, use weights)"},
 	{"weights", "NAME POOL=PCT...", "Set the traffic split, for example: weights shop blue=70 green=30"},
 	{"pool", "NAME POOL UPSTREAM... [--release R] [--force]", "Replace a pool's upstreams and release"},
 	{"flag", "NAME FLAG PCT | NAME FLAG --delete", "Roll a feature flag out to PCT percent of subjects, or remove it"},
@@ -87,7 +87,11 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: switchback %s %s\n  %s\n\nflags:\n", cmd.Name, cmd.Usage, cmd.Short)
+		fmt.Fprintf(stderr, "usage: switchback %s %s\n  %s\n\n", cmd.Name, cmd.Usage, cmd.Short)
+		if ex := Example(cmd.Name); ex != "" {
+			fmt.Fprintf(stderr, "example:\n  %s\n\n", strings.ReplaceAll(ex, "\n", "\n  "))
+		}
+		fmt.Fprintln(stderr, "options (before or after names):")
 		fs.PrintDefaults()
 	}
 	admin := fs.String("admin", firstNonEmpty(env("SWITCHBACK_ADMIN"), DefaultAdminURL), "admin API `URL` ($SWITCHBACK_ADMIN)")

@@ -35,6 +35,13 @@ Flags:
   --json              machine-readable output
   --lock-timeout D    how long to wait for another migrator (default 5m)
   --now TIME          the current time, RFC 3339 (lint window, create numbering)
+
+Flags may come before or after the command and its names.
+
+Examples:
+  switchback migrate create add_email_verified --phase expand
+  switchback migrate up --db postgres://postgres@127.0.0.1:5432/app
+  switchback migrate --db sqlite:./app.db down --to 3
 `
 
 // Exit codes of Main.
@@ -75,11 +82,21 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return ExitOK
 	}
-	cmd := args[0]
-	pos, err := c.parse(cmd, args[1:])
+	// Flags may come before the command too ("migrate --db URL up"): the
+	// command is the first name on the line.
+	name := "migrate"
+	if !strings.HasPrefix(args[0], "-") {
+		name = args[0]
+	}
+	pos, err := c.parse(name, args)
 	if err != nil {
 		return c.fail(err)
 	}
+	if len(pos) == 0 {
+		return c.fail(usagef("no command; accepted: create, up, down, status, verify, lint, snapshot, resolve"))
+	}
+	cmd := pos[0]
+	pos = pos[1:]
 	var out any
 	switch cmd {
 	case "create":
