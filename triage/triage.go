@@ -55,6 +55,17 @@ type Mark struct {
 	Window  guard.Window `json:"-"`
 }
 
+// Measured is what one gateway instance measured of a deployment.
+type Measured struct {
+	Instance string
+	// Now is the window now.
+	Now guard.Window
+	// Marks are the windows as they were when recent versions were applied.
+	Marks []Mark
+	// View is the guard's latest judgement; nil before the first.
+	View *guard.View
+}
+
 // Input is everything Analyze looks at.
 type Input struct {
 	// Versions are the deployment's documents, oldest first: every version
@@ -757,15 +768,4 @@ func shellJoin(args []string) string {
 		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
 	return strings.Join(out, " ")
-}
-
-// Measured is what one gateway instance measured of a deployment.
-type Measured struct {
-	Instance string
-	// Now is the window now.
-	Now guard.Window
-	// Marks are the windows as they were when recent versions were applied.
-	Marks []Mark
-	// View is the guard's latest judgement; nil before the first.
-	View *guard.View
 }
