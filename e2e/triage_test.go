@@ -21,8 +21,10 @@ import (
 // its pool and its flags.
 const probeUsers = 200
 
-// slowProbe is a probe answered 200 but too slow to count as served.
-const slowProbe = 500 * time.Millisecond
+// slowProbe is a probe answered 200 but too slow to count as served:
+// slower than any healthy answer on a loaded test machine, faster than
+// the 900 ms the slow pool adds.
+const slowProbe = 800 * time.Millisecond
 
 // probes send requests as users at a bounded rate, with a bounded number in
 // flight, until stopped (and at most 60 s), so a slow pool does not slow
@@ -178,9 +180,10 @@ func TestTriageScenarios(t *testing.T) {
 			e := startEtcd(t)
 			b := startBackends(t)
 			g := startGateway(t, "gw", e, deployment(b, "weights blue 90 green 10\n\t\tflag new_payment_flow 10"), "")
-			if bad := (&probes{g: g, client: http.DefaultClient}).badUsers(t); len(bad) > 0 {
-				t.Fatalf("before the incident, users not served: %q", bad)
-			}
+			// The admin API answers before the site listens: wait for both.
+			waitFor(t, "every user served before the incident", func() bool {
+				return len((&probes{g: g, client: http.DefaultClient}).badUsers(t)) == 0
+			})
 			p := startProbes(t, g, 40, 40)
 			tt.incident(t, g, b)
 			c := g.admin(t)
