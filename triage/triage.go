@@ -8,7 +8,9 @@
 // enough requests and is worse than its baseline (the other pools; the
 // flag's off cohort): an error rate over the ceiling and twice the
 // baseline's, or a p95 over twice the baseline's and slower by at least
-// MinSlower (or over the guard's p95 ceiling when one is set). A pool whose
+// MinSlower (or over the guard's p95 ceiling when one is set). A pool with
+// no other pool taking traffic to compare with (after a full flip) has its
+// latency compared with the window before the latest change. A pool whose
 // errors or slowness a failing flag accounts for is not accused: the flag
 // is.
 //
@@ -358,6 +360,19 @@ func Analyze(in Input) Report {
 			}
 		}
 		v := verdict{errs: t.erroring(s, base), slow: t.slow(s, base)}
+		if haveBefore && base.Requests < t.minRequests && v.slow == "" {
+			// No other pool takes enough traffic to compare with (after a
+			// full flip): the window before the change is the baseline of
+			// its latency, the pool's own if it had enough traffic, else
+			// the deployment's.
+			bs := before.Pools[p]
+			if bs.Requests < t.minRequests {
+				bs = guard.Merge(statsOf(before.Pools)...)
+			}
+			if why := t.slow(s, bs); why != "" {
+				v.slow = fmt.Sprintf("%s before v%d", why, cur.Meta.Version)
+			}
+		}
 		if v.failing() {
 			pf.Failing = v.String()
 			if f := explainedBy(t, v, s, base, in.Now, flagV, flags); f != "" {

@@ -28,6 +28,15 @@ func doc(v uint64, min int, blue, green, flag float64, summary string) configsto
 	}
 }
 
+// retained marks pools as rollback targets, as a flip leaves them.
+func retained(d configstore.Document, pools ...string) configstore.Document {
+	d.Config.Retained = map[string]time.Time{}
+	for _, p := range pools {
+		d.Config.Retained[p] = d.Meta.Time.Add(24 * time.Hour)
+	}
+	return d
+}
+
 func st(req, errs uint64, p95 time.Duration) guard.Stats {
 	return guard.Stats{Requests: req, Errors: errs, P50: p95 / 2, P95: p95, P99: p95}
 }
@@ -144,6 +153,40 @@ func TestAnalyze(t *testing.T) {
 			},
 			now:    window(st(100, 30, 5*ms), st(100, 30, 5*ms), st(60, 60, 5*ms), st(140, 0, 5*ms)),
 			policy: noGuard,
+		},
+		{
+			// After a full flip no other pool has traffic to compare with,
+			// nor had green before it: the deployment's window before the
+			// flip is the baseline.
+			name: "all traffic on a slow green, new before the flip",
+			versions: []configstore.Document{
+				doc(1, 0, 100, 0, 0, "created"),
+				retained(doc(2, 45, 0, 100, 0, "weights.blue 100 → 0, weights.green 0 → 100"), "blue"),
+			},
+			now:    window(st(0, 0, 0), st(200, 0, 950*ms), st(0, 0, 0), st(200, 0, 950*ms)),
+			marks:  []Mark{{Version: 2, Applied: t0.Add(45 * time.Minute), Window: window(st(200, 0, 5*ms), st(0, 0, 0), st(0, 0, 0), st(200, 0, 5*ms))}},
+			policy: noGuard,
+			want:   []string{"pool:green switchback weights checkout blue=100 green=0 --reason 'triage: pool green failing'"},
+		},
+		{
+			name: "all traffic on a slow green, nothing measured before",
+			versions: []configstore.Document{
+				doc(1, 0, 100, 0, 0, "created"),
+				retained(doc(2, 45, 0, 100, 0, "weights.blue 100 → 0, weights.green 0 → 100"), "blue"),
+			},
+			now:    window(st(0, 0, 0), st(200, 0, 950*ms), st(0, 0, 0), st(200, 0, 950*ms)),
+			policy: noGuard,
+		},
+		{
+			name: "all traffic on a slow green, with its window before",
+			versions: []configstore.Document{
+				doc(1, 0, 90, 10, 0, "created"),
+				retained(doc(2, 45, 0, 100, 0, "weights.blue 90 → 0, weights.green 10 → 100"), "blue"),
+			},
+			now:    window(st(0, 0, 0), st(200, 0, 950*ms), st(0, 0, 0), st(200, 0, 950*ms)),
+			marks:  []Mark{{Version: 2, Applied: t0.Add(45 * time.Minute), Window: window(st(180, 0, 5*ms), st(20, 0, 8*ms), st(0, 0, 0), st(200, 0, 8*ms))}},
+			policy: noGuard,
+			want:   []string{"pool:green switchback weights checkout blue=100 green=0 --reason 'triage: pool green failing'"},
 		},
 		{
 			// Going back to v1 takes everyone off both suspects at once.
