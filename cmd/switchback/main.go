@@ -2,6 +2,8 @@
 package main
 
 import (
+	"os"
+
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -18,5 +20,6 @@ func main() {
 		Title:    "Database",
 		Commands: []admin.CommandInfo{{Name: "migrate", Short: migrateShort}},
 	})
+	os.Args = append(os.Args[:1:1], commandFirst(os.Args[1:])...)
 	caddycmd.Main()
 }
