@@ -8,7 +8,8 @@
 // enough requests and is worse than its baseline (the other pools; the
 // flag's off cohort): an error rate over the ceiling and twice the
 // baseline's, or a p95 over twice the baseline's and slower by at least
-// MinSlower (or over the guard's p95 ceiling when one is set). A pool with
+// MinSlower with a median over the baseline's p95 (or a p95 over the
+// guard's ceiling when one is set). A pool with
 // no other pool taking traffic to compare with (after a full flip) has its
 // latency compared with the window before the latest change. A pool whose
 // errors or slowness a failing flag accounts for is not accused: the flag
@@ -235,7 +236,7 @@ func thresholdsOf(p guard.Policy) thresholds {
 }
 
 func (t thresholds) rule() string {
-	slow := fmt.Sprintf("p95 over %d× its baseline's and %v slower", factor, MinSlower)
+	slow := fmt.Sprintf("p95 over %d× its baseline's and %v slower, with its median over the baseline's p95", factor, MinSlower)
 	if t.p95 > 0 {
 		slow = fmt.Sprintf("p95 over %v and %d× its baseline's", t.p95, factor)
 	}
@@ -268,7 +269,11 @@ func (t thresholds) slow(s, base guard.Stats) string {
 		if s.P95 <= t.p95 || (base.Requests >= t.minRequests && float64(s.P95) <= factor*float64(base.P95)) {
 			return ""
 		}
-	} else if base.Requests < t.minRequests || float64(s.P95) <= factor*float64(base.P95) || s.P95-base.P95 < MinSlower {
+	} else if base.Requests < t.minRequests || float64(s.P95) <= factor*float64(base.P95) || s.P95-base.P95 < MinSlower ||
+		s.P50 <= base.P95 {
+		// Without a ceiling, slowness is the whole population's: its
+		// median beyond the baseline's p95. A slow tail in a small
+		// population is what a busy machine shows, not a bad release.
 		return ""
 	}
 	r := fmt.Sprintf("p95 %v", s.P95.Round(time.Millisecond))
