@@ -354,9 +354,19 @@ func Analyze(in Input) Report {
 	poolV := map[string]verdict{}
 	explained := map[string]string{}
 	onPool := map[string][]string{} // flag -> pools it fails in
+	// Failing answers are often fast ones: a pool that errs on its own
+	// (not through a flag) is no baseline for the others' latency.
+	erring := map[string]bool{}
+	for _, p := range pools {
+		s, base := in.Now.Pools[p], others(in.Now.Pools, p, nil)
+		if errs := t.erroring(s, base); errs != "" {
+			erring[p] = explainedBy(t, verdict{errs: errs}, s, base, in.Now, flagV, flags) == ""
+		}
+	}
 	for _, p := range pools {
 		s := in.Now.Pools[p]
-		base := others(in.Now.Pools, p)
+		base := others(in.Now.Pools, p, nil)
+		latencyBase := others(in.Now.Pools, p, erring)
 		pf := PoolFigures{Name: p, Weight: cfg.Weights[p], Compare: Compare{Now: figures(s)}}
 		if haveBefore {
 			if bs, ok := before.Pools[p]; ok {
@@ -364,8 +374,8 @@ func Analyze(in Input) Report {
 				pf.Before = &b
 			}
 		}
-		v := verdict{errs: t.erroring(s, base), slow: t.slow(s, base)}
-		if haveBefore && base.Requests < t.minRequests && v.slow == "" {
+		v := verdict{errs: t.erroring(s, base), slow: t.slow(s, latencyBase)}
+		if haveBefore && latencyBase.Requests < t.minRequests && v.slow == "" {
 			// No other pool takes enough traffic to compare with (after a
 			// full flip): the window before the change is the baseline of
 			// its latency, the pool's own if it had enough traffic, else
@@ -380,7 +390,7 @@ func Analyze(in Input) Report {
 		}
 		if v.failing() {
 			pf.Failing = v.String()
-			if f := explainedBy(t, v, s, base, in.Now, flagV, flags); f != "" {
+			if f := explainedBy(t, v, s, latencyBase, in.Now, flagV, flags); f != "" {
 				pf.ExplainedBy = f
 				explained[p] = f
 				onPool[f] = append(onPool[f], p)
@@ -526,6 +536,7 @@ func statsOf(m map[string]guard.Stats) []guard.Stats {
 // by the same measure. For errors the bound is exact: all the off cohort's
 // errors, were they all in this pool, would still leave its flag-off share
 // under the ceiling.
+// base is the pool's latency baseline.
 func explainedBy(t thresholds, v verdict, s, base guard.Stats, now guard.Window, flagV map[string]verdict, flags []string) string {
 	for _, f := range flags {
 		fv, ok := flagV[f]
@@ -733,11 +744,11 @@ func describeChange(c Change) string {
 	return s
 }
 
-// others merges every pool's window but name's.
-func others(pools map[string]guard.Stats, name string) guard.Stats {
+// others merges every pool's window but name's and those skipped.
+func others(pools map[string]guard.Stats, name string, skip map[string]bool) guard.Stats {
 	var rest []guard.Stats
 	for p, s := range pools {
-		if p != name {
+		if p != name && !skip[p] {
 			rest = append(rest, s)
 		}
 	}

@@ -97,6 +97,19 @@ func TestAnalyze(t *testing.T) {
 			want:   []string{"pool:green switchback weights checkout blue=100 green=0 --reason 'triage: pool green failing'"},
 		},
 		{
+			// Green's 500s are answered fast; blue's usual latency is no
+			// slowness against them.
+			name: "only green fails, fast",
+			versions: []configstore.Document{
+				doc(1, 0, 90, 10, 10, "created"),
+				doc(2, 30, 50, 50, 10, "weights.blue 90 → 50, weights.green 10 → 50"),
+			},
+			now: window(guard.Stats{Requests: 100, P50: 60 * ms, P95: 160 * ms}, guard.Stats{Requests: 100, Errors: 100, P50: 2 * ms, P95: 4 * ms},
+				st(20, 10, 160*ms), st(180, 90, 160*ms)),
+			policy: noGuard,
+			want:   []string{"pool:green switchback weights checkout blue=100 green=0 --reason 'triage: pool green failing'"},
+		},
+		{
 			name: "only green is slow, over the guard's ceiling",
 			versions: []configstore.Document{
 				doc(1, 0, 90, 10, 10, "created"),
