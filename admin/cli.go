@@ -27,14 +27,15 @@ import (
 func Commands() []CommandInfo { return slices.Clone(commands) }
 
 var commands = []CommandInfo{
+	{"triage", "[NAME]", "Name the failing pools and flags, and the commands that undo them in a safe order"},
 	{"status", "[NAME]", "Show a deployment's pools, weights, flags and instances, or list all deployments"},
-	{"flip", "NAME", "Send all traffic to the other pool of a two-pool deployment"},
+	{"flip", "NAME", "Send all traffic to the other pool, when one of two pools has it all (from a split, use weights)"},
 	{"weights", "NAME POOL=PCT...", "Set the traffic split, for example: weights shop blue=70 green=30"},
 	{"pool", "NAME POOL UPSTREAM... [--release R] [--force]", "Replace a pool's upstreams and release"},
 	{"flag", "NAME FLAG PCT | NAME FLAG --delete", "Roll a feature flag out to PCT percent of subjects, or remove it"},
 	{"history", "NAME [--limit N]", "List a deployment's versions, newest first"},
 	{"diff", "NAME [--from V] [--to W]", "Show what changed between two versions (default: the last change)"},
-	{"restore", "NAME VERSION", "Make a stored version current again, as a new version"},
+	{"restore", "NAME VERSION | NAME --before TIME | NAME --before-version N", "Make a stored version current again, as a new version; --before undoes everything since a time in one step"},
 	{"rollback", "NAME", "Undo the last change, as a new version"},
 	{"rollout", "start|status|pause|resume|abort NAME [--target pool:P|flag:F --steps 1,10,50,100 --bake 30m]",
 		"Move a pool's weight or a flag's percentage up step by step, each step baked and judged by the guard"},
@@ -81,7 +82,11 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: switchback %s %s\n  %s\n\nflags:\n", cmd.Name, cmd.Usage, cmd.Short)
+		fmt.Fprintf(stderr, "usage: switchback %s %s\n  %s\n\n", cmd.Name, cmd.Usage, cmd.Short)
+		if ex := Example(cmd.Name); ex != "" {
+			fmt.Fprintf(stderr, "example:\n  %s\n\n", strings.ReplaceAll(ex, "\n", "\n  "))
+		}
+		fmt.Fprintln(stderr, "options (before or after names):")
 		fs.PrintDefaults()
 	}
 	admin := fs.String("admin", firstNonEmpty(env("SWITCHBACK_ADMIN"), DefaultAdminURL), "admin API `URL` ($SWITCHBACK_ADMIN)")
@@ -101,6 +106,7 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		release  string
 		del      bool
 		ro       rolloutFlags
+		rb       restoreBefore
 	)
 	switch cmd.Name {
 	case "history":
@@ -113,6 +119,9 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		fs.BoolVar(&inv.wo.Force, "force", false, "replace the pool even while it is the retained rollback target")
 	case "flag":
 		fs.BoolVar(&del, "delete", false, "remove the flag")
+	case "restore":
+		fs.StringVar(&rb.before, "before", "", "restore the last version written before `TIME` (RFC 3339, like 2026-11-29T17:21:00Z)")
+		fs.Uint64Var(&rb.version, "before-version", 0, "restore the version before `N`, undoing N and every later one")
 	case "rollout":
 		fs.StringVar(&ro.target, "target", "", "start: what to roll out, `pool:NAME or flag:NAME`")
 		fs.StringVar(&ro.steps, "steps", "", "start: the `PERCENTAGES` to go through, in increasing order, like 1,10,50,100")
@@ -173,9 +182,14 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 			return inv.fail(err)
 		}
 		return inv.print(func(w io.Writer) { printDiff(w, d) })
+	case "triage":
+		return inv.triage(ctx, pos)
 	case "restore":
+		if rb.before != "" || rb.version != 0 {
+			return inv.restoreBefore(ctx, pos, rb)
+		}
 		if len(pos) != 2 {
-			return inv.usagef("want a deployment name and a version")
+			return inv.usagef("want a deployment name and a version, or --before TIME, or --before-version N")
 		}
 		v, err := strconv.ParseUint(strings.TrimPrefix(pos[1], "v"), 10, 64)
 		if err != nil || v == 0 {

@@ -38,7 +38,10 @@ func TestCLI(t *testing.T) {
 		{args: []string{"status"}, stdout: []string{"NAME", "shop", "blue=100% green=0%"}, version: 1},
 		{args: []string{"weights", "shop", "blue=70", "green=30%", "--reason", "canary 30%"},
 			stdout: []string{"version 2", "blue   70%", "green  30%", `by local (cli)`, `(reason: "canary 30%")`}, version: 2},
-		{args: []string{"flip", "--reason=all in", "shop"}, stdout: []string{"version 3", "green  100%", "instances: host-a v1 (behind)"}, version: 3},
+		// From a split, flip refuses and names both ways out.
+		{args: []string{"flip", "--reason=all in", "shop"}, code: 1, stderr: []string{"weights: blue=70 green=30: flip needs all traffic on one pool",
+			"switchback weights shop blue=100 green=0, or switchback weights shop blue=0 green=100", "(field: weights)"}, version: 2},
+		{args: []string{"weights", "--reason=all in", "shop", "blue=0", "green=100"}, stdout: []string{"version 3", "green  100%", "instances: host-a v1 (behind)"}, version: 3},
 		{args: []string{"flag", "shop", "new-cart", "25.5", "--if-match", "3"}, stdout: []string{"version 4", "new-cart  25.5%"}, version: 4},
 		{args: []string{"flag", "shop", "new-cart", "--delete"}, stdout: []string{"version 5"}, version: 5},
 		{args: []string{"history", "shop", "--limit", "3"}, stdout: []string{"VERSION  TIME", "5        2", "local   cli", "flags.new-cart removed",

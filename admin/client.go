@@ -155,7 +155,7 @@ func (c *Client) Diff(ctx context.Context, name string, from, to uint64) (DiffRe
 
 // Restore writes a stored version's document again, as a new version.
 func (c *Client) Restore(ctx context.Context, name string, version uint64, o WriteOptions) (Deployment, error) {
-	return c.write(ctx, http.MethodPost, deploymentPath(name)+"/restore", restoreRequest{version, writeFields{o.Reason}}, o)
+	return c.write(ctx, http.MethodPost, deploymentPath(name)+"/restore", restoreRequest{Version: version, writeFields: writeFields{o.Reason}}, o)
 }
 
 // Rollback writes the previous version's document again, as a new version.

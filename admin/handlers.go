@@ -96,7 +96,11 @@ type (
 		writeFields
 	}
 	restoreRequest struct {
-		Version uint64 `json:"version"`
+		Version uint64 `json:"version,omitempty"`
+		// Before restores the last version written before this RFC 3339
+		// time; BeforeVersion the one before that version.
+		Before        string `json:"before,omitempty"`
+		BeforeVersion uint64 `json:"before_version,omitempty"`
 		writeFields
 	}
 )
@@ -124,6 +128,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	s.Handle("POST "+d+"/restore", http.HandlerFunc(s.handleRestore), RoleOperator)
 	s.Handle("POST "+d+"/rollback", http.HandlerFunc(s.handleRollback), RoleOperator)
 	s.Handle("GET "+d+"/guard", http.HandlerFunc(s.handleGuard), RoleViewer)
+	s.Handle("GET "+d+"/triage", http.HandlerFunc(s.handleTriage), RoleViewer)
 	s.rolloutRoutes()
 	s.Handle("GET /api/v1/events", http.HandlerFunc(s.handleEvents), RoleViewer)
 	s.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), RoleViewer)
@@ -285,9 +290,12 @@ func (s *Server) handleFlip(w http.ResponseWriter, r *http.Request) {
 	s.finish(w, r, m, res, err)
 }
 
-// flip sends all traffic to the pool that has less of it now. It needs
-// exactly two pools with unequal weights; anything else is a decision for
-// the operator, made with weights.
+// flip sends all traffic to the other pool of a two-pool deployment whose
+// traffic is all on one pool. From a split (neither pool has it all) it
+// refuses: "the other pool" is then a guess between promoting the canary
+// and rolling it back, the two opposite moves, and in an incident the
+// wrong one moves users into the failing pool. The refusal names both
+// weights commands, so the operator picks one knowingly.
 func flip(c *gateway.Config) error {
 	if len(c.Pools) != 2 {
 		names := sortedNames(c.Pools)
@@ -297,12 +305,13 @@ func flip(c *gateway.Config) error {
 	names := sortedNames(c.Pools)
 	a, b := names[0], names[1]
 	wa, wb := c.Weights[a], c.Weights[b]
-	if wa == wb {
+	if wa != 100 && wb != 100 {
 		return &gateway.FieldError{Field: "weights", Value: fmt.Sprintf("%s=%g %s=%g", a, wa, b, wb),
-			Want: "flip needs one pool with less traffic than the other; set weights instead"}
+			Want: fmt.Sprintf("flip needs all traffic on one pool, and neither has it; say where it goes: "+
+				"switchback weights %s %s=100 %s=0, or switchback weights %s %s=0 %s=100", c.Name, a, b, c.Name, a, b)}
 	}
 	to, from := a, b
-	if wb < wa {
+	if wa == 100 {
 		to, from = b, a
 	}
 	c.Weights = map[string]float64{to: 100, from: 0}
@@ -400,14 +409,14 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if req.Version == 0 {
-		s.fail(w, m, &apiError{status: http.StatusBadRequest, field: "version",
-			msg: `version: want the version to restore, for example {"version": 6}`})
+	v, err := s.restoreTarget(r.Context(), m.rec.Deployment, req)
+	if err != nil {
+		s.fail(w, m, err)
 		return
 	}
-	m.rec.Target = strconv.FormatUint(req.Version, 10)
-	res, err := s.store.Restore(r.Context(), m.rec.Deployment, req.Version, m.rec.IfMatch, m.meta)
-	s.finish(w, r, m, res, notFoundField(err, "version"))
+	m.rec.Target = strconv.FormatUint(v, 10)
+	res, err := s.store.Restore(r.Context(), m.rec.Deployment, v, m.rec.IfMatch, m.meta)
+	s.finish(w, r, m, res, notFoundField(err, restoreField(req)))
 }
 
 func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {

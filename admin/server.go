@@ -19,7 +19,8 @@
 //	GET    /api/v1/deployments/{name}/history?limit=N
 //	GET    /api/v1/deployments/{name}/versions/{version}
 //	GET    /api/v1/deployments/{name}/diff?from=V&to=W
-//	POST   /api/v1/deployments/{name}/restore        {"version", "reason"}
+//	POST   /api/v1/deployments/{name}/restore        {"version", "reason"}, or {"before": RFC 3339 time} or {"before_version": N} for the last version before
+//	GET    /api/v1/deployments/{name}/triage         changes of the last hour, figures now and before, suspects and the commands that undo them
 //	POST   /api/v1/deployments/{name}/rollback       {"reason"}
 //	GET    /api/v1/deployments/{name}/guard          this instance's guard (guard.View): windows, breaches, health
 //	POST   /api/v1/deployments/{name}/rollouts       {"target": "pool:green", "steps": [1, 10, 50, 100], "bake": "30m", "reason"}
@@ -53,6 +54,7 @@ import (
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/control"
 	"github.com/a8e2c47e/switchback/guard"
+	"github.com/a8e2c47e/switchback/triage"
 )
 
 // Options configure a Server. Store is required; everything else has a
@@ -89,6 +91,9 @@ type Options struct {
 	// Control does the rollout actions and records their events; nil
 	// means one of the server's own on Store, as Instance, with Now.
 	Control *control.Control
+	// Measured returns what this instance measured of a deployment, for
+	// GET /api/v1/deployments/{name}/triage.
+	Measured func(name string) (triage.Measured, bool)
 }
 
 // Server is the admin API. It is an http.Handler; mount it on a listener of
@@ -110,6 +115,7 @@ type Server struct {
 	guard          func(name string) (guard.View, bool)
 	control        *control.Control
 	pages          map[string]http.Handler // Mount's prefixes
+	measured       func(name string) (triage.Measured, bool)
 }
 
 // New builds a Server. It reads the tokens file once; a file that does not
@@ -128,6 +134,7 @@ func New(opts Options) (*Server, error) {
 		storeHealthOpt: opts.StoreHealth,
 		now:            opts.Now,
 		guard:          opts.Guard,
+		measured:       opts.Measured,
 		mux:            http.NewServeMux(),
 		cop:            http.NewCrossOriginProtection(),
 	}

@@ -40,6 +40,7 @@ func (a *App) startAdmin() error {
 		},
 		Guard:        a.guardView,
 		Control:      a.control,
+		Measured:     a.measured,
 		Tokens:       a.AdminTokens,
 		AllowedHosts: a.AdminHosts,
 		Registry:     a.ctx.GetMetricsRegistry(),

@@ -55,6 +55,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		retain 24h                    # how long the old pool stays the rollback target
 //		health_uri /health            # active health checks of every pool's upstreams
 //		health_interval 2s
+//		health_latency 500ms          # optional: a check answered slower fails
 //		proxy {                       # any reverse_proxy subdirective except upstreams:
 //			lb_policy round_robin     # transport, lb_*, health_*, header_up, ...
 //		}
@@ -250,6 +251,15 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 				h.Health = &gateway.Health{}
 			}
 			h.Health.Interval = v
+		case "health_latency":
+			v, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			if h.Health == nil {
+				h.Health = &gateway.Health{}
+			}
+			h.Health.Latency = v
 		case "proxy":
 			raw, err := parseProxyBlock(d, helper)
 			if err != nil {
@@ -257,7 +267,7 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			}
 			h.ProxyRaw = raw
 		default:
-			return d.Errf("unknown switchback setting %q; accepted: pool, live, weights, sticky, flag, guard, retain, health_uri, health_interval, proxy", d.Val())
+			return d.Errf("unknown switchback setting %q; accepted: pool, live, weights, sticky, flag, guard, retain, health_uri, health_interval, health_latency, proxy", d.Val())
 		}
 	}
 
@@ -282,7 +292,7 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 		h.Weights[firstPool] = 100
 	}
 	if h.Health != nil && h.Health.URI == "" {
-		return d.Errf("switchback %s: health_interval without health_uri: add 'health_uri /health'", h.Deployment)
+		return d.Errf("switchback %s: health_interval or health_latency without health_uri: add 'health_uri /health'", h.Deployment)
 	}
 	if err := h.bootstrapConfig().Validate(); err != nil {
 		var fe *gateway.FieldError

@@ -12,6 +12,7 @@ import (
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/guard"
+	"github.com/a8e2c47e/switchback/triage"
 )
 
 // guardTick is how often the evaluator looks at the deployments; each one
@@ -29,9 +30,10 @@ type guardState struct {
 	nextSlot    time.Time         // when the meters advance next
 	lastRefusal time.Time         // rate-limits "fallback refused" events
 
-	// mu protects view, read by the admin API.
-	mu   sync.Mutex
-	view guard.View
+	// mu protects view and marks, read by the admin API.
+	mu    sync.Mutex
+	view  guard.View
+	marks []triage.Mark // the windows as they were when recent versions were applied
 }
 
 // runGuards is the evaluator goroutine; it stops with ctx.
@@ -118,6 +120,7 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 	}
 	name := snap.Name()
 	if snap != st.snap {
+		st.mark(snap.Version(), now, entry.meters.Stats())
 		st.snap, st.policy = snap, guard.Compile(snap.Guard())
 		configureChecks(st.checker, snap)
 		// Pools and flags may be gone, or the guard with them: their
@@ -199,6 +202,7 @@ func configureChecks(c *guard.Checker, snap *gateway.Snapshot) {
 		targets[p.Name] = p.Upstreams
 	}
 	c.Set(targets, h.URI, h.Interval.Std(gateway.DefaultInterval))
+	c.SetLatency(time.Duration(h.Latency))
 }
 
 func boolGauge(b bool) float64 {

@@ -173,6 +173,9 @@ func (c Config) Validate() error {
 		if iv := time.Duration(h.Interval); iv != 0 && (iv < 100*time.Millisecond || iv > time.Hour) {
 			return &FieldError{Field: "health.interval", Value: iv.String(), Want: "want 100ms to 1h"}
 		}
+		if l := time.Duration(h.Latency); l != 0 && (l < time.Millisecond || l > time.Minute) {
+			return &FieldError{Field: "health.latency", Value: l.String(), Want: "want 1ms to 1m, or leave it out for no bound"}
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Flags)) {
 		if err := CheckName("flags", name); err != nil {

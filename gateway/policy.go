@@ -38,6 +38,10 @@ type Health struct {
 	URI string `json:"uri"`
 	// Interval between checks; default 2s.
 	Interval Duration `json:"interval,omitempty"`
+	// Latency, when set, bounds how long an upstream may take to answer a
+	// check: a slower answer fails it, so a pool that answers every request
+	// but slowly is not called healthy.
+	Latency Duration `json:"latency,omitempty"`
 }
 
 // Defaults applied where a document leaves a value unset.

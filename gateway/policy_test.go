@@ -39,6 +39,7 @@ func TestGuardValidateAndJSON(t *testing.T) {
 		{"baseline below 1", func(c *Config) { c.Guard.Baseline = 0.5 }, "guard.baseline"},
 		{"bad error class", func(c *Config) { c.Guard.Errors = []string{"6xx"} }, "guard.errors"},
 		{"health uri", func(c *Config) { c.Health.URI = "health" }, "health.uri"},
+		{"health latency over a minute", func(c *Config) { c.Health.Latency = Duration(2 * time.Minute) }, "health.latency"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

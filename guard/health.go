@@ -2,6 +2,7 @@ package guard
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -29,11 +30,12 @@ type Checker struct {
 	client *http.Client
 	now    func() time.Time
 
-	// mu protects targets, uri, interval and state.
+	// mu protects targets, uri, interval, latency and state.
 	mu       sync.Mutex
 	targets  map[string][]string // pool -> upstream host:port
 	uri      string
 	interval time.Duration
+	latency  time.Duration // slowest passing answer; 0: no bound
 	state    map[string]PoolHealth
 	changed  chan struct{} // wakes Run after Set
 }
@@ -69,6 +71,14 @@ func (c *Checker) Set(pools map[string][]string, uri string, interval time.Durat
 	case c.changed <- struct{}{}:
 	default:
 	}
+}
+
+// SetLatency bounds how long a check may take to pass; 0 removes the
+// bound. It applies from the next round.
+func (c *Checker) SetLatency(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.latency = d
 }
 
 // Health returns a pool's state; ok is false when it is not checked.
@@ -115,10 +125,13 @@ func (c *Checker) Run(ctx context.Context) {
 }
 
 func (c *Checker) round(ctx context.Context, targets map[string][]string, uri string) {
+	c.mu.Lock()
+	bound := c.latency
+	c.mu.Unlock()
 	for pool, ups := range targets {
 		var failure string
 		for _, u := range ups {
-			if err := c.probe(ctx, "http://"+strings.TrimPrefix(u, "http://")+uri); err != "" {
+			if err := c.probe(ctx, "http://"+strings.TrimPrefix(u, "http://")+uri, bound); err != "" {
 				failure = u + ": " + err
 				break
 			}
@@ -137,7 +150,10 @@ func (c *Checker) round(ctx context.Context, targets map[string][]string, uri st
 	}
 }
 
-func (c *Checker) probe(ctx context.Context, url string) string {
+// probe checks one upstream: an answer under 400, within bound when one
+// is set. It returns why the check failed, or "".
+func (c *Checker) probe(ctx context.Context, url string, bound time.Duration) string {
+	start := c.now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err.Error()
@@ -151,6 +167,9 @@ func (c *Checker) probe(ctx context.Context, url string) string {
 	resp.Body.Close()
 	if resp.StatusCode >= 400 {
 		return resp.Status
+	}
+	if took := c.now().Sub(start); bound > 0 && took > bound {
+		return fmt.Sprintf("answered in %v, slower than the %v bound (health_latency)", took.Round(time.Millisecond), bound)
 	}
 	return ""
 }

@@ -49,3 +49,45 @@ func poll(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestCheckerLatencyBound: with a bound, an upstream that answers 200 but
+// slowly fails its checks, and the error says how slow against what.
+func TestCheckerLatencyBound(t *testing.T) {
+	var delay atomic.Int64
+	delay.Store(int64(300 * time.Millisecond))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(time.Duration(delay.Load())):
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c := NewChecker(time.Now)
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(t.Context()) }()
+	t.Cleanup(func() { <-done })
+
+	tests := []struct {
+		name    string
+		bound   time.Duration
+		delay   time.Duration
+		healthy bool
+		errText string
+	}{
+		{"slow without a bound", 0, 300 * time.Millisecond, true, ""},
+		{"slow over the bound", 100 * time.Millisecond, 300 * time.Millisecond, false, "slower than the 100ms bound (health_latency)"},
+		{"fast within the bound", 100 * time.Millisecond, 0, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			delay.Store(int64(tt.delay))
+			c.SetLatency(tt.bound)
+			start := time.Now()
+			c.Set(map[string][]string{"green": {strings.TrimPrefix(srv.URL, "http://")}}, "/health", 10*time.Millisecond)
+			poll(t, tt.name, func() bool {
+				h, ok := c.Health("green")
+				return ok && h.Checked.After(start) && h.Healthy == tt.healthy && strings.Contains(h.Error, tt.errText)
+			})
+		})
+	}
+}

@@ -40,6 +40,13 @@ Flags:
                       otherwise, naming the file); the report marks it irreversible
   --lock-timeout D    how long to wait for another migrator (default 5m)
   --now TIME          the current time, RFC 3339 (lint window, create numbering)
+
+Flags may come before or after the command and its names.
+
+Examples:
+  switchback migrate create add_email_verified --phase expand
+  switchback migrate up --db postgres://postgres@127.0.0.1:5432/app
+  switchback migrate --db sqlite:./app.db down --to 3
 `
 
 type cli struct {
@@ -71,8 +78,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return cmdline.ExitOK
 	}
-	cmd := args[0]
-	pos, err := c.parse(cmd, args[1:])
+	// Flags may come before the command too ("migrate --db URL up"): the
+	// command is the first name on the line.
+	pos, err := c.parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, Usage)
 		return cmdline.ExitOK
@@ -80,6 +88,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return c.fail(err)
 	}
+	if len(pos) == 0 {
+		return c.fail(cmdline.Usagef("no command; accepted: create, up, down, status, verify, lint, snapshot, resolve"))
+	}
+	cmd := pos[0]
+	pos = pos[1:]
 	var out any
 	switch cmd {
 	case "create":
@@ -154,8 +167,8 @@ var flagCommands = map[string][]string{
 
 // parse reads options, which may come before, between or after positional
 // arguments.
-func (c *cli) parse(cmd string, args []string) ([]string, error) {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+func (c *cli) parse(args []string) ([]string, error) {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.db, "db", "sqlite:./app.db", "")
 	fs.StringVar(&c.dir, "dir", "./migrations", "")
@@ -167,6 +180,10 @@ func (c *cli) parse(cmd string, args []string) ([]string, error) {
 	phase := fs.String("phase", string(PhaseExpand), "")
 	fs.Func("usage", "", func(s string) error { c.usage = append(c.usage, s); return nil })
 	pos, err := cmdline.Parse(fs, args)
+	cmd := "migrate"
+	if len(pos) > 0 {
+		cmd = pos[0]
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cmd, err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strings"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -23,6 +24,10 @@ func init() {
 The admin API address comes from --admin or SWITCHBACK_ADMIN (default
 http://127.0.0.1:9180), the bearer token from --token or SWITCHBACK_TOKEN.`,
 			CobraFunc: func(cmd *cobra.Command) {
+				cmd.Example = "  " + strings.ReplaceAll(admin.Example(c.Name), "\n", "\n  ")
+				// Listed, grouped, in the overview above Caddy's commands;
+				// hidden from Caddy's own list so that one is Caddy's.
+				cmd.Hidden = true
 				cmd.DisableFlagParsing = true
 				cmd.RunE = func(cmd *cobra.Command, args []string) error {
 					code := admin.RunCLI(cmd.Context(), append([]string{c.Name}, args...), os.Stdout, os.Stderr, os.Getenv)

@@ -10,11 +10,13 @@ import (
 	"github.com/a8e2c47e/switchback/migrate"
 )
 
+const migrateShort = "Reversible database migrations with verified round trips and data snapshots"
+
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "migrate",
 		Usage: "<create|up|down|status|verify|lint|snapshot|resolve> [--db <url>] [--dir <dir>] [--json]",
-		Short: "Reversible database migrations with verified round trips and data snapshots",
+		Short: migrateShort,
 		Long:  migrate.Usage,
 		CobraFunc: func(cmd *cobra.Command) {
 			// The migrate package parses its own subcommands and flags, so

@@ -1,0 +1,73 @@
+package admin
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/a8e2c47e/switchback/cmdline"
+)
+
+// stamps are the times in CLI output, which differ between two harnesses.
+var stamps = regexp.MustCompile(`\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?Z?`)
+
+// TestOptionsEitherSide: every command accepts its options before or after
+// the names, with the same outcome. A command added without a row here
+// fails the test.
+func TestOptionsEitherSide(t *testing.T) {
+	tests := []struct {
+		command       string
+		prep          []string // run first on each side
+		after, before []string
+	}{
+		{command: "triage", after: []string{"triage", "shop", "--json"}, before: []string{"triage", "--json", "shop"}},
+		{command: "status", after: []string{"status", "shop", "--json"}, before: []string{"status", "--json", "shop"}},
+		{command: "flip", after: []string{"flip", "shop", "--reason", "r"}, before: []string{"flip", "--reason", "r", "shop"}},
+		{command: "weights", after: []string{"weights", "shop", "blue=70", "green=30", "--reason", "r"},
+			before: []string{"weights", "--reason", "r", "shop", "blue=70", "green=30"}},
+		{command: "pool", after: []string{"pool", "shop", "green", "127.0.0.1:9009", "--release", "v9", "--reason", "r"},
+			before: []string{"pool", "--release", "v9", "--reason", "r", "shop", "green", "127.0.0.1:9009"}},
+		{command: "flag", after: []string{"flag", "shop", "new-cart", "--delete", "--reason", "r"},
+			before: []string{"flag", "--delete", "--reason", "r", "shop", "new-cart"}},
+		{command: "history", after: []string{"history", "shop", "--limit", "1"}, before: []string{"history", "--limit", "1", "shop"}},
+		{command: "diff", prep: []string{"flip", "shop"}, after: []string{"diff", "shop", "--from", "1", "--to", "2"},
+			before: []string{"diff", "--from", "1", "--to", "2", "shop"}},
+		{command: "restore", prep: []string{"flip", "shop"}, after: []string{"restore", "shop", "--before-version", "2", "--reason", "r"},
+			before: []string{"restore", "--before-version", "2", "--reason", "r", "shop"}},
+		{command: "rollback", prep: []string{"flip", "shop"}, after: []string{"rollback", "shop", "--reason", "r"},
+			before: []string{"rollback", "--reason", "r", "shop"}},
+		{command: "rollout", after: []string{"rollout", "start", "shop", "--target", "pool:green", "--steps", "10,100", "--bake", "1m"},
+			before: []string{"rollout", "--target", "pool:green", "--steps", "10,100", "--bake", "1m", "start", "shop"}},
+	}
+	covered := map[string]bool{}
+	for _, tt := range tests {
+		covered[tt.command] = true
+		t.Run(tt.command, func(t *testing.T) {
+			run := func(args []string) (int, string, uint64) {
+				h := newHarness(t, nil)
+				env := map[string]string{"SWITCHBACK_ADMIN": h.srv.URL}
+				if tt.prep != nil {
+					if code, _, _ := runCLI(t, env, tt.prep...); code != cmdline.ExitOK {
+						t.Fatalf("prep %q: exit %d", tt.prep, code)
+					}
+				}
+				code, out, errOut := runCLI(t, env, args...)
+				out = strings.ReplaceAll(stamps.ReplaceAllString(out+errOut, "TIME"), h.srv.URL, "URL")
+				return code, out, h.current("shop").Meta.Version
+			}
+			codeA, outA, vA := run(tt.after)
+			codeB, outB, vB := run(tt.before)
+			if codeA != codeB || outA != outB || vA != vB {
+				t.Errorf("options after names: exit %d, v%d\n%s\noptions before: exit %d, v%d\n%s", codeA, vA, outA, codeB, vB, outB)
+			}
+			if codeA == cmdline.ExitUsage {
+				t.Errorf("the command line was refused: %s", outA)
+			}
+		})
+	}
+	for _, c := range Commands() {
+		if !covered[c.Name] {
+			t.Errorf("command %s has no row", c.Name)
+		}
+	}
+}
