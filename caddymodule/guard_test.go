@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +15,9 @@ import (
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/guard"
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/caddytest"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
 
 // testGuard is the guard most tests use: a 5% error ceiling, judged over a
@@ -30,66 +31,6 @@ const testGuard = `
 			baseline 2x
 		}`
 
-// load sends requests from rotating users at about rps until stopped, and
-// counts them by status. It only ever targets the test's loopback gateway.
-type load struct {
-	stop    chan struct{}
-	done    sync.WaitGroup
-	total   atomic.Int64
-	failed  atomic.Int64
-	byPool  sync.Map // pool -> *atomic.Int64
-	lastErr atomic.Value
-}
-
-func startLoad(t *testing.T, base string, rps int) *load {
-	t.Helper()
-	l := &load{stop: make(chan struct{})}
-	l.done.Add(1)
-	go func() {
-		defer l.done.Done()
-		c := &http.Client{Timeout: 5 * time.Second}
-		tick := time.NewTicker(time.Second / time.Duration(rps))
-		defer tick.Stop()
-		deadline := time.After(60 * time.Second) // hard bound on any test's load
-		for i := 0; ; i++ {
-			select {
-			case <-l.stop:
-				return
-			case <-deadline:
-				return
-			case <-tick.C:
-			}
-			req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
-			req.Header.Set("X-User-ID", fmt.Sprintf("user-%d", i%5000))
-			resp, err := c.Do(req)
-			l.total.Add(1)
-			if err != nil {
-				l.failed.Add(1)
-				l.lastErr.Store(err.Error())
-				continue
-			}
-			resp.Body.Close()
-			if resp.StatusCode >= 500 {
-				l.failed.Add(1)
-			}
-			pool := resp.Header.Get("X-Backend-Pool")
-			n, _ := l.byPool.LoadOrStore(pool, new(atomic.Int64))
-			n.(*atomic.Int64).Add(1)
-		}
-	}()
-	t.Cleanup(l.halt)
-	return l
-}
-
-func (l *load) halt() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.done.Wait()
-}
-
 // runningApp is the switchback app of the config Caddy is running.
 func runningApp(t *testing.T) *App {
 	t.Helper()
@@ -101,34 +42,22 @@ func runningApp(t *testing.T) *App {
 	return app.(*App)
 }
 
-func setFault(t *testing.T, backendURL, body string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPut, backendURL+"/_fault", strings.NewReader(body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("PUT /_fault %s: %d", body, resp.StatusCode)
-	}
-}
-
 // guardedGateway starts etcd, two backends and a gateway whose deployment
 // has the given weights, flags and guard settings.
-func guardedGateway(t *testing.T, body string) (upstreams, string, *configstore.Store) {
+func guardedGateway(t *testing.T, body string) (testharness.Backends, string, *configstore.Store) {
 	t.Helper()
-	e, store := startEtcd(t)
-	ups := startBackends(t)
-	base := startCaddyGlobal(t,
-		fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoints()[0], t.TempDir()),
+	e := etcdtest.Start(t)
+	store := e.Store(t)
+	ups := testharness.StartBackends(t)
+	base := caddytest.Start(t,
+		fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoint(), t.TempDir()),
 		fmt.Sprintf(`
 	switchback checkout {
 		pool blue %s
 		pool green %s
 		sticky header X-User-ID
 		%s
-	}`, hostport(ups.blue), hostport(ups.green), body))
+	}`, testharness.HostPort(ups.Blue), testharness.HostPort(ups.Green), body))
 	return ups, base, store
 }
 
@@ -136,7 +65,7 @@ func guardedGateway(t *testing.T, body string) (upstreams, string, *configstore.
 func waitView(t *testing.T, app *App, what string, cond func(guard.View) bool) guard.View {
 	t.Helper()
 	var v guard.View
-	waitFor(t, what, func() bool {
+	testharness.WaitFor(t, what, func() bool {
 		var ok bool
 		v, ok = app.guardView("checkout")
 		return ok && cond(v)
@@ -148,15 +77,15 @@ func TestGuardFallsBackFromBadCanary(t *testing.T) {
 	ups, base, store := guardedGateway(t, `
 		weights blue 80 green 20
 `+testGuard)
-	startLoad(t, base, 200)
+	testharness.StartTraffic(t, 200, base)
 	app := runningApp(t)
 	waitView(t, app, "healthy traffic on both pools", func(v guard.View) bool {
 		return v.Pools["green"].Requests >= 20 && v.Pools["blue"].Requests >= 20
 	})
 
-	setFault(t, ups.green.URL, `{"error_rate": 1}`)
+	testharness.SetFault(t, ups.Green.URL, `{"error_rate": 1}`)
 	var doc configstore.Document
-	waitFor(t, "the guard to take green off traffic", func() bool {
+	testharness.WaitFor(t, "the guard to take green off traffic", func() bool {
 		var err error
 		doc, err = store.Get(t.Context(), "checkout")
 		return err == nil && doc.Config.Weights["green"] == 0
@@ -168,7 +97,7 @@ func TestGuardFallsBackFromBadCanary(t *testing.T) {
 		t.Errorf("fallback reason %q does not give the figures", doc.Meta.Reason)
 	}
 	// Clients now reach blue only.
-	waitFor(t, "the gateway to apply the fallback", func() bool {
+	testharness.WaitFor(t, "the gateway to apply the fallback", func() bool {
 		p, v := servedPool(t, base, "probe")
 		return p == "blue" && v == fmt.Sprint(doc.Meta.Version)
 	})
@@ -215,7 +144,7 @@ func breachGauges(t *testing.T, app *App) []string {
 func waitEvents(t *testing.T, store *configstore.Store, n int) []Event {
 	t.Helper()
 	var evs []Event
-	waitFor(t, fmt.Sprintf("%d event(s)", n), func() bool {
+	testharness.WaitFor(t, fmt.Sprintf("%d event(s)", n), func() bool {
 		var err error
 		evs, err = store.Events(t.Context(), "checkout", 10)
 		return err == nil && len(evs) >= n
@@ -348,12 +277,12 @@ func TestGuardSwitchesOffBadFlag(t *testing.T) {
 		flag new_payment_flow 30
 		flag dark_mode 50
 `+testGuard)
-	for _, u := range []string{ups.blue.URL, ups.green.URL} {
-		setFault(t, u, `{"error_rate": 1, "flag": "new_payment_flow"}`)
+	for _, u := range []string{ups.Blue.URL, ups.Green.URL} {
+		testharness.SetFault(t, u, `{"error_rate": 1, "flag": "new_payment_flow"}`)
 	}
-	startLoad(t, base, 200)
+	testharness.StartTraffic(t, 200, base)
 	var doc configstore.Document
-	waitFor(t, "the guard to switch new_payment_flow off", func() bool {
+	testharness.WaitFor(t, "the guard to switch new_payment_flow off", func() bool {
 		var err error
 		doc, err = store.Get(t.Context(), "checkout")
 		return err == nil && doc.Config.Flags["new_payment_flow"].Percent == 0
@@ -373,11 +302,11 @@ func TestGuardSwitchesOffBadFlag(t *testing.T) {
 }
 
 func TestMetricsPerPoolAndCohort(t *testing.T) {
-	e, _ := startEtcd(t)
-	ups := startBackends(t)
-	aport := freePort(t)
-	base := startCaddyGlobal(t,
-		fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin 127.0.0.1:%d\n\t\tstate_dir %s\n\t}", e.Endpoints()[0], aport, t.TempDir()),
+	e := etcdtest.Start(t)
+	ups := testharness.StartBackends(t)
+	aport := testharness.FreePort(t)
+	base := caddytest.Start(t,
+		fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin 127.0.0.1:%d\n\t\tstate_dir %s\n\t}", e.Endpoint(), aport, t.TempDir()),
 		fmt.Sprintf(`
 	switchback checkout {
 		pool blue %s
@@ -385,8 +314,8 @@ func TestMetricsPerPoolAndCohort(t *testing.T) {
 		weights blue 50 green 50
 		sticky header X-User-ID
 		flag f 50
-	}`, hostport(ups.blue), hostport(ups.green)))
-	setFault(t, ups.green.URL, `{"error_rate": 1}`)
+	}`, testharness.HostPort(ups.Blue), testharness.HostPort(ups.Green)))
+	testharness.SetFault(t, ups.Green.URL, `{"error_rate": 1}`)
 	c := &http.Client{}
 	for i := range 100 {
 		req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
@@ -459,7 +388,7 @@ func TestMetricsPerPoolAndCohort(t *testing.T) {
 // upstream's either: they are not recorded.
 func TestClientCancelsAreNotSamples(t *testing.T) {
 	ups, base, _ := guardedGateway(t, "weights blue 0 green 100"+testGuard)
-	setFault(t, ups.green.URL, `{"latency": "2s"}`)
+	testharness.SetFault(t, ups.Green.URL, `{"latency": "2s"}`)
 	c := &http.Client{Timeout: 50 * time.Millisecond}
 	for i := range 30 {
 		req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
@@ -469,7 +398,7 @@ func TestClientCancelsAreNotSamples(t *testing.T) {
 			t.Fatal("a request finished before the injected latency")
 		}
 	}
-	setFault(t, ups.green.URL, `{}`)
+	testharness.SetFault(t, ups.Green.URL, `{}`)
 	for i := range 5 {
 		if p, _ := servedPool(t, base, fmt.Sprint("patient-", i)); p != "green" {
 			t.Fatalf("served by %s", p)

@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"testing"
 
-	"github.com/a8e2c47e/switchback/examples/backend"
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/caddytest"
 )
 
 // BenchmarkProxy compares, in one Caddy, a request through plain
@@ -16,12 +16,9 @@ import (
 // switchback adds to every request), and through switchback, all to the
 // same backend (client, gateway and backend share the process).
 func BenchmarkProxy(b *testing.B) {
-	up := httptest.NewServer(backend.New("blue", "v1"))
-	b.Cleanup(up.Close)
-	rp, rph, sb := freePort(b), freePort(b), freePort(b)
-	b.Setenv("XDG_DATA_HOME", b.TempDir())
-	b.Setenv("XDG_CONFIG_HOME", b.TempDir())
-	loadCaddyfile(b, fmt.Sprintf(`{
+	up := testharness.StartBackend(b, "blue", "v1")
+	rp, rph, sb := testharness.FreePort(b), testharness.FreePort(b), testharness.FreePort(b)
+	caddytest.Run(b, fmt.Sprintf(`{
 	admin off
 	auto_https off
 	persist_config off
@@ -45,7 +42,7 @@ http://127.0.0.1:%d {
 		flag f1 10
 		flag f2 50
 	}
-}`, rp, hostport(up), rph, hostport(up), sb, hostport(up), hostport(up)))
+}`, rp, testharness.HostPort(up), rph, testharness.HostPort(up), sb, testharness.HostPort(up), testharness.HostPort(up)))
 	for _, tt := range []struct {
 		name string
 		port int

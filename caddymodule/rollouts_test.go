@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/internal/testharness"
 	"github.com/a8e2c47e/switchback/rollout"
 )
 
@@ -54,7 +55,7 @@ func startRollout(t *testing.T, store *configstore.Store, target string, steps [
 func waitRollout(t *testing.T, store *configstore.Store, what string, cond func(rollout.Rollout) bool) rollout.Rollout {
 	t.Helper()
 	var r rollout.Rollout
-	waitFor(t, what, func() bool {
+	testharness.WaitFor(t, what, func() bool {
 		rec, err := store.GetRecord(t.Context(), rollout.RecordKind, "checkout")
 		if err != nil {
 			return false
@@ -73,7 +74,7 @@ func TestRolloutAdvancesToDone(t *testing.T) {
 			window 2s
 			min_requests 20
 		}`)
-	load := startLoad(t, base, 200)
+	load := testharness.StartTraffic(t, 200, base)
 	app := runningApp(t)
 	driveRollouts(t, app, 2)
 	started := startRollout(t, store, "pool:green", []float64{10, 50, 100}, "300ms")
@@ -119,9 +120,9 @@ func TestRolloutAdvancesToDone(t *testing.T) {
 	if got, want := strings.Join(kinds, ","), "rollout_step,rollout_step,rollout_step,rollout_done"; got != want {
 		t.Errorf("events %s, want %s", got, want)
 	}
-	load.halt()
-	if n := load.failed.Load(); n != 0 {
-		t.Errorf("%d of %d requests failed during the rollout (last error %v)", n, load.total.Load(), load.lastErr.Load())
+	load.Stop()
+	if n := load.Failed.Load(); n != 0 {
+		t.Errorf("%d of %d requests failed during the rollout (first error %q)", n, load.Sent.Load(), load.FirstError())
 	}
 }
 
@@ -129,13 +130,13 @@ func TestRolloutAbortsOnBreach(t *testing.T) {
 	ups, base, store := guardedGateway(t, `
 		weights blue 100 green 0
 `+testGuard)
-	startLoad(t, base, 200)
+	testharness.StartTraffic(t, 200, base)
 	app := runningApp(t)
 	driveRollouts(t, app, 1)
 	startRollout(t, store, "pool:green", []float64{10, 50, 100}, "1m")
 	waitRollout(t, store, "the first step", func(r rollout.Rollout) bool { return r.Step == 0 })
 
-	setFault(t, ups.green.URL, `{"error_rate": 1}`)
+	testharness.SetFault(t, ups.Green.URL, `{"error_rate": 1}`)
 	r := waitRollout(t, store, "the rollout to abort", func(r rollout.Rollout) bool { return r.State == rollout.Aborted })
 	// Whoever acted first, the guard (a fallback) or the rollout (a
 	// rollback), the message gives the guard's figures.
@@ -152,7 +153,7 @@ func TestRolloutAbortsOnBreach(t *testing.T) {
 	if doc.Meta.Source != configstore.SourceGuard && doc.Meta.Source != configstore.SourceRollout {
 		t.Errorf("last version by %s (%s), want the guard or the rollout", doc.Meta.Source, doc.Meta.Reason)
 	}
-	waitFor(t, "a rollout_aborted event", func() bool {
+	testharness.WaitFor(t, "a rollout_aborted event", func() bool {
 		evs, _ := store.Events(t.Context(), "checkout", 10)
 		for _, ev := range evs {
 			if ev.Kind == rollout.EventAborted && ev.Subject == "pool:green" && ev.Reason == r.Message {
@@ -178,14 +179,14 @@ func TestRolloutRollsBack(t *testing.T) {
 			baseline 2x
 			cooldown 1m
 		}`)
-	startLoad(t, base, 200)
+	testharness.StartTraffic(t, 200, base)
 	app := runningApp(t)
 	app.noteGuardWrite("checkout", time.Now())
 	driveRollouts(t, app, 1)
 	started := startRollout(t, store, "pool:green", []float64{10, 50, 100}, "1m")
 	waitRollout(t, store, "the first step", func(r rollout.Rollout) bool { return r.Step == 0 })
 
-	setFault(t, ups.green.URL, `{"error_rate": 1}`)
+	testharness.SetFault(t, ups.Green.URL, `{"error_rate": 1}`)
 	r := waitRollout(t, store, "the rollout to abort", func(r rollout.Rollout) bool { return r.State == rollout.Aborted })
 	if !strings.Contains(r.Message, "pool green breached its guard: error rate") || !strings.HasSuffix(r.Message, "rolled back to 0%") {
 		t.Errorf("abort message %q, want the breach and the rollback", r.Message)
@@ -200,7 +201,7 @@ func TestRolloutRollsBack(t *testing.T) {
 	if doc.Meta.Source != configstore.SourceRollout || !strings.HasPrefix(doc.Meta.Reason, "rollout "+started.ID+" aborted at step 1/3 (pool green 10%); pool green breached its guard") || r.Version != doc.Meta.Version {
 		t.Errorf("last version %d by %s (%s); want the rollout's rollback, recorded as version %d", doc.Meta.Version, doc.Meta.Source, doc.Meta.Reason, r.Version)
 	}
-	waitFor(t, "the gateway to serve the rollback", func() bool {
+	testharness.WaitFor(t, "the gateway to serve the rollback", func() bool {
 		p, v := servedPool(t, base, "probe")
 		return p == "blue" && v == fmt.Sprint(doc.Meta.Version)
 	})
