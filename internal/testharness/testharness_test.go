@@ -98,3 +98,34 @@ func TestRelay(t *testing.T) {
 		t.Fatalf("after Resume: %v", err)
 	}
 }
+
+// TestTraffic: requests flow; failures are counted and the first one
+// described.
+func TestTraffic(t *testing.T) {
+	tests := []struct {
+		name       string
+		fault      string
+		wantFailed bool
+	}{
+		{"healthy backend", "", false},
+		{"failing backend", `{"error_rate": 1}`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := testharness.StartBackend(t, "blue", "v1")
+			if tt.fault != "" {
+				testharness.SetFault(t, b.URL, tt.fault)
+			}
+			tr := testharness.StartTraffic(t, 200, b.URL)
+			testharness.WaitFor(t, "20 requests", func() bool { return tr.Sent.Load() >= 20 })
+			tr.Stop()
+			sent := tr.Sent.Load()
+			if failed := tr.Failed.Load(); (failed == sent) != tt.wantFailed || (failed == 0) == tt.wantFailed {
+				t.Errorf("%d of %d failed; want all failed: %v", failed, sent, tt.wantFailed)
+			}
+			if got := tr.FirstError(); (got != "") != tt.wantFailed || (tt.wantFailed && !strings.Contains(got, "status 500")) {
+				t.Errorf("first error %q; want one naming status 500: %v", got, tt.wantFailed)
+			}
+		})
+	}
+}

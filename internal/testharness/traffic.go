@@ -13,6 +13,11 @@ import (
 // trafficLimit bounds any test's traffic, whatever the test forgets.
 const trafficLimit = time.Minute
 
+// trafficWorkers is how many requests may be in flight at once: enough to
+// hold the rate while a loaded machine (-race, other tests) answers slowly,
+// few enough to stay a test's load.
+const trafficWorkers = 8
+
 // Traffic sends GET / to a set of base URLs in turn, at about a fixed rate
 // in total, each request as one of 10,000 rotating users (X-User-ID), and
 // counts what fails. It is meant for loopback gateways only.
@@ -24,25 +29,28 @@ type Traffic struct {
 	firstErr atomic.Pointer[string]
 	stop     chan struct{}
 	once     sync.Once
-	done     sync.WaitGroup
+	done     sync.WaitGroup // the pacer and the workers
 }
 
 // StartTraffic sends about rps requests a second to bases until Stop, the
-// end of the test, or a minute, whichever comes first.
+// end of the test, or a minute, whichever comes first. Requests start on
+// the clock, not when the previous one is answered, so a slow answer does
+// not slow the rate, up to 8 requests in flight; beyond that, ticks are
+// skipped.
 func StartTraffic(t testing.TB, rps int, bases ...string) *Traffic {
 	t.Helper()
 	if rps <= 0 || len(bases) == 0 {
 		t.Fatalf("StartTraffic(%d req/s, %d bases): want a positive rate and at least one base", rps, len(bases))
 	}
 	tr := &Traffic{stop: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), trafficLimit)
+	ticks := make(chan int)
 	tr.done.Add(1)
 	go func() {
 		defer tr.done.Done()
-		c := &http.Client{Timeout: 5 * time.Second}
+		defer close(ticks)
 		tick := time.NewTicker(time.Second / time.Duration(rps))
 		defer tick.Stop()
-		ctx, cancel := context.WithTimeout(context.Background(), trafficLimit)
-		defer cancel()
 		for i := 0; ; i++ {
 			select {
 			case <-tr.stop:
@@ -51,26 +59,49 @@ func StartTraffic(t testing.TB, rps int, bases ...string) *Traffic {
 				return
 			case <-tick.C:
 			}
-			base := bases[i%len(bases)]
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/", nil)
-			req.Header.Set("X-User-ID", fmt.Sprintf("user-%d", i%10000))
-			resp, err := c.Do(req)
-			tr.Sent.Add(1)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode >= 500 {
-					err = fmt.Errorf("%s: status %d", base, resp.StatusCode)
-				}
-			}
-			if err != nil {
-				tr.Failed.Add(1)
-				msg := err.Error()
-				tr.firstErr.CompareAndSwap(nil, &msg)
+			select {
+			case ticks <- i:
+			default: // every worker is busy
 			}
 		}
 	}()
+	c := &http.Client{Timeout: 5 * time.Second}
+	var workers sync.WaitGroup
+	for range trafficWorkers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for i := range ticks {
+				tr.send(ctx, c, bases[i%len(bases)], fmt.Sprintf("user-%d", i%10000))
+			}
+		}()
+	}
+	tr.done.Add(1)
+	go func() {
+		defer tr.done.Done()
+		workers.Wait()
+		cancel()
+	}()
 	t.Cleanup(tr.Stop)
 	return tr
+}
+
+func (tr *Traffic) send(ctx context.Context, c *http.Client, base, user string) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/", nil)
+	req.Header.Set("X-User-ID", user)
+	resp, err := c.Do(req)
+	tr.Sent.Add(1)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			err = fmt.Errorf("%s: status %d", base, resp.StatusCode)
+		}
+	}
+	if err != nil {
+		tr.Failed.Add(1)
+		msg := err.Error()
+		tr.firstErr.CompareAndSwap(nil, &msg)
+	}
 }
 
 // Stop ends the traffic and waits for the last request.
