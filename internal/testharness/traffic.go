@@ -65,7 +65,7 @@ func StartTraffic(t testing.TB, rps int, bases ...string) *Traffic {
 			}
 		}
 	}()
-	c := &http.Client{Timeout: 5 * time.Second}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: trafficWorkers}}
 	var workers sync.WaitGroup
 	for range trafficWorkers {
 		workers.Add(1)
@@ -81,6 +81,7 @@ func StartTraffic(t testing.TB, rps int, bases ...string) *Traffic {
 		defer tr.done.Done()
 		workers.Wait()
 		cancel()
+		c.CloseIdleConnections()
 	}()
 	t.Cleanup(tr.Stop)
 	return tr
