@@ -1,7 +1,8 @@
 // Package testharness holds what the tests of every package share: free
 // loopback ports, a poll helper that says what it last saw, the example
-// backend on 127.0.0.1, and a TCP relay that can cut connections as a
-// network partition would.
+// backend on 127.0.0.1, traffic to a gateway, a TCP relay that can cut
+// connections as a network partition would, and the database servers the
+// environment names.
 //
 // It imports no package of this module but examples/backend, so that the
 // internal tests of any package, configstore's included, can use it without
@@ -15,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,4 +113,28 @@ var prefixes atomic.Int64
 // after the test: /test/<name>-<n>.
 func Prefix(t testing.TB) string {
 	return fmt.Sprintf("/test/%s-%d", strings.ReplaceAll(t.Name(), "/", "_"), prefixes.Add(1))
+}
+
+// The database servers tests may use, named by the environment; a test
+// needing one skips when it is unset.
+const (
+	PostgresEnv = "SWITCHBACK_TEST_POSTGRES"
+	MySQLEnv    = "SWITCHBACK_TEST_MYSQL"
+)
+
+// databaseExamples are what .ci/run sets, for the skip message.
+var databaseExamples = map[string]string{
+	PostgresEnv: "postgres://postgres@127.0.0.1:5432/test?sslmode=disable",
+	MySQLEnv:    "root@tcp(127.0.0.1:3306)/test",
+}
+
+// DatabaseURL returns the database server address in env (PostgresEnv or
+// MySQLEnv), or skips the test, saying what to set.
+func DatabaseURL(t testing.TB, env string) string {
+	t.Helper()
+	if u := os.Getenv(env); u != "" {
+		return u
+	}
+	t.Skipf("%s unset: set it to a server address, such as %s, to run this test", env, databaseExamples[env])
+	return ""
 }
