@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +20,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/configstore"
-	"github.com/a8e2c47e/switchback/examples/backend"
 	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/internal/testharness"
 	"github.com/a8e2c47e/switchback/internal/testharness/caddytest"
@@ -400,15 +398,8 @@ func (p *gatewayProcess) stop(t *testing.T) {
 func answers(base string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/", nil)
-	req.Header.Set("X-User-ID", "u1")
-	resp, err := http.DefaultClient.Do(req)
+	e, err := testharness.Ask(ctx, base, "u1")
 	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	var e backend.Echo
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&e) != nil {
 		return ""
 	}
 	return e.Pool

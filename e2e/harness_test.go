@@ -5,7 +5,7 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/a8e2c47e/switchback/admin"
-	"github.com/a8e2c47e/switchback/examples/backend"
 	"github.com/a8e2c47e/switchback/internal/testharness"
 	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
@@ -194,21 +193,8 @@ func (g *gateway) admin(t testing.TB) *admin.Client {
 // served asks the gateway who serves user: the backend's pool and the
 // document version the gateway decided under.
 func (g *gateway) served(t testing.TB, user string) (pool, version string, err error) {
-	req, _ := http.NewRequest(http.MethodGet, g.base+"/", nil)
-	req.Header.Set("X-User-ID", user)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", "", fmt.Errorf("status %d", resp.StatusCode)
-	}
-	var echo backend.Echo
-	if err := json.NewDecoder(resp.Body).Decode(&echo); err != nil {
-		return "", "", err
-	}
-	return echo.Pool, echo.Switchback.Version, nil
+	e, err := testharness.Ask(context.Background(), g.base, user)
+	return e.Pool, e.Switchback.Version, err
 }
 
 // bases are the gateways' data-plane URLs, for testharness.StartTraffic.

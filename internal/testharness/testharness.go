@@ -12,6 +12,8 @@
 package testharness
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -137,4 +139,28 @@ func DatabaseURL(t testing.TB, env string) string {
 	}
 	t.Skipf("%s unset: set it to a server address, such as %s, to run this test", env, databaseExamples[env])
 	return ""
+}
+
+// Ask sends GET base/ as user (X-User-ID) and returns the example
+// backend's answer: which pool served the user, under which version the
+// gateway decided. Anything but a 200 with an echo is an error.
+func Ask(ctx context.Context, base, user string) (backend.Echo, error) {
+	var e backend.Echo
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/", nil)
+	if err != nil {
+		return e, err
+	}
+	req.Header.Set("X-User-ID", user)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return e, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return e, fmt.Errorf("GET %s/ as %s: status %d", base, user, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		return e, fmt.Errorf("GET %s/ as %s: decode the echo: %w", base, user, err)
+	}
+	return e, nil
 }
