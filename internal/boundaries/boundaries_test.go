@@ -145,6 +145,25 @@ func TestOnlyConfigstoreImportsEtcd(t *testing.T) {
 	}
 }
 
+// TestCaddyOnlyInTheShell: Caddy is the shell around the libraries, so
+// only the shell, the binary and the harness that runs a real Caddy import
+// it (tests included).
+func TestCaddyOnlyInTheShell(t *testing.T) {
+	shell := []string{"caddymodule", "cmd/switchback", "internal/testharness/caddytest"}
+	for _, p := range all(t) {
+		if slices.Contains(shell, short(p.ImportPath)) {
+			continue
+		}
+		for kind, imports := range map[string][]string{"": p.Imports, " (tests)": p.TestImports, " (external tests)": p.XTestImports} {
+			for _, imp := range imports {
+				if isCaddy(imp) {
+					t.Errorf("%s%s imports %s; only %v may import Caddy", short(p.ImportPath), kind, imp, shell)
+				}
+			}
+		}
+	}
+}
+
 // TestModuleImports pins, for the packages at the bottom of the module,
 // which of the module's packages each may import (not counting tests).
 func TestModuleImports(t *testing.T) {
@@ -155,6 +174,7 @@ func TestModuleImports(t *testing.T) {
 		"cmdline":              {},
 		"rollout":              {"gateway", "printable"},
 		"configstore":          {"gateway", "printable"},
+		"migrate":              {"cmdline", "printable"},
 		"internal/testharness": {"examples/backend"},
 		"examples/backend":     {},
 	}
