@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -114,7 +113,7 @@ func BenchmarkFlipUnderLoad(b *testing.B) {
 	gws := []*gateway{startGateway(b, "gw-0", e, site, ""), startGateway(b, "gw-1", e, site, ""), startGateway(b, "gw-2", e, site, "")}
 	for b.Loop() {
 		rec := newRecorder()
-		stop := rec.run(b, rps, 8, gws...)
+		stop := rec.run(b, rps, gws...)
 		testharness.WaitFor(b, "traffic", func() bool { return rec.count.Load() >= rps/2 })
 		client := gws[0].admin(b)
 		for i := range flips {
@@ -161,7 +160,7 @@ func BenchmarkFallback(b *testing.B) {
 			baseline 2x
 		}`), "")
 				rec := newRecorder()
-				stop := rec.run(b, rps, 8, g)
+				stop := rec.run(b, rps, g)
 				// Healthy traffic first, so the guard has a baseline.
 				testharness.WaitFor(b, "healthy traffic", func() bool { return rec.count.Load() >= int64(rps*2) })
 				faultAt := time.Now()
@@ -184,8 +183,8 @@ func BenchmarkFallback(b *testing.B) {
 	}
 }
 
-// recorder sends open-loop traffic at a fixed rate and remembers, per
-// response, when it came and from which pool.
+// recorder remembers, per response of the traffic it runs, when it came
+// and from which pool.
 type recorder struct {
 	count atomic.Int64
 	mu    sync.Mutex
@@ -202,59 +201,22 @@ type resp struct {
 
 func newRecorder() *recorder { return &recorder{} }
 
-func (r *recorder) run(b *testing.B, rps, workers int, gws ...*gateway) (stop func()) {
-	jobs := make(chan int, rps)
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
-	// The hard bound on the run; stop() ends it well before, letting
-	// requests in flight finish so none is cut off and miscounted.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
-			for i := range jobs {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gws[i%len(gws)].base+"/", nil)
-				req.Header.Set("X-User-ID", fmt.Sprintf("u%d", i%10000))
-				res, err := c.Do(req)
-				rr := resp{at: time.Now(), failed: err != nil}
-				if err == nil {
-					res.Body.Close()
-					rr.pool = res.Header.Get("X-Backend-Pool")
-					rr.failed = res.StatusCode >= 500
-					rr.status = res.StatusCode
-				} else {
-					rr.err = err.Error()
-				}
-				r.mu.Lock()
-				r.resps = append(r.resps, rr)
-				r.mu.Unlock()
-				r.count.Add(1)
-			}
-		}()
+// run sends open-loop traffic at rps to gws (testharness.Traffic) until
+// stop is called; requests in flight then finish, so none is cut off and
+// miscounted.
+func (r *recorder) run(b *testing.B, rps int, gws ...*gateway) (stop func()) {
+	return testharness.StartTrafficObserved(b, rps, r.record, bases(gws)...).Stop
+}
+
+func (r *recorder) record(res testharness.Response) {
+	rr := resp{at: res.At, pool: res.Pool, failed: res.Err != nil, status: res.Status}
+	if res.Err != nil {
+		rr.err = res.Err.Error()
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(jobs)
-		tick := time.NewTicker(time.Second / time.Duration(rps))
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-quit:
-				return
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				select {
-				case jobs <- i:
-				default: // workers saturated: the open loop drops rather than queues
-				}
-			}
-		}
-	}()
-	return func() { close(quit); wg.Wait(); cancel() }
+	r.mu.Lock()
+	r.resps = append(r.resps, rr)
+	r.mu.Unlock()
+	r.count.Add(1)
 }
 
 // failures describes the failed responses, for a benchmark's log.

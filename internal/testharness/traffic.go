@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/a8e2c47e/switchback/examples/backend"
 )
 
 // trafficLimit bounds any test's traffic, whatever the test forgets.
@@ -26,10 +28,19 @@ type Traffic struct {
 	// 5xx one.
 	Sent, Failed atomic.Int64
 
+	observe  func(Response)
 	firstErr atomic.Pointer[string]
 	stop     chan struct{}
 	once     sync.Once
 	done     sync.WaitGroup // the pacer and the workers
+}
+
+// Response is one request's outcome, for StartTrafficObserved.
+type Response struct {
+	At     time.Time // when the answer, or the failure, came
+	Pool   string    // the answer's X-Backend-Pool: which backend answered
+	Status int       // 0 when no answer came
+	Err    error     // no answer, or a 5xx one
 }
 
 // StartTraffic sends about rps requests a second to bases until Stop, the
@@ -39,12 +50,21 @@ type Traffic struct {
 // skipped.
 func StartTraffic(t testing.TB, rps int, bases ...string) *Traffic {
 	t.Helper()
+	return StartTrafficObserved(t, rps, nil, bases...)
+}
+
+// StartTrafficObserved is StartTraffic calling observe, when it is not
+// nil, with every request's outcome, from the goroutines that send them.
+func StartTrafficObserved(t testing.TB, rps int, observe func(Response), bases ...string) *Traffic {
+	t.Helper()
 	if rps <= 0 || len(bases) == 0 {
 		t.Fatalf("StartTraffic(%d req/s, %d bases): want a positive rate and at least one base", rps, len(bases))
 	}
-	tr := &Traffic{stop: make(chan struct{})}
+	tr := &Traffic{stop: make(chan struct{}), observe: observe}
 	ctx, cancel := context.WithTimeout(context.Background(), trafficLimit)
-	ticks := make(chan int)
+	// A tick waits in the channel only while every worker is busy and
+	// the buffer has room, so short stalls are absorbed, long ones skipped.
+	ticks := make(chan int, trafficWorkers)
 	tr.done.Add(1)
 	go func() {
 		defer tr.done.Done()
@@ -92,16 +112,22 @@ func (tr *Traffic) send(ctx context.Context, c *http.Client, base, user string) 
 	req.Header.Set("X-User-ID", user)
 	resp, err := c.Do(req)
 	tr.Sent.Add(1)
+	res := Response{Err: err}
 	if err == nil {
 		resp.Body.Close()
+		res.Pool, res.Status = resp.Header.Get(backend.HeaderBackendPool), resp.StatusCode
 		if resp.StatusCode >= 500 {
-			err = fmt.Errorf("%s: status %d", base, resp.StatusCode)
+			res.Err = fmt.Errorf("%s: status %d", base, resp.StatusCode)
 		}
 	}
-	if err != nil {
+	res.At = time.Now()
+	if res.Err != nil {
 		tr.Failed.Add(1)
-		msg := err.Error()
+		msg := res.Err.Error()
 		tr.firstErr.CompareAndSwap(nil, &msg)
+	}
+	if tr.observe != nil {
+		tr.observe(res)
 	}
 }
 
