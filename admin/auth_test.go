@@ -19,6 +19,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
 
 // newLocalRequest is a request as a loopback client of 127.0.0.1:9180
@@ -151,14 +153,14 @@ func TestTokensFileErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeTokens(t, tt.content)
-			_, err := New(Options{Store: newStore(t), Tokens: path})
+			_, err := New(Options{Store: etcdtest.NewStore(t), Tokens: path})
 			if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v, want one naming %s and %q", err, path, tt.want)
 			}
 		})
 	}
 	t.Run("missing file", func(t *testing.T) {
-		_, err := New(Options{Store: newStore(t), Tokens: filepath.Join(t.TempDir(), "absent")})
+		_, err := New(Options{Store: etcdtest.NewStore(t), Tokens: filepath.Join(t.TempDir(), "absent")})
 		if !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("error %v, want one wrapping fs.ErrNotExist", err)
 		}
@@ -166,7 +168,7 @@ func TestTokensFileErrors(t *testing.T) {
 }
 
 func TestLoopbackOnlyWithoutTokens(t *testing.T) {
-	store := newStore(t)
+	store := etcdtest.NewStore(t)
 	bootstrap(t, store, shopConfig())
 	core, logs := observer.New(zapcore.WarnLevel)
 	open, err := New(Options{Store: store, Logger: zap.New(core)})
@@ -213,7 +215,7 @@ func TestLoopbackOnlyWithoutTokens(t *testing.T) {
 }
 
 func TestHostAllowlist(t *testing.T) {
-	store := newStore(t)
+	store := etcdtest.NewStore(t)
 	bootstrap(t, store, shopConfig())
 	s, err := New(Options{Store: store, AllowedHosts: []string{"admin.internal", "Gateway.Example:9180", "[fd00::1]"}})
 	if err != nil {
@@ -354,7 +356,7 @@ func TestHandleExtension(t *testing.T) {
 }
 
 func TestDefaultAuditLogs(t *testing.T) {
-	store := newStore(t)
+	store := etcdtest.NewStore(t)
 	bootstrap(t, store, shopConfig())
 	core, logs := observer.New(zapcore.InfoLevel)
 	s, err := New(Options{Store: store, Logger: zap.New(core)})
@@ -376,7 +378,7 @@ func TestDefaultAuditLogs(t *testing.T) {
 }
 
 func TestSharedRegistry(t *testing.T) {
-	store := newStore(t)
+	store := etcdtest.NewStore(t)
 	reg := prometheus.NewRegistry()
 	for range 2 {
 		if _, err := New(Options{Store: store, Registry: reg}); err != nil {

@@ -2,14 +2,12 @@ package admin
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,47 +15,12 @@ import (
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
 
-// testEtcd is one real etcd for the whole package; every test gets its own
-// key prefix, so tests cannot see each other's deployments.
-var testEtcd *configstore.Embedded
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "switchback-admin-etcd-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	testEtcd, err = configstore.StartEmbedded(dir, "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testEtcd.Close()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-var prefixes atomic.Int64
-
-// newStore returns a store on the shared etcd under a fresh prefix.
-func newStore(t *testing.T, opts ...configstore.Option) *configstore.Store {
-	t.Helper()
-	c, err := testEtcd.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	opts = append([]configstore.Option{configstore.WithPrefix(fmt.Sprintf("/admin-test/%d", prefixes.Add(1)))}, opts...)
-	s, err := configstore.New(c, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+// Every test's store is on one shared etcd (etcdtest.NewStore), under a
+// key prefix of its own, so tests cannot see each other's deployments.
+func TestMain(m *testing.M) { os.Exit(etcdtest.Run(m)) }
 
 func shopConfig() gateway.Config {
 	return gateway.Config{
@@ -120,7 +83,7 @@ type harness struct {
 // newHarness serves a Server over real HTTP, with "shop" bootstrapped.
 func newHarness(t *testing.T, mod func(*Options)) *harness {
 	t.Helper()
-	return newHarnessOn(t, newStore(t), mod)
+	return newHarnessOn(t, etcdtest.NewStore(t), mod)
 }
 
 // newHarnessOn is newHarness on a given store.

@@ -6,13 +6,15 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
 
 // Pages mounted with Mount sign their callers in themselves, so they run
 // without a bearer token, but behind the same Host and cross-origin checks
 // as the API.
 func TestMount(t *testing.T) {
-	store := newStore(t)
+	store := etcdtest.NewStore(t)
 	bootstrap(t, store, shopConfig())
 	s, err := New(Options{Store: store, Tokens: tokensFile(t)})
 	if err != nil {
@@ -65,7 +67,7 @@ func TestMount(t *testing.T) {
 }
 
 func TestSignIn(t *testing.T) {
-	store := newStore(t)
+	store := etcdtest.NewStore(t)
 	with, err := New(Options{Store: store, Tokens: tokensFile(t)})
 	if err != nil {
 		t.Fatal(err)

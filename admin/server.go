@@ -38,6 +38,10 @@
 // top of what won, until it lands or the request's time is up (503 with
 // Retry-After); flip and rollback, which are relative, apply to the version
 // they read and answer 409 if it moved.
+//
+// admin imports neither Caddy nor etcd: it reaches the store through
+// configstore and the running gateway through the callbacks in Options, so
+// caddymodule imports admin and never the other way round.
 package admin
 
 import (

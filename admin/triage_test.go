@@ -16,6 +16,7 @@ import (
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/guard"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 	"github.com/a8e2c47e/switchback/triage"
 )
 
@@ -45,7 +46,7 @@ func (c *setClock) set(t time.Time) {
 func fourVersions(t *testing.T, measured func(string) (triage.Measured, bool)) *harness {
 	t.Helper()
 	clock := &setClock{t: t0}
-	h := &harness{t: t, store: newStore(t, configstore.WithClock(clock.now)), audit: &auditLog{}, reg: prometheus.NewRegistry()}
+	h := &harness{t: t, store: etcdtest.NewStore(t, configstore.WithClock(clock.now)), audit: &auditLog{}, reg: prometheus.NewRegistry()}
 	bootstrap(t, h.store, shopConfig())
 	edits := []func(*gateway.Config) error{
 		func(c *gateway.Config) error { c.Weights = map[string]float64{"blue": 90, "green": 10}; return nil },

@@ -8,6 +8,7 @@ import (
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
 
 // TestFlipCost: a flip over the API costs one etcd read and one
@@ -15,7 +16,7 @@ import (
 // wrote, so neither the handler nor its audit record reads again.
 func TestFlipCost(t *testing.T) {
 	var counts configstore.OpCounts
-	h := newHarnessOn(t, newStore(t, configstore.WithOpCounts(&counts)), nil)
+	h := newHarnessOn(t, etcdtest.NewStore(t, configstore.WithOpCounts(&counts)), nil)
 	gets, txns := counts.Gets.Load(), counts.Txns.Load()
 	r := h.do("POST", "/api/v1/deployments/shop/flip", `{"reason": "ship green"}`)
 	if r.status != http.StatusOK {

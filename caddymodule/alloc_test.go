@@ -17,6 +17,10 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/caddytest"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
 
 // allocBudget is how many allocations per request switchback may add to
@@ -305,10 +309,10 @@ func startSites(t testing.TB, be *rawBackend, global string, sites []proxySite) 
 	fmt.Fprintf(&src, "{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\t%s\n}\n", global)
 	ports := make([]int, len(sites))
 	for i, s := range sites {
-		ports[i] = freePort(t)
+		ports[i] = testharness.FreePort(t)
 		fmt.Fprintf(&src, "http://127.0.0.1:%d {\n%s}\n", ports[i], fmt.Sprintf(s.block, be.addr()))
 	}
-	loadCaddyfile(t, src.String())
+	caddytest.Run(t, src.String())
 	clients := make(map[string]*rawClient)
 	for i, s := range sites {
 		c := newRawClient(t, "127.0.0.1:"+strconv.Itoa(ports[i]), s.sticky)
@@ -363,8 +367,8 @@ func TestAllocsPerRequest(t *testing.T) {
 		t.Skip("the race detector changes what allocates; make bench runs this test without it")
 	}
 	be := startRawBackend(t)
-	e, _ := startEtcd(t)
-	app := fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoints()[0], t.TempDir())
+	e := etcdtest.Start(t)
+	app := fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoint(), t.TempDir())
 	for _, guarded := range []bool{false, true} {
 		global := ""
 		if guarded {

@@ -16,28 +16,10 @@ import (
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/caddytest"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
-
-// startEtcd runs a real etcd in the test process and returns a store on it.
-func startEtcd(t *testing.T) (*configstore.Embedded, *configstore.Store) {
-	t.Helper()
-	e, err := configstore.StartEmbedded(t.TempDir(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Close() })
-	return e, newStore(t, e.Endpoints()[0])
-}
-
-func newStore(t *testing.T, endpoint string, opts ...configstore.Option) *configstore.Store {
-	t.Helper()
-	s, err := configstore.Dial(configstore.DialConfig{Endpoints: []string{endpoint}}, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
 
 // servedPool asks the gateway which pool serves a user, and at which version.
 func servedPool(t *testing.T, base, user string) (pool, version string) {
@@ -46,20 +28,21 @@ func servedPool(t *testing.T, base, user string) (pool, version string) {
 	return e.Pool, e.Switchback.Version
 }
 
-func siteWithStore(ups upstreams, live string) string {
+func siteWithStore(ups testharness.Backends, live string) string {
 	return fmt.Sprintf(`
 	switchback checkout {
 		pool blue %s
 		pool green %s
 		live %s
 		sticky header X-User-ID
-	}`, hostport(ups.blue), hostport(ups.green), live)
+	}`, testharness.HostPort(ups.Blue), testharness.HostPort(ups.Green), live)
 }
 
 func TestStoreBootstrapAndWatch(t *testing.T) {
-	e, store := startEtcd(t)
-	ups := startBackends(t)
-	base := startCaddyGlobal(t, fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoints()[0], t.TempDir()),
+	e := etcdtest.Start(t)
+	store := e.Store(t)
+	ups := testharness.StartBackends(t)
+	base := caddytest.Start(t, fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoint(), t.TempDir()),
 		siteWithStore(ups, "blue"))
 
 	// The Caddyfile's document became version 1 in etcd.
@@ -80,7 +63,7 @@ func TestStoreBootstrapAndWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "version 2 to be served", func() bool {
+	testharness.WaitFor(t, "version 2 to be served", func() bool {
 		pool, v := servedPool(t, base, "u1")
 		return pool == "green" && v == "2"
 	})
@@ -92,28 +75,29 @@ func TestStoreBootstrapAndWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The handlers serve a version just before the app records its state.
-	waitFor(t, "the app to record blue as retained", func() bool {
+	testharness.WaitFor(t, "the app to record blue as retained", func() bool {
 		_, ok := app.(*App).retainedPools("checkout")["blue"]
 		return ok
 	})
 }
 
 func TestStoreWinsOverCaddyfile(t *testing.T) {
-	e, store := startEtcd(t)
-	ups := startBackends(t)
+	e := etcdtest.Start(t)
+	store := e.Store(t)
+	ups := testharness.StartBackends(t)
 	stateDir := t.TempDir()
-	global := fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoints()[0], stateDir)
+	global := fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoint(), stateDir)
 
 	// First start: blue is live; then green goes live through the store.
-	base := startCaddyGlobal(t, global, siteWithStore(ups, "blue"))
+	base := caddytest.Start(t, global, siteWithStore(ups, "blue"))
 	if _, err := store.Update(t.Context(), "checkout", 0, configstore.Meta{Author: "test", Source: configstore.SourceAPI},
 		func(c *gateway.Config) error { c.Weights = map[string]float64{"blue": 0, "green": 100}; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "green to be served", func() bool { p, _ := servedPool(t, base, "u1"); return p == "green" })
+	testharness.WaitFor(t, "green to be served", func() bool { p, _ := servedPool(t, base, "u1"); return p == "green" })
 
 	// A restart with a Caddyfile that still says blue keeps etcd's green.
-	base = startCaddyGlobal(t, global, siteWithStore(ups, "blue"))
+	base = caddytest.Start(t, global, siteWithStore(ups, "blue"))
 	if pool, v := servedPool(t, base, "u1"); pool != "green" || v != "2" {
 		t.Errorf("after restart: %s at version %s, want green at version 2 (etcd is the truth)", pool, v)
 	}
@@ -125,28 +109,27 @@ func TestStoreWinsOverCaddyfile(t *testing.T) {
 }
 
 func TestBootFromLastKnownGoodWhenStoreDown(t *testing.T) {
-	e, store := startEtcd(t)
-	ups := startBackends(t)
+	e := etcdtest.Start(t)
+	store := e.Store(t)
+	ups := testharness.StartBackends(t)
 	stateDir := t.TempDir()
-	base := startCaddyGlobal(t, fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoints()[0], stateDir),
+	base := caddytest.Start(t, fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoint(), stateDir),
 		siteWithStore(ups, "blue"))
 	if _, err := store.Update(t.Context(), "checkout", 0, configstore.Meta{Author: "test", Source: configstore.SourceAPI},
 		func(c *gateway.Config) error { c.Weights = map[string]float64{"blue": 0, "green": 100}; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "green to be served", func() bool { p, _ := servedPool(t, base, "u1"); return p == "green" })
+	testharness.WaitFor(t, "green to be served", func() bool { p, _ := servedPool(t, base, "u1"); return p == "green" })
 
 	// etcd goes away; a gateway starting now serves the last-known-good.
-	endpoint := e.Endpoints()[0]
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
-	}
+	endpoint := e.Endpoint()
+	e.Stop(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := store.Get(ctx, "checkout"); !errors.Is(err, configstore.ErrUnavailable) {
 		t.Fatalf("store.Get with etcd stopped = %v, want ErrUnavailable", err)
 	}
-	base = startCaddyGlobal(t, fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", endpoint, stateDir),
+	base = caddytest.Start(t, fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", endpoint, stateDir),
 		siteWithStore(ups, "blue"))
 	if pool, v := servedPool(t, base, "u1"); pool != "green" || v != "2" {
 		t.Errorf("booted during outage: %s at version %s, want the last-known-good green at version 2", pool, v)

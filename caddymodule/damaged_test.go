@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,9 @@ import (
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/caddytest"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
 
 // cutWAL truncates the embedded etcd's write-ahead log after its header,
@@ -54,7 +56,7 @@ func corruptDB(t *testing.T, dataDir string) {
 // deployment.
 func waitForLastKnownGood(t *testing.T, stateDir, name string, version uint64) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("last-known-good version %d", version), func() bool {
+	testharness.WaitFor(t, fmt.Sprintf("last-known-good version %d", version), func() bool {
 		b, err := os.ReadFile(filepath.Join(stateDir, name+".json"))
 		if err != nil {
 			return false
@@ -76,14 +78,7 @@ func embeddedGlobal(dataDir, addr, stateDir, onDamaged string) string {
 // started.
 func loadErr(t *testing.T, global, site string) error {
 	t.Helper()
-	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	src := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\t%s\n}\nhttp://127.0.0.1:%d {\n%s\n}\n", global, freePort(t), site)
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		t.Fatalf("adapt: %v\n%s", err, src)
-	}
-	err = caddy.Load(cfg, true)
+	err := caddytest.Load(t, caddytest.Caddyfile(global, fmt.Sprintf("http://127.0.0.1:%d", testharness.FreePort(t)), site))
 	_ = caddy.Stop()
 	return err
 }
@@ -101,19 +96,19 @@ func TestDamagedEmbeddedData(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ups := startBackends(t)
+			ups := testharness.StartBackends(t)
 			dataDir, stateDir := t.TempDir(), t.TempDir()
-			addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			addr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 
 			// A gateway makes green live through the store, which records
 			// version 2 as last-known-good, then stops.
-			base := startCaddyGlobal(t, embeddedGlobal(dataDir, addr, stateDir, ""), siteWithStore(ups, "blue"))
-			store := newStore(t, "http://"+addr)
+			base := caddytest.Start(t, embeddedGlobal(dataDir, addr, stateDir, ""), siteWithStore(ups, "blue"))
+			store := etcdtest.Dial(t, "http://"+addr)
 			if _, err := store.Update(t.Context(), "checkout", 1, configstore.Meta{Author: "test", Source: configstore.SourceAPI, Reason: "flip"},
 				func(c *gateway.Config) error { c.Weights = map[string]float64{"blue": 0, "green": 100}; return nil }); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "green to be served", func() bool { p, _ := servedPool(t, base, "u1"); return p == "green" })
+			testharness.WaitFor(t, "green to be served", func() bool { p, _ := servedPool(t, base, "u1"); return p == "green" })
 			waitForLastKnownGood(t, stateDir, "checkout", 2)
 			if err := caddy.Stop(); err != nil {
 				t.Fatal(err)
@@ -135,7 +130,7 @@ func TestDamagedEmbeddedData(t *testing.T) {
 
 			// Opted in: the last-known-good green at version 2, not the
 			// Caddyfile's blue.
-			base = startCaddyGlobal(t, embeddedGlobal(dataDir, addr, stateDir, "serve_last_known_good"), siteWithStore(ups, "blue"))
+			base = caddytest.Start(t, embeddedGlobal(dataDir, addr, stateDir, "serve_last_known_good"), siteWithStore(ups, "blue"))
 			if pool, v := servedPool(t, base, "u1"); pool != "green" || v != "2" {
 				t.Errorf("on damaged data: %s at version %s; want the last-known-good green at version 2", pool, v)
 			}
@@ -146,10 +141,10 @@ func TestDamagedEmbeddedData(t *testing.T) {
 // Serving last-known-good documents needs one for every deployment: the
 // Caddyfile's may be far older than what was live.
 func TestDamagedDataWithoutLastKnownGood(t *testing.T) {
-	ups := startBackends(t)
+	ups := testharness.StartBackends(t)
 	dataDir, stateDir := t.TempDir(), t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	startCaddyGlobal(t, embeddedGlobal(dataDir, addr, stateDir, ""), siteWithStore(ups, "blue"))
+	addr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
+	caddytest.Start(t, embeddedGlobal(dataDir, addr, stateDir, ""), siteWithStore(ups, "blue"))
 	waitForLastKnownGood(t, stateDir, "checkout", 1)
 	if err := caddy.Stop(); err != nil {
 		t.Fatal(err)
@@ -195,7 +190,7 @@ func TestOnDamagedDataRefusesBadValues(t *testing.T) {
 	}
 
 	// An external cluster's data is not this machine's to judge.
-	ups := startBackends(t)
+	ups := testharness.StartBackends(t)
 	err := loadErr(t, "switchback {\n\t\tstore etcd 127.0.0.1:1\n\t\tadmin off\n\t\ton_damaged_data serve_last_known_good\n\t}", siteWithStore(ups, "blue"))
 	if err == nil || !strings.Contains(err.Error(), "applies to the embedded store only") {
 		t.Errorf("on_damaged_data with store etcd: %v; want an error saying it applies to the embedded store only", err)
@@ -246,19 +241,19 @@ func TestBinaryOnDamagedOrBusyData(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	ups := startBackends(t)
+	ups := testharness.StartBackends(t)
 
 	// newGateway writes a Caddyfile for a gateway on dataDir, serving blue
 	// or green as the Caddyfile's live pool.
 	type gw struct{ dir, dataDir, stateDir, base string }
 	newGateway := func(dataDir, stateDir string) gw {
 		g := gw{dir: t.TempDir(), dataDir: dataDir, stateDir: stateDir}
-		g.base = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+		g.base = fmt.Sprintf("http://127.0.0.1:%d", testharness.FreePort(t))
 		return g
 	}
 	writeCaddyfile := func(g gw, live, onDamaged string) {
-		global := embeddedGlobal(g.dataDir, fmt.Sprintf("127.0.0.1:%d", freePort(t)), g.stateDir, onDamaged)
-		src := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\t%s\n}\n%s {\n%s\n}\n", global, g.base, siteWithStore(ups, live))
+		global := embeddedGlobal(g.dataDir, fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t)), g.stateDir, onDamaged)
+		src := caddytest.Caddyfile(global, g.base, siteWithStore(ups, live))
 		if err := os.WriteFile(filepath.Join(g.dir, "Caddyfile"), []byte(src), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -269,7 +264,7 @@ func TestBinaryOnDamagedOrBusyData(t *testing.T) {
 		first := newGateway(dataDir, stateDir)
 		writeCaddyfile(first, "blue", "")
 		p := startBinary(t, bin, first.dir)
-		waitFor(t, "the gateway to serve blue", func() bool { return answers(first.base) == "blue" })
+		testharness.WaitFor(t, "the gateway to serve blue", func() bool { return answers(first.base) == "blue" })
 		waitForLastKnownGood(t, stateDir, "checkout", 1)
 
 		// A second gateway on the same data: refused at once, naming the
@@ -298,7 +293,7 @@ func TestBinaryOnDamagedOrBusyData(t *testing.T) {
 		// now says green.
 		writeCaddyfile(first, "green", "serve_last_known_good")
 		p = startBinary(t, bin, first.dir)
-		waitFor(t, "the gateway to answer", func() bool { return answers(first.base) != "" })
+		testharness.WaitFor(t, "the gateway to answer", func() bool { return answers(first.base) != "" })
 		if got := answers(first.base); got != "blue" {
 			t.Errorf("damaged data, serve_last_known_good: served %q; want the last-known-good blue", got)
 		}
@@ -310,7 +305,7 @@ func TestBinaryOnDamagedOrBusyData(t *testing.T) {
 		g := newGateway(dataDir, t.TempDir())
 		writeCaddyfile(g, "blue", "")
 		p := startBinary(t, bin, g.dir)
-		waitFor(t, "the gateway to serve blue", func() bool { return answers(g.base) == "blue" })
+		testharness.WaitFor(t, "the gateway to serve blue", func() bool { return answers(g.base) == "blue" })
 		p.stop(t)
 		corruptDB(t, dataDir)
 
@@ -403,15 +398,8 @@ func (p *gatewayProcess) stop(t *testing.T) {
 func answers(base string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/", nil)
-	req.Header.Set("X-User-ID", "u1")
-	resp, err := http.DefaultClient.Do(req)
+	e, err := testharness.Ask(ctx, base, "u1")
 	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	var e echo
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&e) != nil {
 		return ""
 	}
 	return e.Pool

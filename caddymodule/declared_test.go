@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/a8e2c47e/switchback/internal/testharness"
 )
 
 // jsonConfig is a Caddy JSON config with one server per handler, each on a
@@ -17,7 +19,7 @@ func jsonConfig(t *testing.T, handlers ...map[string]any) []byte {
 	for i, h := range handlers {
 		h["handler"] = "switchback"
 		servers[fmt.Sprintf("srv%d", i)] = map[string]any{
-			"listen": []string{fmt.Sprintf("127.0.0.1:%d", freePort(t))},
+			"listen": []string{fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))},
 			"routes": []any{map[string]any{"handle": []any{h}}},
 		}
 	}

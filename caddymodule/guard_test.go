@@ -18,6 +18,9 @@ import (
 	"github.com/a8e2c47e/switchback/control"
 	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/guard"
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/caddytest"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
 
 // testGuard is the guard most tests use: a 5% error ceiling, judged over a
@@ -117,19 +120,20 @@ func setFault(t *testing.T, backendURL, body string) {
 
 // guardedGateway starts etcd, two backends and a gateway whose deployment
 // has the given weights, flags and guard settings.
-func guardedGateway(t *testing.T, body string) (upstreams, string, *configstore.Store) {
+func guardedGateway(t *testing.T, body string) (testharness.Backends, string, *configstore.Store) {
 	t.Helper()
-	e, store := startEtcd(t)
-	ups := startBackends(t)
-	base := startCaddyGlobal(t,
-		fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoints()[0], t.TempDir()),
+	e := etcdtest.Start(t)
+	store := e.Store(t)
+	ups := testharness.StartBackends(t)
+	base := caddytest.Start(t,
+		fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoint(), t.TempDir()),
 		fmt.Sprintf(`
 	switchback checkout {
 		pool blue %s
 		pool green %s
 		sticky header X-User-ID
 		%s
-	}`, hostport(ups.blue), hostport(ups.green), body))
+	}`, testharness.HostPort(ups.Blue), testharness.HostPort(ups.Green), body))
 	return ups, base, store
 }
 
@@ -137,7 +141,7 @@ func guardedGateway(t *testing.T, body string) (upstreams, string, *configstore.
 func waitView(t *testing.T, app *App, what string, cond func(guard.View) bool) guard.View {
 	t.Helper()
 	var v guard.View
-	waitFor(t, what, func() bool {
+	testharness.WaitFor(t, what, func() bool {
 		var ok bool
 		v, ok = app.guardView("checkout")
 		return ok && cond(v)
@@ -155,9 +159,9 @@ func TestGuardFallsBackFromBadCanary(t *testing.T) {
 		return v.Pools["green"].Requests >= 20 && v.Pools["blue"].Requests >= 20
 	})
 
-	setFault(t, ups.green.URL, `{"error_rate": 1}`)
+	setFault(t, ups.Green.URL, `{"error_rate": 1}`)
 	var doc configstore.Document
-	waitFor(t, "the guard to take green off traffic", func() bool {
+	testharness.WaitFor(t, "the guard to take green off traffic", func() bool {
 		var err error
 		doc, err = store.Get(t.Context(), "checkout")
 		return err == nil && doc.Config.Weights["green"] == 0
@@ -169,7 +173,7 @@ func TestGuardFallsBackFromBadCanary(t *testing.T) {
 		t.Errorf("fallback reason %q does not give the figures", doc.Meta.Reason)
 	}
 	// Clients now reach blue only.
-	waitFor(t, "the gateway to apply the fallback", func() bool {
+	testharness.WaitFor(t, "the gateway to apply the fallback", func() bool {
 		p, v := servedPool(t, base, "probe")
 		return p == "blue" && v == fmt.Sprint(doc.Meta.Version)
 	})
@@ -216,7 +220,7 @@ func breachGauges(t *testing.T, app *App) []string {
 func waitEvents(t *testing.T, store *configstore.Store, n int) []configstore.Event {
 	t.Helper()
 	var evs []configstore.Event
-	waitFor(t, fmt.Sprintf("%d event(s)", n), func() bool {
+	testharness.WaitFor(t, fmt.Sprintf("%d event(s)", n), func() bool {
 		var err error
 		evs, err = store.Events(t.Context(), "checkout", 10)
 		return err == nil && len(evs) >= n
@@ -349,12 +353,12 @@ func TestGuardSwitchesOffBadFlag(t *testing.T) {
 		flag new_payment_flow 30
 		flag dark_mode 50
 `+testGuard)
-	for _, u := range []string{ups.blue.URL, ups.green.URL} {
+	for _, u := range []string{ups.Blue.URL, ups.Green.URL} {
 		setFault(t, u, `{"error_rate": 1, "flag": "new_payment_flow"}`)
 	}
 	startLoad(t, base, 200)
 	var doc configstore.Document
-	waitFor(t, "the guard to switch new_payment_flow off", func() bool {
+	testharness.WaitFor(t, "the guard to switch new_payment_flow off", func() bool {
 		var err error
 		doc, err = store.Get(t.Context(), "checkout")
 		return err == nil && doc.Config.Flags["new_payment_flow"].Percent == 0
@@ -374,11 +378,11 @@ func TestGuardSwitchesOffBadFlag(t *testing.T) {
 }
 
 func TestMetricsPerPoolAndCohort(t *testing.T) {
-	e, _ := startEtcd(t)
-	ups := startBackends(t)
-	aport := freePort(t)
-	base := startCaddyGlobal(t,
-		fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin 127.0.0.1:%d\n\t\tstate_dir %s\n\t}", e.Endpoints()[0], aport, t.TempDir()),
+	e := etcdtest.Start(t)
+	ups := testharness.StartBackends(t)
+	aport := testharness.FreePort(t)
+	base := caddytest.Start(t,
+		fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin 127.0.0.1:%d\n\t\tstate_dir %s\n\t}", e.Endpoint(), aport, t.TempDir()),
 		fmt.Sprintf(`
 	switchback checkout {
 		pool blue %s
@@ -386,8 +390,8 @@ func TestMetricsPerPoolAndCohort(t *testing.T) {
 		weights blue 50 green 50
 		sticky header X-User-ID
 		flag f 50
-	}`, hostport(ups.blue), hostport(ups.green)))
-	setFault(t, ups.green.URL, `{"error_rate": 1}`)
+	}`, testharness.HostPort(ups.Blue), testharness.HostPort(ups.Green)))
+	setFault(t, ups.Green.URL, `{"error_rate": 1}`)
 	c := &http.Client{}
 	for i := range 100 {
 		req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
@@ -460,7 +464,7 @@ func TestMetricsPerPoolAndCohort(t *testing.T) {
 // upstream's either: they are not recorded.
 func TestClientCancelsAreNotSamples(t *testing.T) {
 	ups, base, _ := guardedGateway(t, "weights blue 0 green 100"+testGuard)
-	setFault(t, ups.green.URL, `{"latency": "2s"}`)
+	setFault(t, ups.Green.URL, `{"latency": "2s"}`)
 	c := &http.Client{Timeout: 50 * time.Millisecond}
 	for i := range 30 {
 		req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
@@ -470,7 +474,7 @@ func TestClientCancelsAreNotSamples(t *testing.T) {
 			t.Fatal("a request finished before the injected latency")
 		}
 	}
-	setFault(t, ups.green.URL, `{}`)
+	setFault(t, ups.Green.URL, `{}`)
 	for i := range 5 {
 		if p, _ := servedPool(t, base, fmt.Sprint("patient-", i)); p != "green" {
 			t.Fatalf("served by %s", p)

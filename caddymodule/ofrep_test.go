@@ -20,6 +20,9 @@ import (
 	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/caddytest"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
 
 const (
@@ -45,20 +48,16 @@ type ofrepGateway struct {
 
 func startOFREPGateway(tb testing.TB) ofrepGateway {
 	tb.Helper()
-	e, err := configstore.StartEmbedded(tb.TempDir(), "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = e.Close() })
-	ups := startBackends(tb)
+	e := etcdtest.Start(tb)
+	ups := testharness.StartBackends(tb)
 	tokens := filepath.Join(tb.TempDir(), "tokens")
 	if err := os.WriteFile(tokens, []byte("ops operator "+admin.HashToken(ofrepOpsToken)+"\n"+
 		"web flags "+admin.HashToken(ofrepFlagsToken)+"\n"), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	aport, oport := freePort(tb), freePort(tb)
+	aport, oport := testharness.FreePort(tb), testharness.FreePort(tb)
 	global := fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin 127.0.0.1:%d\n\t\tadmin_tokens %s\n\t\tofrep 127.0.0.1:%d\n\t\tstate_dir %s\n\t}",
-		e.Endpoints()[0], aport, tokens, oport, tb.TempDir())
+		e.Endpoint(), aport, tokens, oport, tb.TempDir())
 	site := fmt.Sprintf(`
 	switchback checkout {
 		pool blue %s
@@ -69,15 +68,15 @@ func startOFREPGateway(tb testing.TB) ofrepGateway {
 		flag dark_mode 0
 		flag everyone 100
 		flag new_payment_flow 10
-	}`, hostport(ups.blue), hostport(ups.green))
+	}`, testharness.HostPort(ups.Blue), testharness.HostPort(ups.Green))
 	g := ofrepGateway{
-		base:  startCaddyGlobal(tb, global, site),
+		base:  caddytest.Start(tb, global, site),
 		admin: fmt.Sprintf("http://127.0.0.1:%d", aport),
 		ofrep: fmt.Sprintf("http://127.0.0.1:%d", oport),
 	}
 	g.src = fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\t%s\n}\nhttp://%s {\n%s\n}\n",
 		global, strings.TrimPrefix(g.base, "http://"), site)
-	waitFor(tb, "OFREP to listen", func() bool {
+	testharness.WaitFor(tb, "OFREP to listen", func() bool {
 		resp, err := http.Post(g.ofrep+"/ofrep/v1/evaluate/flags", "application/json", strings.NewReader(`{}`))
 		if err == nil {
 			resp.Body.Close()
@@ -386,7 +385,7 @@ func TestOFREPListener(t *testing.T) {
 		t.Fatalf("everyone before the kill: %d %v", status, body)
 	}
 	g.setFlag(t, "everyone", 0)
-	waitFor(t, "the kill to reach OFREP", func() bool {
+	testharness.WaitFor(t, "the kill to reach OFREP", func() bool {
 		_, body := g.evaluate(t, "everyone", "alice", flags)
 		return body["value"] == false && body["reason"] == "DISABLED"
 	})
@@ -396,8 +395,8 @@ func TestOFREPListener(t *testing.T) {
 
 	// A reload starts a new app and a new OFREP server on the same address;
 	// the kill is in the store's history, so it still answers DISABLED.
-	loadCaddyfile(t, g.src)
-	waitFor(t, "OFREP after the reload to answer DISABLED", func() bool {
+	caddytest.Run(t, g.src)
+	testharness.WaitFor(t, "OFREP after the reload to answer DISABLED", func() bool {
 		status, body := g.evaluate(t, "everyone", "alice", flags)
 		return status == http.StatusOK && body["reason"] == "DISABLED" && body["value"] == false
 	})
@@ -409,12 +408,12 @@ func TestOFREPListener(t *testing.T) {
 // With the embedded store's data damaged and last-known-good serving opted
 // in, OFREP answers from the last-known-good version like the proxy does.
 func TestOFREPOnDamagedData(t *testing.T) {
-	ups := startBackends(t)
+	ups := testharness.StartBackends(t)
 	dataDir, stateDir := t.TempDir(), t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testharness.FreePort(t))
 	site := strings.Replace(siteWithStore(ups, "blue"), "sticky header X-User-ID", "sticky header X-User-ID\n\t\tflag beta 30", 1)
-	startCaddyGlobal(t, embeddedGlobal(dataDir, addr, stateDir, ""), site)
-	store := newStore(t, "http://"+addr)
+	caddytest.Start(t, embeddedGlobal(dataDir, addr, stateDir, ""), site)
+	store := etcdtest.Dial(t, "http://"+addr)
 	if _, err := store.Update(t.Context(), "checkout", 1, configstore.Meta{Author: "test", Source: configstore.SourceAPI, Reason: "more beta"},
 		func(c *gateway.Config) error { c.Flags["beta"] = gateway.Flag{Percent: 60}; return nil }); err != nil {
 		t.Fatal(err)
@@ -425,12 +424,12 @@ func TestOFREPOnDamagedData(t *testing.T) {
 	}
 	cutWAL(t, dataDir)
 
-	oport := freePort(t)
+	oport := testharness.FreePort(t)
 	global := strings.Replace(embeddedGlobal(dataDir, addr, stateDir, "serve_last_known_good"), "\t}", fmt.Sprintf("\t\tofrep 127.0.0.1:%d\n\t}", oport), 1)
-	startCaddyGlobal(t, global, site)
+	caddytest.Start(t, global, site)
 	g := ofrepGateway{ofrep: fmt.Sprintf("http://127.0.0.1:%d", oport)}
 	var body map[string]any
-	waitFor(t, "OFREP on damaged data", func() bool {
+	testharness.WaitFor(t, "OFREP on damaged data", func() bool {
 		resp, err := http.Post(g.ofrep+"/ofrep/v1/evaluate/flags/beta", "application/json", strings.NewReader(`{"context": {"targetingKey": "u"}}`))
 		if err != nil {
 			return false

@@ -9,6 +9,7 @@ import (
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/control"
+	"github.com/a8e2c47e/switchback/internal/testharness"
 	"github.com/a8e2c47e/switchback/rollout"
 )
 
@@ -56,7 +57,7 @@ func TestRolloutThroughTheGateway(t *testing.T) {
 	}
 
 	var r rollout.Rollout
-	waitFor(t, "the rollout to end", func() bool {
+	testharness.WaitFor(t, "the rollout to end", func() bool {
 		r, _, err = app.control.Rollout(t.Context(), "checkout")
 		return err == nil && !r.State.Active()
 	})
@@ -70,7 +71,7 @@ func TestRolloutThroughTheGateway(t *testing.T) {
 	if w := doc.Config.Weights; w["green"] != 100 || w["blue"] != 0 {
 		t.Errorf("weights %v after the rollout, want green 100", w)
 	}
-	waitFor(t, "the gateway to serve the last step", func() bool {
+	testharness.WaitFor(t, "the gateway to serve the last step", func() bool {
 		p, v := servedPool(t, base, "probe")
 		return p == "green" && v == fmt.Sprint(doc.Meta.Version)
 	})

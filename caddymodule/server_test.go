@@ -4,114 +4,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
-
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/a8e2c47e/switchback/examples/backend"
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/caddytest"
 )
 
-// freePort reserves a loopback port for a test server.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startCaddy loads a Caddyfile site block into a real Caddy server in this
-// process, waits until it answers, and stops it when the test ends. It
-// returns the site's base URL.
-func startCaddy(t testing.TB, site string) string {
-	t.Helper()
-	return startCaddyGlobal(t, "", site)
-}
-
-// startCaddyGlobal is startCaddy with extra global options.
-func startCaddyGlobal(t testing.TB, global, site string) string {
-	t.Helper()
-	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	port := freePort(t)
-	src := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\t%s\n}\nhttp://127.0.0.1:%d {\n%s\n}\n", global, port, site)
-	loadCaddyfile(t, src)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitFor(t, "caddy to listen", func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return base
-}
-
-// loadCaddyfile adapts a whole Caddyfile and runs it in this process until the
-// test ends.
-func loadCaddyfile(t testing.TB, src string) {
-	t.Helper()
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		t.Fatalf("adapt: %v\n%s", err, src)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
-}
-
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-type upstreams struct {
-	blue, green *httptest.Server
-}
-
-func startBackends(t testing.TB) upstreams {
-	t.Helper()
-	u := upstreams{
-		blue:  httptest.NewServer(backend.New("blue", "v1")),
-		green: httptest.NewServer(backend.New("green", "v2")),
-	}
-	t.Cleanup(u.blue.Close)
-	t.Cleanup(u.green.Close)
-	return u
-}
-
-func hostport(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
-
-// echo is what the example backend answers.
-type echo struct {
-	Pool       string `json:"pool"`
-	Release    string `json:"release"`
-	Switchback struct {
-		Pool    string `json:"pool"`
-		Flags   string `json:"flags"`
-		Version string `json:"version"`
-	} `json:"switchback"`
-}
-
-func get(t testing.TB, c *http.Client, url string, hdr map[string]string) (echo, *http.Response) {
+func get(t testing.TB, c *http.Client, url string, hdr map[string]string) (backend.Echo, *http.Response) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	for k, v := range hdr {
@@ -126,7 +31,7 @@ func get(t testing.TB, c *http.Client, url string, hdr map[string]string) (echo,
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
 	}
-	var e echo
+	var e backend.Echo
 	if err := json.Unmarshal(body, &e); err != nil {
 		t.Fatalf("decode %q: %v", body, err)
 	}
@@ -134,8 +39,8 @@ func get(t testing.TB, c *http.Client, url string, hdr map[string]string) (echo,
 }
 
 func TestSplitStickinessAndHeaders(t *testing.T) {
-	ups := startBackends(t)
-	base := startCaddy(t, fmt.Sprintf(`
+	ups := testharness.StartBackends(t)
+	base := caddytest.Start(t, "", fmt.Sprintf(`
 	switchback checkout {
 		pool blue %s
 		pool green %s
@@ -143,7 +48,7 @@ func TestSplitStickinessAndHeaders(t *testing.T) {
 		sticky header X-User-ID
 		flag new_payment_flow 10
 		flag dark_mode 50
-	}`, hostport(ups.blue), hostport(ups.green)))
+	}`, testharness.HostPort(ups.Blue), testharness.HostPort(ups.Green)))
 
 	// The spec's decision for each user, computed independently of the
 	// server from the same document.
@@ -195,13 +100,13 @@ func TestSplitStickinessAndHeaders(t *testing.T) {
 }
 
 func TestCookieIssuedAndSticky(t *testing.T) {
-	ups := startBackends(t)
-	base := startCaddy(t, fmt.Sprintf(`
+	ups := testharness.StartBackends(t)
+	base := caddytest.Start(t, "", fmt.Sprintf(`
 	switchback checkout {
 		pool blue %s
 		pool green %s
 		weights blue 50 green 50
-	}`, hostport(ups.blue), hostport(ups.green)))
+	}`, testharness.HostPort(ups.Blue), testharness.HostPort(ups.Green)))
 
 	c := &http.Client{}
 	e, resp := get(t, c, base+"/", nil)
@@ -232,11 +137,9 @@ func TestProxyBlockReachesReverseProxy(t *testing.T) {
 	// The proxy block configures each pool's reverse_proxy: an active health
 	// check set there takes blue's only upstream out when it turns
 	// unhealthy, which shows as 503 from blue's reverse_proxy.
-	green := httptest.NewServer(backend.New("green", "v2"))
-	t.Cleanup(green.Close)
-	blueSrv := httptest.NewServer(backend.New("blue", "v1"))
-	t.Cleanup(blueSrv.Close)
-	base := startCaddy(t, fmt.Sprintf(`
+	green := testharness.StartBackend(t, "green", "v2")
+	blueSrv := testharness.StartBackend(t, "blue", "v1")
+	base := caddytest.Start(t, "", fmt.Sprintf(`
 	switchback checkout {
 		pool blue %s
 		pool green %s
@@ -245,7 +148,7 @@ func TestProxyBlockReachesReverseProxy(t *testing.T) {
 			health_uri /health
 			health_interval 50ms
 		}
-	}`, hostport(blueSrv), hostport(green)))
+	}`, testharness.HostPort(blueSrv), testharness.HostPort(green)))
 
 	c := &http.Client{}
 	if e, _ := get(t, c, base+"/", nil); e.Pool != "blue" {
@@ -257,7 +160,7 @@ func TestProxyBlockReachesReverseProxy(t *testing.T) {
 		t.Fatalf("set fault: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	waitFor(t, "active health check to mark blue down", func() bool {
+	testharness.WaitFor(t, "active health check to mark blue down", func() bool {
 		resp, err := c.Get(base + "/")
 		if err != nil {
 			return false
@@ -271,14 +174,14 @@ func TestProxyBlockReachesReverseProxy(t *testing.T) {
 // requests: no request fails, and each one is served by the pool the gateway
 // chose for it under the version it started with.
 func TestSwapUnderLoad(t *testing.T) {
-	ups := startBackends(t)
-	base := startCaddy(t, fmt.Sprintf(`
+	ups := testharness.StartBackends(t)
+	base := caddytest.Start(t, "", fmt.Sprintf(`
 	switchback checkout {
 		pool blue %s
 		pool green %s
 		live blue
 		sticky header X-User-ID
-	}`, hostport(ups.blue), hostport(ups.green)))
+	}`, testharness.HostPort(ups.Blue), testharness.HostPort(ups.Green)))
 	dep, ok := LookupDeployment("checkout")
 	if !ok {
 		t.Fatal("deployment checkout is not live")
@@ -299,7 +202,7 @@ func TestSwapUnderLoad(t *testing.T) {
 					errs <- err
 					return
 				}
-				var e echo
+				var e backend.Echo
 				err = json.NewDecoder(resp.Body).Decode(&e)
 				resp.Body.Close()
 				if err != nil || resp.StatusCode != http.StatusOK {
@@ -329,7 +232,7 @@ func TestSwapUnderLoad(t *testing.T) {
 		}
 		// Let traffic run under this version before the next flip.
 		seen := done.Load()
-		waitFor(t, "requests under the new version", func() bool { return done.Load() >= seen+workers || done.Load() == workers*perWorker })
+		testharness.WaitFor(t, "requests under the new version", func() bool { return done.Load() >= seen+workers || done.Load() == workers*perWorker })
 	}
 	for range workers {
 		if err := <-errs; err != nil {

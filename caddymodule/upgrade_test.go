@@ -9,6 +9,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/caddytest"
 )
 
 // upgradeEcho is an upstream that accepts a connection upgrade and then
@@ -44,12 +47,12 @@ func upgradeEcho(t *testing.T, pool string) *httptest.Server {
 // talking to its upstream while new requests go to the other pool.
 func TestUpgradedConnectionSurvivesFlip(t *testing.T) {
 	blue, green := upgradeEcho(t, "blue"), upgradeEcho(t, "green")
-	base := startCaddy(t, fmt.Sprintf(`
+	base := caddytest.Start(t, "", fmt.Sprintf(`
 	switchback checkout {
 		pool blue %s
 		pool green %s
 		live blue
-	}`, hostport(blue), hostport(green)))
+	}`, testharness.HostPort(blue), testharness.HostPort(green)))
 
 	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
@@ -113,12 +116,12 @@ func TestTrailersStripped(t *testing.T) {
 		got <- r.Trailer.Clone()
 	}))
 	t.Cleanup(up.Close)
-	base := startCaddy(t, fmt.Sprintf(`
+	base := caddytest.Start(t, "", fmt.Sprintf(`
 	switchback checkout {
 		pool blue %s
 		pool green %s
 		live blue
-	}`, hostport(up), hostport(up)))
+	}`, testharness.HostPort(up), testharness.HostPort(up)))
 	host := strings.TrimPrefix(base, "http://")
 	for _, declared := range []string{"Trailer: X-Switchback-Pool, X-Other\r\n", ""} {
 		conn, err := net.Dial("tcp", host)

@@ -5,6 +5,8 @@
 // The standard flag package stops at the first positional argument, so
 // "weights shop blue=70 --reason x" would leave --reason unparsed; Parse
 // keeps going.
+//
+// It imports nothing of this module, so every command line may use it.
 package cmdline
 
 import (

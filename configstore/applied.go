@@ -100,6 +100,52 @@ func (s *Store) Applied(ctx context.Context, name string) (map[string]uint64, er
 	return out, nil
 }
 
+// AppliedReport is one instance's report of the version of a deployment
+// it runs.
+type AppliedReport struct {
+	Instance string
+	Version  uint64
+}
+
+// WatchApplied follows what instances report for deployment name
+// (ReportApplied, and the re-writes under a new lease): every report
+// written after WatchApplied returns arrives on the channel, in order. The
+// channel closes when ctx ends or the watch breaks; a goroutine of the
+// store feeds it until then, so the caller reads it or ends ctx.
+func (s *Store) WatchApplied(ctx context.Context, name string) (<-chan AppliedReport, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	base := s.instancesPrefix()
+	// The revision read here is where "after WatchApplied returns" starts.
+	gctx, cancel := s.op(ctx)
+	resp, err := s.kv.Get(gctx, base, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	cancel()
+	if err != nil {
+		return nil, etcdErr("applied versions of "+name, err)
+	}
+	wch := s.client.Watch(ctx, base, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithFilterDelete())
+	out := make(chan AppliedReport)
+	go func() {
+		defer close(out)
+		for wr := range wch {
+			for _, ev := range wr.Events {
+				instance, dep, ok := strings.Cut(strings.TrimPrefix(string(ev.Kv.Key), base), "/")
+				v, err := strconv.ParseUint(string(ev.Kv.Value), 10, 64)
+				if !ok || dep != name || err != nil {
+					continue
+				}
+				select {
+				case out <- AppliedReport{Instance: instance, Version: v}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
 // Close stops keeping the lease of ReportApplied alive and revokes it, so
 // this store's reports disappear at once, then closes what Dial opened
 // (the client, then an embedded etcd it started). On a Store from New the

@@ -2,19 +2,14 @@ package configstore
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"net"
 	"os"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/internal/testharness"
 )
 
 // shared is one etcd for the tests that do not stop or compact it; each
@@ -59,13 +54,10 @@ func sharedClient(t testing.TB) *clientv3.Client {
 	return shared.client
 }
 
-var prefixes atomic.Int64
-
 // newStore returns a Store on the shared etcd under a prefix of its own.
 func newStore(t testing.TB, opts ...Option) *Store {
 	t.Helper()
-	prefix := fmt.Sprintf("/test/%s-%d", strings.ReplaceAll(t.Name(), "/", "_"), prefixes.Add(1))
-	s, err := New(sharedClient(t), append([]Option{WithPrefix(prefix)}, opts...)...)
+	s, err := New(sharedClient(t), append([]Option{WithPrefix(testharness.Prefix(t))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,18 +133,6 @@ func setWeights(g float64) func(*gateway.Config) error {
 	return func(c *gateway.Config) error {
 		c.Weights = map[string]float64{"blue": 100 - g, "green": g}
 		return nil
-	}
-}
-
-// eventually polls cond every 10ms until it holds or 20s pass.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -233,86 +213,4 @@ func watchUntil(t testing.TB, s *Store) (*recorder, func()) {
 			}
 		})
 	}
-}
-
-// proxy forwards TCP connections to an etcd until paused: pausing cuts
-// every connection and refuses new ones, as a network partition would.
-type proxy struct {
-	ln     net.Listener
-	target string
-	wg     sync.WaitGroup
-
-	// mu protects paused and conns.
-	mu     sync.Mutex
-	paused bool
-	conns  map[net.Conn]struct{}
-}
-
-func startProxy(t testing.TB, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: strings.TrimPrefix(target, "http://"), conns: make(map[net.Conn]struct{})}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		p.pause()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *proxy) endpoint() string { return "http://" + p.ln.Addr().String() }
-
-func (p *proxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		if p.paused {
-			p.mu.Unlock()
-			c.Close()
-			up.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-func (p *proxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-func (p *proxy) pause() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.paused = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *proxy) resume() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.paused = false
 }

@@ -36,6 +36,14 @@
 // cause), a fenced write by a deposed leader is ErrNotLeader, and a
 // rejected document or argument is the *gateway.FieldError that names the
 // field, the value and what is accepted. A rejected call writes nothing.
+//
+// # Imports
+//
+// Of this module, configstore imports gateway (the document it stores) and
+// nothing that decides: not rollout, guard or caddymodule, and not Caddy.
+// Every other package, tests included, reaches etcd through configstore's
+// API (tests through internal/testharness/etcdtest); internal/boundaries
+// pins this.
 package configstore
 
 import (

@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/internal/testharness"
 )
 
 // TestWatch: two watchers get the current documents, then every version
@@ -28,7 +29,7 @@ func TestWatch(t *testing.T) {
 
 	watchers := []*recorder{watch(t, s), watch(t, s)}
 	for _, r := range watchers {
-		eventually(t, "current documents", func() bool { return r.last("shop") == 2 && r.last("api") == 1 })
+		testharness.WaitFor(t, "current documents", func() bool { return r.last("shop") == 2 && r.last("api") == 1 })
 	}
 	for g := 20.0; g <= 50; g += 10 { // shop versions 3..6
 		if _, err := s.Update(ctx, "shop", 0, testMeta(""), setWeights(g)); err != nil {
@@ -45,7 +46,7 @@ func TestWatch(t *testing.T) {
 
 	want := map[string][]uint64{"shop": {2, 3, 4, 5, 6}, "api": {1, 2}, "late": {1}}
 	for i, r := range watchers {
-		eventually(t, "new versions", func() bool { return r.last("shop") == 6 && r.last("api") == 2 && r.last("late") == 1 })
+		testharness.WaitFor(t, "new versions", func() bool { return r.last("shop") == 6 && r.last("api") == 2 && r.last("late") == 1 })
 		for name, versions := range want {
 			if got := r.seen(name); !slices.Equal(got, versions) {
 				t.Errorf("watcher %d: %s versions = %v, want %v", i, name, got, versions)
@@ -76,8 +77,8 @@ func TestCompaction(t *testing.T) {
 	bootstrap(t, s, "shop")
 
 	// The watcher reaches etcd through a proxy the test can cut.
-	p := startProxy(t, e.Endpoints()[0])
-	pc, err := localClient([]string{p.endpoint()})
+	p := testharness.StartRelay(t, e.Endpoints()[0])
+	pc, err := localClient([]string{p.Endpoint()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,19 +88,19 @@ func TestCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := watch(t, ws)
-	eventually(t, "version 1", func() bool { return r.last("shop") == 1 })
+	testharness.WaitFor(t, "version 1", func() bool { return r.last("shop") == 1 })
 
-	p.pause()
-	eventually(t, "unhealthy", func() bool { h, ok := r.isHealthy(); return ok && !h })
+	p.Pause()
+	testharness.WaitFor(t, "unhealthy", func() bool { h, ok := r.isHealthy(); return ok && !h })
 	for g := 10.0; g <= 50; g += 10 { // versions 2..6
 		if _, err := s.Update(ctx, "shop", 0, testMeta(""), setWeights(g)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	compact(t, client)
-	p.resume()
+	p.Resume()
 
-	eventually(t, "version 6", func() bool { return r.last("shop") == 6 })
+	testharness.WaitFor(t, "version 6", func() bool { return r.last("shop") == 6 })
 	// Versions 2..5 are gone from the watch stream: the watcher listed again.
 	if got, want := r.seen("shop"), []uint64{1, 6}; !slices.Equal(got, want) {
 		t.Errorf("watcher saw versions %v, want %v", got, want)
@@ -164,10 +165,10 @@ func TestEtcdRestart(t *testing.T) {
 	defer s.Close()
 	r, stop := watchUntil(t, s)
 	defer stop()
-	eventually(t, "version 2", func() bool { return r.last("shop") == 2 })
+	testharness.WaitFor(t, "version 2", func() bool { return r.last("shop") == 2 })
 
 	e.Close()
-	eventually(t, "unhealthy", func() bool { h, ok := r.isHealthy(); return ok && !h })
+	testharness.WaitFor(t, "unhealthy", func() bool { h, ok := r.isHealthy(); return ok && !h })
 	r.mu.Lock()
 	if !errors.Is(r.lastErr, ErrUnavailable) {
 		t.Errorf("health error = %v, want ErrUnavailable", r.lastErr)
@@ -215,10 +216,10 @@ func TestEtcdRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e2.Close() })
-	eventually(t, "healthy again", func() bool { h, _ := r.isHealthy(); return h })
+	testharness.WaitFor(t, "healthy again", func() bool { h, _ := r.isHealthy(); return h })
 
 	var v3 Document
-	eventually(t, "a write after the restart", func() bool {
+	testharness.WaitFor(t, "a write after the restart", func() bool {
 		var res Result
 		res, err = s.Update(ctx, "shop", 2, testMeta("after restart"), setWeights(30))
 		v3 = res.Doc
@@ -227,11 +228,11 @@ func TestEtcdRestart(t *testing.T) {
 	if v3.Meta.Version != 3 {
 		t.Fatalf("first version after restart = %d, want 3", v3.Meta.Version)
 	}
-	eventually(t, "version 3 at the watcher", func() bool { return r.last("shop") == 3 })
+	testharness.WaitFor(t, "version 3 at the watcher", func() bool { return r.last("shop") == 3 })
 	if got, want := r.seen("shop"), []uint64{2, 3}; !slices.Equal(got, want) {
 		t.Errorf("watcher saw %v, want %v", got, want)
 	}
-	eventually(t, "a report after the restart", func() bool {
+	testharness.WaitFor(t, "a report after the restart", func() bool {
 		return s.ReportApplied(ctx, "gw-1:9180", "shop", 3) == nil
 	})
 	if got, err := s.Applied(ctx, "shop"); err != nil || got["gw-1:9180"] != 3 {
@@ -298,9 +299,9 @@ func TestWatchStartsUnreachable(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	bootstrap(t, s, "shop")
-	p := startProxy(t, shared.etcd.Endpoints()[0])
-	p.pause()
-	pc, err := localClient([]string{p.endpoint()})
+	p := testharness.StartRelay(t, shared.etcd.Endpoints()[0])
+	p.Pause()
+	pc, err := localClient([]string{p.Endpoint()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,12 +311,12 @@ func TestWatchStartsUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := watch(t, ws)
-	eventually(t, "unhealthy", func() bool { _, ok := r.isHealthy(); return ok })
+	testharness.WaitFor(t, "unhealthy", func() bool { _, ok := r.isHealthy(); return ok })
 	if _, err := s.Update(t.Context(), "shop", 0, testMeta(""), setWeights(10)); err != nil {
 		t.Fatal(err)
 	}
-	p.resume()
-	eventually(t, "version 2", func() bool { return r.last("shop") == 2 })
+	p.Resume()
+	testharness.WaitFor(t, "version 2", func() bool { return r.last("shop") == 2 })
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if want := []bool{false, true}; !slices.Equal(r.healthy, want) {

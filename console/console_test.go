@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/a8e2c47e/switchback/admin"
+	"github.com/a8e2c47e/switchback/internal/testharness"
 )
 
 // TestConsole drives the console in a real headless Chromium against a real
@@ -346,7 +347,7 @@ func TestConsole(t *testing.T) {
 			target = "blue"
 		}
 		env.cli(t, "rollout", "start", "checkout", "--target", "pool:"+target, "--steps", "10,50,100", "--bake", "1h", "--reason", "canary")
-		waitFor(t, "the rollout's first step", func() bool {
+		testharness.WaitFor(t, "the rollout's first step", func() bool {
 			ro, err := env.operator.Rollout(ctx, "checkout")
 			return err == nil && ro.Step == 0
 		})

@@ -5,24 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
-	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	"github.com/a8e2c47e/switchback/admin"
 	_ "github.com/a8e2c47e/switchback/caddymodule"
 	"github.com/a8e2c47e/switchback/cmdline"
-	"github.com/a8e2c47e/switchback/configstore"
-	"github.com/a8e2c47e/switchback/examples/backend"
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/caddytest"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
 
 // Tokens of the gateway the browser tests drive.
@@ -40,44 +34,12 @@ type gatewayEnv struct {
 	operator *admin.Client
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// waitFor polls cond until it holds, failing after 15 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // startGateway runs the gateway until the test ends. Caddy is one per
 // process, so tests that call it must not run in parallel.
 func startGateway(t testing.TB) *gatewayEnv {
 	t.Helper()
-	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	blue := httptest.NewServer(backend.New("blue", "v1"))
-	green := httptest.NewServer(backend.New("green", "v2"))
-	t.Cleanup(blue.Close)
-	t.Cleanup(green.Close)
-
-	etcd, err := configstore.StartEmbedded(t.TempDir(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { etcd.Close() })
+	ups := testharness.StartBackends(t)
+	etcd := etcdtest.Start(t)
 
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens")
@@ -85,7 +47,7 @@ func startGateway(t testing.TB) *gatewayEnv {
 	if err := os.WriteFile(tokens, []byte(lines), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, aport := freePort(t), freePort(t)
+	port, aport := testharness.FreePort(t), testharness.FreePort(t)
 	src := fmt.Sprintf(`{
 	admin off
 	auto_https off
@@ -121,25 +83,19 @@ http://127.0.0.1:%d {
 		health_interval 1s
 	}
 }
-`, etcd.Endpoints()[0], aport, tokens, filepath.Join(dir, "state"), port,
-		strings.TrimPrefix(blue.URL, "http://"), strings.TrimPrefix(green.URL, "http://"))
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		t.Fatalf("adapt: %v\n%s", err, src)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+`, etcd.Endpoint(), aport, tokens, filepath.Join(dir, "state"), port,
+		testharness.HostPort(ups.Blue), testharness.HostPort(ups.Green))
+	caddytest.Run(t, src)
 
 	env := &gatewayEnv{
 		proxy: fmt.Sprintf("http://127.0.0.1:%d", port),
 		admin: fmt.Sprintf("http://127.0.0.1:%d", aport),
 	}
+	var err error
 	if env.operator, err = admin.NewClient(env.admin, operatorToken); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the admin API and the first version", func() bool {
+	testharness.WaitFor(t, "the admin API and the first version", func() bool {
 		d, err := env.operator.Status(context.Background(), "checkout")
 		return err == nil && len(d.Instances) > 0
 	})
@@ -173,7 +129,7 @@ func (e *gatewayEnv) pools(t testing.TB) map[string]int {
 // waitPool waits until every user the proxy serves lands on pool.
 func (e *gatewayEnv) waitPool(t testing.TB, pool string) {
 	t.Helper()
-	waitFor(t, "all traffic on "+pool, func() bool { return e.pools(t)[pool] == 8 })
+	testharness.WaitFor(t, "all traffic on "+pool, func() bool { return e.pools(t)[pool] == 8 })
 }
 
 // cli runs the real command-line client in this process.

@@ -3,18 +3,16 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/a8e2c47e/switchback/admin"
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
 
 // Run with -benchtime 1x: each benchmark does its own fixed number of
@@ -26,41 +24,39 @@ import (
 // the clock's stop).
 func BenchmarkPropagation(b *testing.B) {
 	const instances, switches = 3, 200
-	e := startEtcd(b)
-	bk := startBackends(b)
+	e := etcdtest.Start(b)
+	bk := testharness.StartBackends(b)
 	site := deployment(bk, "live blue")
 	var gws []*gateway
 	for i := range instances {
 		gws = append(gws, startGateway(b, fmt.Sprintf("gw-%d", i), e, site, ""))
 	}
-	c := e.client(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	reports, err := e.Store(b).WatchApplied(ctx, "checkout")
+	if err != nil {
+		b.Fatal(err)
+	}
 
-	// applied[v] counts instances that reported version v.
+	// applied[v] holds the instances that reported version v; a store
+	// re-writing its reports under a new lease reports a version again.
 	var mu sync.Mutex
-	applied := map[uint64]int{}
+	applied := map[uint64]map[string]bool{}
 	allAt := map[uint64]chan struct{}{}
-	wch := c.Watch(ctx, "/switchback/instances/", clientv3.WithPrefix())
 	go func() {
-		for resp := range wch {
-			for _, ev := range resp.Events {
-				if !strings.HasSuffix(string(ev.Kv.Key), "/checkout") || ev.Type != clientv3.EventTypePut {
-					continue
-				}
-				v, err := strconv.ParseUint(string(ev.Kv.Value), 10, 64)
-				if err != nil {
-					continue
-				}
-				mu.Lock()
-				applied[v]++
-				if applied[v] == instances {
-					if ch, ok := allAt[v]; ok {
-						close(ch)
-					}
-				}
-				mu.Unlock()
+		for r := range reports {
+			mu.Lock()
+			if applied[r.Version] == nil {
+				applied[r.Version] = map[string]bool{}
 			}
+			applied[r.Version][r.Instance] = true
+			if len(applied[r.Version]) == instances {
+				if ch, ok := allAt[r.Version]; ok {
+					close(ch)
+					delete(allAt, r.Version)
+				}
+			}
+			mu.Unlock()
 		}
 	}()
 
@@ -111,14 +107,14 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 // and counts the failed requests.
 func BenchmarkFlipUnderLoad(b *testing.B) {
 	const flips, rps = 100, 1000
-	e := startEtcd(b)
-	bk := startBackends(b)
+	e := etcdtest.Start(b)
+	bk := testharness.StartBackends(b)
 	site := deployment(bk, "live blue")
 	gws := []*gateway{startGateway(b, "gw-0", e, site, ""), startGateway(b, "gw-1", e, site, ""), startGateway(b, "gw-2", e, site, "")}
 	for b.Loop() {
 		rec := newRecorder()
-		stop := rec.run(b, rps, 8, gws...)
-		waitFor(b, "traffic", func() bool { return rec.count.Load() >= rps/2 })
+		stop := rec.run(b, rps, gws...)
+		testharness.WaitFor(b, "traffic", func() bool { return rec.count.Load() >= rps/2 })
 		client := gws[0].admin(b)
 		for i := range flips {
 			d, err := client.Flip(context.Background(), "checkout", admin.WriteOptions{Reason: "bench flip " + strconv.Itoa(i)})
@@ -130,7 +126,7 @@ func BenchmarkFlipUnderLoad(b *testing.B) {
 				pool = "blue"
 			}
 			for _, g := range gws {
-				waitFor(b, "convergence", func() bool {
+				testharness.WaitFor(b, "convergence", func() bool {
 					p, v, err := g.served(b, "probe")
 					return err == nil && p == pool && v == fmt.Sprint(d.Version)
 				})
@@ -155,8 +151,8 @@ func BenchmarkFallback(b *testing.B) {
 	for _, rps := range []int{50, 200, 1000} {
 		b.Run(fmt.Sprintf("rps=%d", rps), func(b *testing.B) {
 			for b.Loop() {
-				e := startEtcd(b)
-				bk := startBackends(b)
+				e := etcdtest.Start(b)
+				bk := testharness.StartBackends(b)
 				g := startGateway(b, "gw-0", e, deployment(bk, `weights blue 50 green 50
 		guard {
 			error_rate 5%
@@ -164,19 +160,19 @@ func BenchmarkFallback(b *testing.B) {
 			baseline 2x
 		}`), "")
 				rec := newRecorder()
-				stop := rec.run(b, rps, 8, g)
+				stop := rec.run(b, rps, g)
 				// Healthy traffic first, so the guard has a baseline.
-				waitFor(b, "healthy traffic", func() bool { return rec.count.Load() >= int64(rps*2) })
+				testharness.WaitFor(b, "healthy traffic", func() bool { return rec.count.Load() >= int64(rps*2) })
 				faultAt := time.Now()
-				setFault(b, bk.green, `{"error_rate": 1}`)
-				store := e.store(b)
-				waitFor(b, "green off traffic", func() bool {
+				testharness.SetFault(b, bk.Green.URL, `{"error_rate": 1}`)
+				store := e.Store(b)
+				testharness.WaitFor(b, "green off traffic", func() bool {
 					doc, err := store.Get(context.Background(), "checkout")
 					return err == nil && doc.Config.Weights["green"] == 0
 				})
 				// Keep sending a little longer to see that green is gone.
 				settled := rec.count.Load()
-				waitFor(b, "traffic after the fallback", func() bool { return rec.count.Load() >= settled+int64(rps/2) })
+				testharness.WaitFor(b, "traffic after the fallback", func() bool { return rec.count.Load() >= settled+int64(rps/2) })
 				stop()
 				last, failed := rec.sinceFault(faultAt)
 				b.ReportMetric(float64(last.Milliseconds()), "ms_to_healthy")
@@ -187,8 +183,8 @@ func BenchmarkFallback(b *testing.B) {
 	}
 }
 
-// recorder sends open-loop traffic at a fixed rate and remembers, per
-// response, when it came and from which pool.
+// recorder remembers, per response of the traffic it runs, when it came
+// and from which pool.
 type recorder struct {
 	count atomic.Int64
 	mu    sync.Mutex
@@ -205,59 +201,22 @@ type resp struct {
 
 func newRecorder() *recorder { return &recorder{} }
 
-func (r *recorder) run(b *testing.B, rps, workers int, gws ...*gateway) (stop func()) {
-	jobs := make(chan int, rps)
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
-	// The hard bound on the run; stop() ends it well before, letting
-	// requests in flight finish so none is cut off and miscounted.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
-			for i := range jobs {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gws[i%len(gws)].base+"/", nil)
-				req.Header.Set("X-User-ID", fmt.Sprintf("u%d", i%10000))
-				res, err := c.Do(req)
-				rr := resp{at: time.Now(), failed: err != nil}
-				if err == nil {
-					res.Body.Close()
-					rr.pool = res.Header.Get("X-Backend-Pool")
-					rr.failed = res.StatusCode >= 500
-					rr.status = res.StatusCode
-				} else {
-					rr.err = err.Error()
-				}
-				r.mu.Lock()
-				r.resps = append(r.resps, rr)
-				r.mu.Unlock()
-				r.count.Add(1)
-			}
-		}()
+// run sends open-loop traffic at rps to gws (testharness.Traffic) until
+// stop is called; requests in flight then finish, so none is cut off and
+// miscounted.
+func (r *recorder) run(b *testing.B, rps int, gws ...*gateway) (stop func()) {
+	return testharness.StartTrafficObserved(b, rps, r.record, bases(gws)...).Stop
+}
+
+func (r *recorder) record(res testharness.Response) {
+	rr := resp{at: res.At, pool: res.Pool, failed: res.Err != nil, status: res.Status}
+	if res.Err != nil {
+		rr.err = res.Err.Error()
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(jobs)
-		tick := time.NewTicker(time.Second / time.Duration(rps))
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-quit:
-				return
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				select {
-				case jobs <- i:
-				default: // workers saturated: the open loop drops rather than queues
-				}
-			}
-		}
-	}()
-	return func() { close(quit); wg.Wait(); cancel() }
+	r.mu.Lock()
+	r.resps = append(r.resps, rr)
+	r.mu.Unlock()
+	r.count.Add(1)
 }
 
 // failures describes the failed responses, for a benchmark's log.

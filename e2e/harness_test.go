@@ -6,25 +6,20 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/a8e2c47e/switchback/admin"
-	"github.com/a8e2c47e/switchback/configstore"
-	"github.com/a8e2c47e/switchback/examples/backend"
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
 
 // binary is the gateway built once for the whole package.
@@ -53,110 +48,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// waitFor polls cond until it holds, failing after 20 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// etcd is a real etcd in the test process that can be stopped and started
-// again on the same data and address.
-type etcd struct {
-	dir, addr string
-	e         *configstore.Embedded
-}
-
-func startEtcd(t testing.TB) *etcd {
-	t.Helper()
-	e := &etcd{dir: t.TempDir(), addr: "127.0.0.1:0"}
-	e.start(t)
-	e.addr = strings.TrimPrefix(e.e.Endpoints()[0], "http://")
-	t.Cleanup(func() { e.stop(t) })
-	return e
-}
-
-func (e *etcd) start(t testing.TB) {
-	t.Helper()
-	var err error
-	if e.e, err = configstore.StartEmbedded(e.dir, e.addr); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (e *etcd) stop(t testing.TB) {
-	t.Helper()
-	if e.e != nil {
-		if err := e.e.Close(); err != nil {
-			t.Error(err)
-		}
-		e.e = nil
-	}
-}
-
-func (e *etcd) endpoint() string { return "http://" + e.addr }
-
-func (e *etcd) client(t testing.TB) *clientv3.Client {
-	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{e.endpoint()}, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func (e *etcd) store(t testing.TB) *configstore.Store {
-	t.Helper()
-	s, err := configstore.New(e.client(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-// backends are a blue and a green example backend on loopback.
-type backends struct{ blue, green *httptest.Server }
-
-func startBackends(t testing.TB) backends {
-	t.Helper()
-	b := backends{httptest.NewServer(backend.New("blue", "v1")), httptest.NewServer(backend.New("green", "v2"))}
-	t.Cleanup(b.blue.Close)
-	t.Cleanup(b.green.Close)
-	return b
-}
-
-func hostport(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
-
-func setFault(t testing.TB, s *httptest.Server, body string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPut, s.URL+"/_fault", strings.NewReader(body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("PUT /_fault %s: %d", body, resp.StatusCode)
-	}
-}
-
 // gateway is one switchback process.
 type gateway struct {
 	name     string
@@ -169,24 +60,24 @@ type gateway struct {
 }
 
 // deployment is the switchback block every gateway of a test serves.
-func deployment(b backends, extra string) string {
+func deployment(b testharness.Backends, extra string) string {
 	return fmt.Sprintf(`switchback checkout {
 		pool blue %s
 		pool green %s
 		sticky header X-User-ID
 		%s
-	}`, hostport(b.blue), hostport(b.green), extra)
+	}`, testharness.HostPort(b.Blue), testharness.HostPort(b.Green), extra)
 }
 
 // startGateway runs the gateway binary with a Caddyfile that serves site on
 // a free loopback port, stores in e, and serves the admin API on another.
-func startGateway(t testing.TB, name string, e *etcd, site, stateDir string) *gateway {
+func startGateway(t testing.TB, name string, e *etcdtest.Etcd, site, stateDir string) *gateway {
 	t.Helper()
 	dir := t.TempDir()
 	if stateDir == "" {
 		stateDir = filepath.Join(dir, "state")
 	}
-	port, aport := freePort(t), freePort(t)
+	port, aport := testharness.FreePort(t), testharness.FreePort(t)
 	cf := fmt.Sprintf(`{
 	admin off
 	auto_https off
@@ -203,7 +94,7 @@ func startGateway(t testing.TB, name string, e *etcd, site, stateDir string) *ga
 http://127.0.0.1:%d {
 	%s
 }
-`, e.endpoint(), aport, name, stateDir, port, site)
+`, e.Endpoint(), aport, name, stateDir, port, site)
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
 		t.Fatal(err)
@@ -232,7 +123,7 @@ http://127.0.0.1:%d {
 			t.Logf("log of gateway %s:\n%s", name, tail(g.logText(), 4000))
 		}
 	})
-	waitFor(t, "gateway "+name+" to serve", func() bool {
+	testharness.WaitFor(t, "gateway "+name+" to serve", func() bool {
 		select {
 		case <-g.done:
 			t.Fatalf("gateway %s exited:\n%s", name, tail(g.logText(), 4000))
@@ -302,83 +193,15 @@ func (g *gateway) admin(t testing.TB) *admin.Client {
 // served asks the gateway who serves user: the backend's pool and the
 // document version the gateway decided under.
 func (g *gateway) served(t testing.TB, user string) (pool, version string, err error) {
-	req, _ := http.NewRequest(http.MethodGet, g.base+"/", nil)
-	req.Header.Set("X-User-ID", user)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", "", fmt.Errorf("status %d", resp.StatusCode)
-	}
-	var echo struct {
-		Pool       string `json:"pool"`
-		Switchback struct {
-			Version string `json:"version"`
-		} `json:"switchback"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&echo); err != nil {
-		return "", "", err
-	}
-	return echo.Pool, echo.Switchback.Version, nil
+	e, err := testharness.Ask(context.Background(), g.base, user)
+	return e.Pool, e.Switchback.Version, err
 }
 
-// traffic sends requests to gateways at about rps in total, round robin,
-// counting failures, until stopped (and at most 60 s).
-type traffic struct {
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	sent     atomic.Int64
-	failed   atomic.Int64
-	firstErr atomic.Value
-}
-
-func startTraffic(t testing.TB, rps int, gws ...*gateway) *traffic {
-	t.Helper()
-	tr := &traffic{stop: make(chan struct{})}
-	tr.wg.Add(1)
-	go func() {
-		defer tr.wg.Done()
-		c := &http.Client{Timeout: 5 * time.Second}
-		tick := time.NewTicker(time.Second / time.Duration(rps))
-		defer tick.Stop()
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		for i := 0; ; i++ {
-			select {
-			case <-tr.stop:
-				return
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			g := gws[i%len(gws)]
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.base+"/", nil)
-			req.Header.Set("X-User-ID", fmt.Sprintf("u%d", i%10000))
-			resp, err := c.Do(req)
-			tr.sent.Add(1)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode >= 500 {
-					err = fmt.Errorf("%s: status %d", g.name, resp.StatusCode)
-				}
-			}
-			if err != nil {
-				tr.failed.Add(1)
-				tr.firstErr.CompareAndSwap(nil, err.Error())
-			}
-		}
-	}()
-	t.Cleanup(tr.halt)
-	return tr
-}
-
-func (tr *traffic) halt() {
-	select {
-	case <-tr.stop:
-	default:
-		close(tr.stop)
+// bases are the gateways' data-plane URLs, for testharness.StartTraffic.
+func bases(gws []*gateway) []string {
+	var out []string
+	for _, g := range gws {
+		out = append(out, g.base)
 	}
-	tr.wg.Wait()
+	return out
 }

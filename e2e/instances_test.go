@@ -6,13 +6,15 @@ import (
 
 	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 )
 
 // converged waits until every gateway serves user from pool at version.
 func converged(t *testing.T, gws []*gateway, user, pool string, version uint64) {
 	t.Helper()
 	for _, g := range gws {
-		waitFor(t, fmt.Sprintf("%s to serve %s at version %d", g.name, pool, version), func() bool {
+		testharness.WaitFor(t, fmt.Sprintf("%s to serve %s at version %d", g.name, pool, version), func() bool {
 			p, v, err := g.served(t, user)
 			return err == nil && p == pool && v == fmt.Sprint(version)
 		})
@@ -20,8 +22,8 @@ func converged(t *testing.T, gws []*gateway, user, pool string, version uint64) 
 }
 
 func TestInstancesConvergeOnEveryChange(t *testing.T) {
-	e := startEtcd(t)
-	b := startBackends(t)
+	e := etcdtest.Start(t)
+	b := testharness.StartBackends(t)
 	site := deployment(b, "live blue")
 	gws := []*gateway{startGateway(t, "gw-a", e, site, ""), startGateway(t, "gw-b", e, site, ""), startGateway(t, "gw-c", e, site, "")}
 	converged(t, gws, "u1", "blue", 1)
@@ -52,7 +54,7 @@ func TestInstancesConvergeOnEveryChange(t *testing.T) {
 
 	// Every instance reports what it applied; any admin API shows all three.
 	want := uint64(len(steps) + 1)
-	waitFor(t, "all instances reported in the deployment's state", func() bool {
+	testharness.WaitFor(t, "all instances reported in the deployment's state", func() bool {
 		d, err := gws[1].admin(t).Status(t.Context(), "checkout")
 		if err != nil {
 			return false
@@ -70,43 +72,43 @@ func TestInstancesConvergeOnEveryChange(t *testing.T) {
 // nothing fails, changes are refused with 503 meanwhile, and once etcd is
 // back a change reaches both.
 func TestEtcdOutageUnderTraffic(t *testing.T) {
-	e := startEtcd(t)
-	b := startBackends(t)
+	e := etcdtest.Start(t)
+	b := testharness.StartBackends(t)
 	site := deployment(b, "live blue")
 	gws := []*gateway{startGateway(t, "gw-a", e, site, ""), startGateway(t, "gw-b", e, site, "")}
-	tr := startTraffic(t, 100, gws...)
+	tr := testharness.StartTraffic(t, 100, bases(gws)...)
 
-	e.stop(t)
+	e.Stop(t)
 	var apiErr *admin.APIError
-	waitFor(t, "the admin API to report the store unavailable", func() bool {
+	testharness.WaitFor(t, "the admin API to report the store unavailable", func() bool {
 		_, err := gws[0].admin(t).Flip(t.Context(), "checkout", admin.WriteOptions{Reason: "during outage"})
 		return asAPIError(err, &apiErr) && apiErr.Status == 503
 	})
 	// Traffic keeps flowing on the last applied version.
-	sent := tr.sent.Load()
-	waitFor(t, "traffic during the outage", func() bool { return tr.sent.Load() >= sent+100 })
+	sent := tr.Sent.Load()
+	testharness.WaitFor(t, "traffic during the outage", func() bool { return tr.Sent.Load() >= sent+100 })
 	for _, g := range gws {
 		if p, v, err := g.served(t, "u1"); err != nil || p != "blue" || v != "1" {
 			t.Errorf("%s during the outage: %s v%s %v; want blue v1", g.name, p, v, err)
 		}
 	}
 
-	e.start(t)
+	e.Start(t)
 	d, err := flipWhenBack(t, gws[1])
 	if err != nil {
 		t.Fatal(err)
 	}
 	converged(t, gws, "u1", "green", d.Version)
-	tr.halt()
-	if n := tr.failed.Load(); n != 0 {
-		t.Errorf("%d of %d requests failed across the outage; first: %v", n, tr.sent.Load(), tr.firstErr.Load())
+	tr.Stop()
+	if n := tr.Failed.Load(); n != 0 {
+		t.Errorf("%d of %d requests failed across the outage; first: %v", n, tr.Sent.Load(), tr.FirstError())
 	}
 }
 
 func flipWhenBack(t *testing.T, g *gateway) (admin.Deployment, error) {
 	var d admin.Deployment
 	var err error
-	waitFor(t, "a flip to succeed once etcd is back", func() bool {
+	testharness.WaitFor(t, "a flip to succeed once etcd is back", func() bool {
 		d, err = g.admin(t).Flip(t.Context(), "checkout", admin.WriteOptions{Reason: "after outage"})
 		return err == nil
 	})
@@ -124,8 +126,8 @@ func asAPIError(err error, target **admin.APIError) bool {
 // TestRestartDuringOutageBootsLastKnownGood restarts a gateway while etcd is
 // down: it serves the version it last applied, from its state file.
 func TestRestartDuringOutageBootsLastKnownGood(t *testing.T) {
-	e := startEtcd(t)
-	b := startBackends(t)
+	e := etcdtest.Start(t)
+	b := testharness.StartBackends(t)
 	site := deployment(b, "live blue")
 	stateDir := t.TempDir()
 	g := startGateway(t, "gw-a", e, site, stateDir)
@@ -135,7 +137,7 @@ func TestRestartDuringOutageBootsLastKnownGood(t *testing.T) {
 	}
 	converged(t, []*gateway{g}, "u1", "green", d.Version)
 	g.stop(t)
-	e.stop(t)
+	e.Stop(t)
 
 	g2 := startGateway(t, "gw-a", e, site, stateDir)
 	if p, v, err := g2.served(t, "u1"); err != nil || p != "green" || v != fmt.Sprint(d.Version) {
@@ -146,8 +148,8 @@ func TestRestartDuringOutageBootsLastKnownGood(t *testing.T) {
 // TestTwoInstancesOneFallback: both instances' guards see green fail; one
 // fallback version is written, and one event.
 func TestTwoInstancesOneFallback(t *testing.T) {
-	e := startEtcd(t)
-	b := startBackends(t)
+	e := etcdtest.Start(t)
+	b := testharness.StartBackends(t)
 	site := deployment(b, `weights blue 50 green 50
 		guard {
 			error_rate 5%
@@ -156,22 +158,22 @@ func TestTwoInstancesOneFallback(t *testing.T) {
 			baseline 2x
 		}`)
 	gws := []*gateway{startGateway(t, "gw-a", e, site, ""), startGateway(t, "gw-b", e, site, "")}
-	startTraffic(t, 300, gws...)
-	store := e.store(t)
-	waitFor(t, "healthy traffic judged", func() bool {
+	testharness.StartTraffic(t, 300, bases(gws)...)
+	store := e.Store(t)
+	testharness.WaitFor(t, "healthy traffic judged", func() bool {
 		applied, err := store.Applied(t.Context(), "checkout")
 		return err == nil && len(applied) == 2
 	})
-	setFault(t, b.green, `{"error_rate": 1}`)
+	testharness.SetFault(t, b.Green.URL, `{"error_rate": 1}`)
 	var doc configstore.Document
-	waitFor(t, "green off traffic", func() bool {
+	testharness.WaitFor(t, "green off traffic", func() bool {
 		var err error
 		doc, err = store.Get(t.Context(), "checkout")
 		return err == nil && doc.Config.Weights["green"] == 0
 	})
 	converged(t, gws, "u1", "blue", doc.Meta.Version)
 	// Let both guards judge a few more slots, then count.
-	waitFor(t, "both instances to apply the fallback", func() bool {
+	testharness.WaitFor(t, "both instances to apply the fallback", func() bool {
 		applied, err := store.Applied(t.Context(), "checkout")
 		return err == nil && applied["gw-a"] == doc.Meta.Version && applied["gw-b"] == doc.Meta.Version
 	})
@@ -187,7 +189,7 @@ func TestTwoInstancesOneFallback(t *testing.T) {
 	}
 	// The winner records its event just after its version.
 	var evs []configstore.Event
-	waitFor(t, "the fallback event", func() bool {
+	testharness.WaitFor(t, "the fallback event", func() bool {
 		var err error
 		evs, err = store.Events(t.Context(), "checkout", 0)
 		return err == nil && len(evs) > 0

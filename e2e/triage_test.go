@@ -15,6 +15,8 @@ import (
 
 	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/examples/backend"
+	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 	"github.com/a8e2c47e/switchback/triage"
 )
 
@@ -141,7 +143,7 @@ func TestTriageScenarios(t *testing.T) {
 	tests := []struct {
 		name string
 		// incident breaks the backends and makes the changes.
-		incident func(t *testing.T, g *gateway, b backends)
+		incident func(t *testing.T, g *gateway, b testharness.Backends)
 		// slow is the pool the incident slows down: its answers are 200
 		// but do not count as served. Telling them by the pool that
 		// answered, not by a time, keeps a loaded machine from failing
@@ -151,10 +153,10 @@ func TestTriageScenarios(t *testing.T) {
 	}{
 		{
 			name: "slow green widened and a flag failing on blue",
-			incident: func(t *testing.T, g *gateway, b backends) {
-				setFault(t, b.green, `{"latency": "900ms"}`)
+			incident: func(t *testing.T, g *gateway, b testharness.Backends) {
+				testharness.SetFault(t, b.Green.URL, `{"latency": "900ms"}`)
 				cli(t, g, "weights", "checkout", "blue=50", "green=50", "--reason", "release v2 to half")
-				setFault(t, b.blue, `{"error_rate": 1, "flag": "new_payment_flow"}`)
+				testharness.SetFault(t, b.Blue.URL, `{"error_rate": 1, "flag": "new_payment_flow"}`)
 				cli(t, g, "flag", "checkout", "new_payment_flow", "60", "--reason", "more payments")
 			},
 			slow: "green",
@@ -162,17 +164,17 @@ func TestTriageScenarios(t *testing.T) {
 		},
 		{
 			name: "only green fails",
-			incident: func(t *testing.T, g *gateway, b backends) {
-				setFault(t, b.green, `{"error_rate": 1}`)
+			incident: func(t *testing.T, g *gateway, b testharness.Backends) {
+				testharness.SetFault(t, b.Green.URL, `{"error_rate": 1}`)
 				cli(t, g, "weights", "checkout", "blue=50", "green=50", "--reason", "release v2 to half")
 			},
 			want: []string{"pool:green"},
 		},
 		{
 			name: "only the flag fails",
-			incident: func(t *testing.T, g *gateway, b backends) {
-				setFault(t, b.blue, `{"error_rate": 1, "flag": "new_payment_flow"}`)
-				setFault(t, b.green, `{"error_rate": 1, "flag": "new_payment_flow"}`)
+			incident: func(t *testing.T, g *gateway, b testharness.Backends) {
+				testharness.SetFault(t, b.Blue.URL, `{"error_rate": 1, "flag": "new_payment_flow"}`)
+				testharness.SetFault(t, b.Green.URL, `{"error_rate": 1, "flag": "new_payment_flow"}`)
 				cli(t, g, "flag", "checkout", "new_payment_flow", "60", "--reason", "more payments")
 			},
 			want: []string{"flag:new_payment_flow"},
@@ -180,11 +182,11 @@ func TestTriageScenarios(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := startEtcd(t)
-			b := startBackends(t)
+			e := etcdtest.Start(t)
+			b := testharness.StartBackends(t)
 			g := startGateway(t, "gw", e, deployment(b, "weights blue 90 green 10\n\t\tflag new_payment_flow 10"), "")
 			// The admin API answers before the site listens: wait for both.
-			waitFor(t, "every user served before the incident", func() bool {
+			testharness.WaitFor(t, "every user served before the incident", func() bool {
 				return len((&probes{g: g, client: http.DefaultClient}).badUsers(t)) == 0
 			})
 			p := startProbes(t, g, tt.slow, 40, 40)
@@ -193,7 +195,7 @@ func TestTriageScenarios(t *testing.T) {
 
 			// Wait until the window holds only traffic since the last change.
 			var r triage.Report
-			waitFor(t, "a full window since the last change", func() bool {
+			testharness.WaitFor(t, "a full window since the last change", func() bool {
 				var err error
 				r, err = c.Triage(t.Context(), "checkout")
 				return err == nil && r.Before != nil && r.Before.Note == ""
@@ -256,7 +258,7 @@ func (p *probes) failedUsers(t *testing.T) []string {
 // applied waits until g serves the deployment's current version.
 func applied(t *testing.T, g *gateway, c *admin.Client) {
 	t.Helper()
-	waitFor(t, g.name+" to apply the current version", func() bool {
+	testharness.WaitFor(t, g.name+" to apply the current version", func() bool {
 		d, err := c.Status(t.Context(), "checkout")
 		return err == nil && d.Instances[g.name] == d.Version
 	})

@@ -2,7 +2,8 @@
 // configuration document, its compilation into an immutable Snapshot, and the
 // per-request decision of which pool serves a subject and which flags are on.
 //
-// It imports neither Caddy nor etcd. Configuration flows one way:
+// It imports neither Caddy nor etcd, nor any other package of this module
+// (internal/boundaries pins this). Configuration flows one way:
 // Config (Caddyfile, JSON, etcd) → Validate → Compile → *Snapshot → swapped
 // into a Deployment with an atomic pointer → read by the request path, which
 // takes no lock and allocates nothing.

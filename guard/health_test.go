@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/a8e2c47e/switchback/internal/testharness"
 )
 
 func TestChecker(t *testing.T) {
@@ -24,10 +26,10 @@ func TestChecker(t *testing.T) {
 	t.Cleanup(func() { <-done })
 
 	c.Set(map[string][]string{"blue": {strings.TrimPrefix(srv.URL, "http://")}}, "/health", 10*time.Millisecond)
-	poll(t, "blue healthy", func() bool { h, _ := c.Health("blue"); return h.Healthy && !h.LastHealthy.IsZero() })
+	testharness.WaitFor(t, "blue healthy", func() bool { h, _ := c.Health("blue"); return h.Healthy && !h.LastHealthy.IsZero() })
 
 	healthy.Store(false)
-	poll(t, "blue unhealthy", func() bool { h, _ := c.Health("blue"); return !h.Healthy && strings.Contains(h.Error, "503") })
+	testharness.WaitFor(t, "blue unhealthy", func() bool { h, _ := c.Health("blue"); return !h.Healthy && strings.Contains(h.Error, "503") })
 	h, _ := c.Health("blue")
 	if h.LastHealthy.IsZero() || !h.LastHealthy.Before(h.Checked) {
 		t.Errorf("unhealthy pool: last healthy %v, checked %v; want the earlier success kept", h.LastHealthy, h.Checked)

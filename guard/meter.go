@@ -5,6 +5,10 @@
 // the windows, active health, retention and cooldown at a given time and
 // returns the View the admin API serves and the Action to write. Writing it
 // (a new version) is the caller's job.
+//
+// Of this module guard imports gateway only, and it links neither Caddy nor
+// etcd, its tests included (internal/boundaries pins this): its rules are
+// table tests with an injected clock.
 package guard
 
 import (

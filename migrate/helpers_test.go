@@ -5,21 +5,22 @@ import (
 	"database/sql"
 	"fmt"
 	"io/fs"
-	"os"
 	"testing"
 	"testing/fstest"
+
+	"github.com/a8e2c47e/switchback/internal/testharness"
 )
 
 // dialects lists the databases a test runs against: SQLite always,
-// PostgreSQL and MySQL when SWITCHBACK_TEST_POSTGRES / SWITCHBACK_TEST_MYSQL
-// hold a server URL.
+// PostgreSQL and MySQL when their variables (testharness.PostgresEnv,
+// MySQLEnv) hold a server address.
 var dialects = []struct {
 	dialect Dialect
 	env     string
 }{
 	{SQLite, ""},
-	{Postgres, "SWITCHBACK_TEST_POSTGRES"},
-	{MySQL, "SWITCHBACK_TEST_MYSQL"},
+	{Postgres, testharness.PostgresEnv},
+	{MySQL, testharness.MySQLEnv},
 }
 
 // forEachDialect runs fn as a parallel subtest per database.
@@ -40,10 +41,7 @@ func baseTarget(t testing.TB, d Dialect) Target {
 	raw := "sqlite:unused.db"
 	for _, x := range dialects {
 		if x.dialect == d && x.env != "" {
-			raw = os.Getenv(x.env)
-			if raw == "" {
-				t.Skipf("%s unset: set it to a %s server URL, such as %s, to run this test", x.env, d, exampleURL(d))
-			}
+			raw = testharness.DatabaseURL(t, x.env)
 		}
 	}
 	tg, err := ParseTarget(raw)
@@ -51,13 +49,6 @@ func baseTarget(t testing.TB, d Dialect) Target {
 		t.Fatalf("parse test database URL: %v", err)
 	}
 	return tg
-}
-
-func exampleURL(d Dialect) string {
-	if d == Postgres {
-		return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	return "mysql://root@127.0.0.1:3306/test"
 }
 
 // scratch creates an empty database dropped when the test ends.

@@ -16,6 +16,9 @@
 // replays Up sections through), narrowing.go (type changes), sqltok.go,
 // usage.go (query logs), schema*.go (schema dumps), dburl.go and
 // redact.go (database addresses), cli.go and cli_commands.go.
+//
+// Of this module migrate imports cmdline and printable only; it knows
+// nothing of gateways, Caddy or etcd.
 package migrate
 
 import (

@@ -25,6 +25,9 @@
 // (default 500) instead; latency (a Go duration, at most 1m) is added to
 // every echo request before it is answered. The counters in /_stats cover
 // echo requests only: health checks and control requests are not counted.
+//
+// It imports nothing of this module, so tests (internal/testharness),
+// benchmarks and `make run` can all start it.
 package backend
 
 import (
@@ -149,6 +152,20 @@ func (s *Server) serveHealth(w http.ResponseWriter) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(w, "ok\n")
+}
+
+// Echo is the body of an echo answer: who answered, the path asked for,
+// and the X-Switchback-* headers the gateway sent (empty when absent).
+// serveEcho writes it by hand, to allocate nothing; tests decode it.
+type Echo struct {
+	Pool       string `json:"pool"`
+	Release    string `json:"release"`
+	Path       string `json:"path"`
+	Switchback struct {
+		Pool    string `json:"pool"`
+		Flags   string `json:"flags"`
+		Version string `json:"version"`
+	} `json:"switchback"`
 }
 
 // echoBuffers holds the buffers echo bodies are built in, so that a

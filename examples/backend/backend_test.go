@@ -58,17 +58,6 @@ func decode[T any](t *testing.T, b []byte) T {
 	return v
 }
 
-type echo struct {
-	Pool       string `json:"pool"`
-	Release    string `json:"release"`
-	Path       string `json:"path"`
-	Switchback struct {
-		Pool    string `json:"pool"`
-		Flags   string `json:"flags"`
-		Version string `json:"version"`
-	} `json:"switchback"`
-}
-
 func TestEcho(t *testing.T) {
 	_, url := start(t, "blue", "v1")
 	tests := []struct {
@@ -114,7 +103,7 @@ func TestEcho(t *testing.T) {
 			if got := h.Get("Content-Type"); got != "application/json" {
 				t.Errorf("Content-Type = %q, want application/json", got)
 			}
-			got := decode[echo](t, body)
+			got := decode[backend.Echo](t, body)
 			if got.Pool != "blue" || got.Release != "v1" || got.Path != tt.wantPath {
 				t.Errorf("pool, release, path = %q, %q, %q; want blue, v1, %q", got.Pool, got.Release, got.Path, tt.wantPath)
 			}
@@ -132,6 +121,15 @@ func TestEchoJSONShape(t *testing.T) {
 	want := `{"pool":"blue","release":"v1","path":"/x","switchback":{"pool":"","flags":"","version":""}}` + "\n"
 	if string(body) != want {
 		t.Errorf("body = %s, want %s", body, want)
+	}
+	// The hand-written body is what encoding/json makes of Echo, so tests
+	// that decode it see every field.
+	marshalled, err := json.Marshal(backend.Echo{Pool: "blue", Release: "v1", Path: "/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(marshalled)+"\n" != want {
+		t.Errorf("backend.Echo marshals to %s, want %s", marshalled, want)
 	}
 }
 
