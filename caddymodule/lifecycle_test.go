@@ -1,0 +1,136 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/examples/backend"
+	"github.com/a8e2c47e/switchback/gateway"
+)
+
+// healthSeries returns the upstreams reverse_proxy's health gauge has a
+// series for in the running config's metrics.
+func healthSeries(t *testing.T) []string {
+	t.Helper()
+	ctx := caddy.ActiveContext()
+	mfs, err := ctx.GetMetricsRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, mf := range mfs {
+		if mf.GetName() != "caddy_reverse_proxy_upstreams_healthy" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "upstream" {
+					out = append(out, l.GetValue())
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// settledGoroutines waits until the goroutine count stops falling and
+// returns it.
+func settledGoroutines(t *testing.T) int {
+	t.Helper()
+	last := runtime.NumGoroutine()
+	for range 50 {
+		time.Sleep(20 * time.Millisecond)
+		n := runtime.NumGoroutine()
+		if n >= last {
+			return n
+		}
+		last = n
+	}
+	return last
+}
+
+// TestRetiredProxiesStop changes a pool's upstreams 200 times: every change
+// provisions a reverse_proxy with an active health checker and retires the
+// one before, whose goroutines must stop and whose health series must go.
+func TestRetiredProxiesStop(t *testing.T) {
+	e, store := startEtcd(t)
+	blue := httptest.NewServer(backend.New("blue", "v1"))
+	t.Cleanup(blue.Close)
+	// Green cycles through these, so each change is a new upstream list.
+	greens := make([]*httptest.Server, 20)
+	for i := range greens {
+		greens[i] = httptest.NewServer(backend.New("green", "v2"))
+		t.Cleanup(greens[i].Close)
+	}
+	startCaddyGlobal(t, fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoints()[0], t.TempDir()),
+		fmt.Sprintf(`
+	switchback checkout {
+		pool blue %s
+		pool green %s
+		live blue
+		proxy {
+			health_uri /health
+			health_interval 1s
+		}
+	}`, hostport(blue), hostport(greens[0])))
+	dep, ok := LookupDeployment("checkout")
+	if !ok {
+		t.Fatal("checkout is not live")
+	}
+
+	version := dep.Snapshot().Version()
+	change := func(i int) string {
+		green := hostport(greens[i%len(greens)])
+		res, err := store.Update(t.Context(), "checkout", version,
+			configstore.Meta{Author: "test", Source: configstore.SourceAPI, Reason: "move green"},
+			func(c *gateway.Config) error {
+				c.Pools["green"] = gateway.Pool{Upstreams: []string{green}}
+				return nil
+			})
+		if err != nil {
+			t.Fatalf("change %d: %v", i, err)
+		}
+		version = res.Doc.Meta.Version
+		waitFor(t, fmt.Sprintf("version %d live", version), func() bool { return dep.Snapshot().Version() == version })
+		return green
+	}
+
+	for i := 1; i <= 10; i++ {
+		change(i)
+	}
+	after10 := settledGoroutines(t)
+	var green string
+	for i := 11; i <= 200; i++ {
+		green = change(i)
+	}
+	const slack = 20 // connections and timers that come and go
+	deadline := time.Now().Add(10 * time.Second)
+	for n := runtime.NumGoroutine(); n > after10+slack; n = runtime.NumGoroutine() {
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines: %d after 10 changes, %d after 200; want the retired proxies' goroutines gone", after10, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// A retired proxy's metrics updater would set its series again on its
+	// next tick, every 10 s; watch for one whole period that only live
+	// upstreams have a series.
+	live := []string{hostport(blue), green}
+	slices.Sort(live)
+	waitFor(t, "the new green upstream's health series", func() bool { return slices.Contains(healthSeries(t), green) })
+	for end := time.Now().Add(11 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		for _, u := range healthSeries(t) {
+			if !slices.Contains(live, u) {
+				t.Fatalf("health series %v after 200 changes, want only the live upstreams %v", healthSeries(t), live)
+			}
+		}
+	}
+}
