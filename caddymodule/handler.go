@@ -40,6 +40,9 @@ var deployments = caddy.NewUsagePool()
 type deploymentEntry struct {
 	*gateway.Deployment
 	meters *guard.Registry
+	// probes is what the health checker probes the live pools through:
+	// the transports of the proxies built for them.
+	probes *atomic.Pointer[probeTransports]
 }
 
 func (deploymentEntry) Destruct() error { return nil }
@@ -99,6 +102,7 @@ type Handler struct {
 	logger     *zap.Logger
 	deployment *gateway.Deployment
 	meters     *guard.Registry
+	probes     *atomic.Pointer[probeTransports]
 	detach     func()
 
 	// route is what the request path reads: the live snapshot and one
@@ -170,13 +174,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	val, _, err := deployments.LoadOrNew(h.Deployment, func() (caddy.Destructor, error) {
-		return deploymentEntry{Deployment: gateway.NewDeployment(h.Deployment), meters: guard.NewRegistry()}, nil
+		return deploymentEntry{Deployment: gateway.NewDeployment(h.Deployment), meters: guard.NewRegistry(),
+			probes: new(atomic.Pointer[probeTransports])}, nil
 	})
 	if err != nil {
 		return err
 	}
 	h.deployment = val.(deploymentEntry).Deployment
 	h.meters = val.(deploymentEntry).meters
+	h.probes = val.(deploymentEntry).probes
 	if h.detach, err = h.deployment.Attach(h); err != nil {
 		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
 	}
@@ -273,10 +279,12 @@ func (h *Handler) Prepare(snap *gateway.Snapshot) (commit func(), err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var created []string
+	probes := make(probeTransports, len(pools))
 	for i, p := range pools {
 		key := upstreamKey(p.Upstreams)
 		if pp, ok := h.proxies[key]; ok {
 			rt.proxies[i] = pp.rp
+			probes[key] = pp.probeTransport()
 			continue
 		}
 		pp, err := h.newProxy(p.Upstreams)
@@ -289,9 +297,11 @@ func (h *Handler) Prepare(snap *gateway.Snapshot) (commit func(), err error) {
 		h.proxies[key] = pp
 		created = append(created, key)
 		rt.proxies[i] = pp.rp
+		probes[key] = pp.probeTransport()
 	}
 	return func() {
 		h.route.Store(rt)
+		h.probes.Store(&probes)
 		h.meters.Prune(names, snap.FlagNames())
 		h.retireUnused(rt)
 	}, nil

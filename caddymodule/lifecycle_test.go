@@ -2,9 +2,11 @@ package caddymodule
 
 import (
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/examples/backend"
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/guard"
 )
 
 // healthSeries returns the upstreams reverse_proxy's health gauge has a
@@ -131,6 +134,45 @@ func TestRetiredProxiesStop(t *testing.T) {
 			if !slices.Contains(live, u) {
 				t.Fatalf("health series %v after 200 changes, want only the live upstreams %v", healthSeries(t), live)
 			}
+		}
+	}
+}
+
+// TestHealthProbesUseThePoolTransport: with TLS to the upstreams set in the
+// proxy block, the switchback health checks speak TLS too.
+func TestHealthProbesUseThePoolTransport(t *testing.T) {
+	e, _ := startEtcd(t)
+	blue := httptest.NewTLSServer(backend.New("blue", "v1"))
+	t.Cleanup(blue.Close)
+	green := httptest.NewTLSServer(backend.New("green", "v2"))
+	t.Cleanup(green.Close)
+	hp := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "https://") }
+	base := startCaddyGlobal(t, fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin off\n\t\tstate_dir %s\n\t}", e.Endpoints()[0], t.TempDir()),
+		fmt.Sprintf(`
+	switchback checkout {
+		pool blue %s
+		pool green %s
+		live blue
+		health_uri /health
+		health_interval 100ms
+		proxy {
+			transport http {
+				tls
+				tls_insecure_skip_verify
+			}
+		}
+	}`, hp(blue), hp(green)))
+	if e, _ := get(t, &http.Client{}, base+"/", nil); e.Pool != "blue" {
+		t.Fatalf("served by %q, want blue over TLS", e.Pool)
+	}
+
+	app := runningApp(t)
+	v := waitView(t, app, "both pools checked", func(v guard.View) bool {
+		return !v.Health["blue"].Checked.IsZero() && !v.Health["green"].Checked.IsZero()
+	})
+	for _, pool := range []string{"blue", "green"} {
+		if h := v.Health[pool]; !h.Healthy {
+			t.Errorf("pool %s behind TLS: %+v, want healthy (probed through the pool's TLS transport)", pool, h)
 		}
 	}
 }

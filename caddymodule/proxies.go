@@ -86,6 +86,10 @@ func (p *poolProxy) probeTransport() http.RoundTripper {
 	return probeTransport{p.rp.Transport}
 }
 
+// probeTransports maps an upstream list (see upstreamKey) to the transport
+// of the proxy built for it.
+type probeTransports map[string]http.RoundTripper
+
 // probeTransport picks each probe's scheme the way reverse_proxy's own
 // active health checks do: a transport with TLS turns http into https.
 type probeTransport struct{ rt http.RoundTripper }
