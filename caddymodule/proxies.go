@@ -19,8 +19,8 @@ import (
 // reporting upstreams no pool has any more until the next config reload.
 type poolProxy struct {
 	rp *reverseproxy.Handler
-	// end cancels the proxy's context: its goroutines stop and the modules
-	// it loaded (its transport) are cleaned up.
+	// end cancels the proxy's context: its goroutines stop, and it and
+	// the modules it loaded (its transport) are cleaned up.
 	end func()
 	// ownTransport is set when reverse_proxy built its default transport
 	// itself: no context cleans that one up, so retire closes its idle
@@ -29,45 +29,50 @@ type poolProxy struct {
 }
 
 // newProxy provisions a reverse_proxy for one upstream list from the proxy
-// template, in a context of its own.
+// template, as a module of a context of its own: the context's cancel
+// cleans up exactly the proxy and what it loaded, and its logs and events
+// name it as reverse_proxy.
 func (h *Handler) newProxy(upstreams []string) (*poolProxy, error) {
-	rp := new(reverseproxy.Handler)
+	tmpl := new(reverseproxy.Handler)
 	if len(h.ProxyRaw) > 0 {
-		if err := json.Unmarshal(h.ProxyRaw, rp); err != nil {
+		if err := json.Unmarshal(h.ProxyRaw, tmpl); err != nil {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
 	}
 	for _, u := range upstreams {
-		rp.Upstreams = append(rp.Upstreams, &reverseproxy.Upstream{Dial: strings.TrimPrefix(u, "http://")})
+		tmpl.Upstreams = append(tmpl.Upstreams, &reverseproxy.Upstream{Dial: strings.TrimPrefix(u, "http://")})
+	}
+	raw, err := json.Marshal(tmpl)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	// caddy.NewContext gives the child a metrics registry of its own, which
 	// no one scrapes: reverse_proxy registers its upstream health gauge
 	// there, and exposeHealthGauge registers that same gauge once in the
 	// config's registry.
 	ctx, end := caddy.NewContext(h.proxyBase)
-	p := &poolProxy{rp: rp, end: end, ownTransport: rp.TransportRaw == nil}
-	if err := rp.Provision(ctx); err != nil {
-		// A partial Provision may have started the health checker.
-		p.retire()
+	mod, err := ctx.LoadModuleByID("http.handlers.reverse_proxy", raw)
+	if err != nil {
+		end() // a partial Provision may have started the health checker
 		return nil, fmt.Errorf("provision reverse_proxy: %w", err)
 	}
+	p := &poolProxy{rp: mod.(*reverseproxy.Handler), end: end, ownTransport: tmpl.TransportRaw == nil}
 	if err := h.exposeHealthGauge(ctx.GetMetricsRegistry()); err != nil {
-		p.retire()
+		_ = p.retire()
 		return nil, err
 	}
 	return p, nil
 }
 
-// retire cleans the proxy up and ends its context. Requests already in it
-// finish; only its hijacked (WebSocket) connections are closed, as they
-// would be by reverse_proxy when its upstream goes away.
+// retire ends the proxy's context. Requests already in the proxy finish;
+// only its hijacked (WebSocket) connections are closed, as they would be
+// by reverse_proxy when its upstream goes away.
 func (p *poolProxy) retire() error {
-	err := p.rp.Cleanup()
 	p.end()
 	if cu, ok := p.rp.Transport.(caddy.CleanerUpper); ok && p.ownTransport {
-		err = errors.Join(err, cu.Cleanup())
+		return cu.Cleanup()
 	}
-	return err
+	return nil
 }
 
 // dials returns the dial addresses the proxy sends to.
