@@ -83,6 +83,12 @@ type App struct {
 	warned   map[string]bool
 	retained map[string]map[string]time.Time
 
+	// recorder writes last-known-good files and applied-version reports;
+	// it runs from Start until Stop, after every loop that applies.
+	recorder     *recorder
+	stopRecorder context.CancelFunc
+	recorded     chan struct{} // closed when the recorder has returned
+
 	stop    context.CancelFunc
 	watched chan struct{} // closed when the watch goroutine has returned
 	judged  chan struct{} // closed when the guard goroutine has returned
@@ -121,6 +127,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.retained = make(map[string]map[string]time.Time)
 	a.guards = make(map[string]*guardState)
 	a.now = time.Now
+	a.recorder = newRecorder(a.record)
 	if a.Store == nil {
 		a.Store = &StoreConfig{}
 	}
@@ -185,7 +192,16 @@ func (a *App) Start() error {
 	if err := a.startAdmin(); err != nil {
 		return err
 	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	a.stopRecorder = rcancel
+	a.recorded = make(chan struct{})
+	go func() {
+		defer close(a.recorded)
+		a.recorder.run(rctx)
+	}()
 	if err := a.startOFREP(); err != nil {
+		a.stopRecorder()
+		<-a.recorded
 		return errors.Join(err, a.stopAdmin())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -209,7 +225,7 @@ func (a *App) Start() error {
 }
 
 // Stop ends the watch, the guard, the rollout driver and the admin API, and
-// waits for them.
+// waits for them; then the recorder, once it has recorded what they applied.
 func (a *App) Stop() error {
 	if a.stop != nil {
 		a.stop()
@@ -217,7 +233,12 @@ func (a *App) Stop() error {
 		<-a.judged
 		<-a.rolled
 	}
-	return errors.Join(a.stopAdmin(), a.stopOFREP())
+	err := errors.Join(a.stopAdmin(), a.stopOFREP())
+	if a.stopRecorder != nil {
+		a.stopRecorder()
+		<-a.recorded
+	}
+	return err
 }
 
 // Cleanup releases the store; the embedded etcd stops when the last config
@@ -233,9 +254,10 @@ func (a *App) Cleanup() error {
 	return err
 }
 
-// apply makes a version from the store live on this instance, then records
-// it as the last-known-good and reports it. The recording also happens for
-// the version the handlers bootstrapped with, which the watch delivers first.
+// apply makes a version from the store live on this instance, then hands it
+// to the recorder, which writes it as the last-known-good and reports it.
+// The recording also happens for the version the handlers bootstrapped
+// with, which the watch delivers first.
 func (a *App) apply(doc configstore.Document) {
 	name := doc.Config.Name
 	dep, ok := LookupDeployment(name)
@@ -267,14 +289,7 @@ func (a *App) apply(doc configstore.Document) {
 	a.retained[name] = doc.Retained
 	a.mu.Unlock()
 	a.metrics.appliedVersion.WithLabelValues(name).Set(float64(doc.Meta.Version))
-	if err := a.writeLastKnownGood(doc); err != nil {
-		a.logger.Error("writing last-known-good", zap.String("deployment", name), zap.Error(err))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := a.store.ReportApplied(ctx, a.Instance, name, doc.Meta.Version); err != nil {
-		a.logger.Debug("reporting applied version", zap.Error(err))
-	}
+	a.recorder.offer(doc)
 }
 
 // retainedPools returns the rollback targets of deployment name as of the

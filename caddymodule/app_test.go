@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -103,9 +101,7 @@ func TestStoreWinsOverCaddyfile(t *testing.T) {
 	}
 
 	// The last-known-good file holds version 2.
-	if _, err := os.Stat(filepath.Join(stateDir, "checkout.json")); err != nil {
-		t.Errorf("no last-known-good file: %v", err)
-	}
+	waitForLastKnownGood(t, stateDir, "checkout", 2)
 }
 
 func TestBootFromLastKnownGoodWhenStoreDown(t *testing.T) {
@@ -120,6 +116,7 @@ func TestBootFromLastKnownGoodWhenStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	testharness.WaitFor(t, "green to be served", func() bool { p, _ := servedPool(t, base, "u1"); return p == "green" })
+	waitForLastKnownGood(t, stateDir, "checkout", 2) // recorded after it is served
 
 	// etcd goes away; a gateway starting now serves the last-known-good.
 	endpoint := e.Endpoint()

@@ -25,8 +25,10 @@ type guardState struct {
 	checker     *guard.Checker
 	stopChecker context.CancelFunc
 	checkerDone chan struct{}
-	snap        *gateway.Snapshot // the snapshot policy and the checker were set from
+	snap        *gateway.Snapshot // the snapshot policy was compiled from
 	policy      guard.Policy      // compiled from snap's guard
+	checked     *gateway.Snapshot // the snapshot the checker was set from
+	probes      *probeTransports  // the transports the checker was set with
 	nextSlot    time.Time         // when the meters advance next
 	lastRefusal time.Time         // rate-limits "fallback refused" events
 
@@ -119,10 +121,15 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 		return
 	}
 	name := snap.Name()
+	// A reload may rebuild the proxies, and so the transports to probe
+	// through, under the same snapshot.
+	if probes := entry.probes.Load(); snap != st.checked || probes != st.probes {
+		st.checked, st.probes = snap, probes
+		configureChecks(st.checker, snap, probes)
+	}
 	if snap != st.snap {
 		st.mark(snap.Version(), now, entry.meters.Stats())
 		st.snap, st.policy = snap, guard.Compile(snap.Guard())
-		configureChecks(st.checker, snap)
 		// Pools and flags may be gone, or the guard with them: their
 		// breach gauges go too, and this slot sets the current ones again.
 		a.metrics.breaching.DeletePartialMatch(prometheus.Labels{"deployment": name})
@@ -190,16 +197,22 @@ func (a *App) setBreaching(v guard.View) {
 // whoever wrote it.
 func (a *App) noteGuardWrite(name string, t time.Time) { a.control.NoteGuardWrite(name, t) }
 
-// configureChecks points the health checker at the snapshot's pools.
-func configureChecks(c *guard.Checker, snap *gateway.Snapshot) {
+// configureChecks points the health checker at the snapshot's pools, each
+// probed through its proxy's transport (plain HTTP for a pool whose proxy
+// is not known yet).
+func configureChecks(c *guard.Checker, snap *gateway.Snapshot, probes *probeTransports) {
 	h := snap.Health()
 	if h == nil {
 		c.Set(nil, "", 0)
 		return
 	}
-	targets := map[string][]string{}
+	targets := map[string]guard.Target{}
 	for _, p := range snap.Pools() {
-		targets[p.Name] = p.Upstreams
+		tg := guard.Target{Upstreams: p.Upstreams}
+		if probes != nil {
+			tg.Transport = (*probes)[upstreamKey(p.Upstreams)]
+		}
+		targets[p.Name] = tg
 	}
 	c.Set(targets, h.URI, h.Interval.Std(gateway.DefaultInterval))
 	c.SetLatency(time.Duration(h.Latency))

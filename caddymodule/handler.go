@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/gateway"
@@ -39,6 +40,9 @@ var deployments = caddy.NewUsagePool()
 type deploymentEntry struct {
 	*gateway.Deployment
 	meters *guard.Registry
+	// probes is what the health checker probes the live pools through:
+	// the transports of the proxies built for them.
+	probes *atomic.Pointer[probeTransports]
 }
 
 func (deploymentEntry) Destruct() error { return nil }
@@ -98,15 +102,23 @@ type Handler struct {
 	logger     *zap.Logger
 	deployment *gateway.Deployment
 	meters     *guard.Registry
+	probes     *atomic.Pointer[probeTransports]
 	detach     func()
 
 	// route is what the request path reads: the live snapshot and one
 	// provisioned reverse_proxy per pool, swapped together.
 	route atomic.Pointer[route]
 
-	// mu protects proxies, the per-upstream-set proxies built so far.
-	mu      sync.Mutex
-	proxies map[string]*reverseproxy.Handler
+	// proxyBase is the parent of every proxy's own context. Derived once
+	// from ctx, so that ending a proxy's context (caddy.NewContext's cancel
+	// runs its parent's OnCancel functions) never runs the handler's.
+	proxyBase caddy.Context
+
+	// mu protects proxies, the per-upstream-set proxies built so far, and
+	// healthGauge, reverse_proxy's gauge of upstream health once found.
+	mu          sync.Mutex
+	proxies     map[string]*poolProxy
+	healthGauge *prometheus.GaugeVec
 }
 
 // Sticky is the JSON form of a subject source.
@@ -136,7 +148,10 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.ctx = ctx
 	h.logger = ctx.Logger()
-	h.proxies = make(map[string]*reverseproxy.Handler)
+	h.proxies = make(map[string]*poolProxy)
+	// Never canceled here: that would run ctx's OnCancel functions. It
+	// ends with ctx, when the config is unloaded.
+	h.proxyBase, _ = caddy.NewContext(ctx)
 
 	var err error
 	if h.Sticky == nil {
@@ -159,13 +174,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	val, _, err := deployments.LoadOrNew(h.Deployment, func() (caddy.Destructor, error) {
-		return deploymentEntry{Deployment: gateway.NewDeployment(h.Deployment), meters: guard.NewRegistry()}, nil
+		return deploymentEntry{Deployment: gateway.NewDeployment(h.Deployment), meters: guard.NewRegistry(),
+			probes: new(atomic.Pointer[probeTransports])}, nil
 	})
 	if err != nil {
 		return err
 	}
 	h.deployment = val.(deploymentEntry).Deployment
 	h.meters = val.(deploymentEntry).meters
+	h.probes = val.(deploymentEntry).probes
 	if h.detach, err = h.deployment.Attach(h); err != nil {
 		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
 	}
@@ -262,61 +279,54 @@ func (h *Handler) Prepare(snap *gateway.Snapshot) (commit func(), err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var created []string
+	probes := make(probeTransports, len(pools))
 	for i, p := range pools {
 		key := upstreamKey(p.Upstreams)
-		if rp, ok := h.proxies[key]; ok {
-			rt.proxies[i] = rp
+		if pp, ok := h.proxies[key]; ok {
+			rt.proxies[i] = pp.rp
+			probes[key] = pp.probeTransport()
 			continue
 		}
-		rp, err := h.newProxy(p.Upstreams)
+		pp, err := h.newProxy(p.Upstreams)
 		if err != nil {
 			for _, k := range created {
-				_ = h.proxies[k].Cleanup()
-				delete(h.proxies, k)
+				h.retire(k)
 			}
 			return nil, fmt.Errorf("pool %s: %w", p.Name, err)
 		}
-		h.proxies[key] = rp
+		h.proxies[key] = pp
 		created = append(created, key)
-		rt.proxies[i] = rp
+		rt.proxies[i] = pp.rp
+		probes[key] = pp.probeTransport()
 	}
 	return func() {
 		h.route.Store(rt)
+		h.probes.Store(&probes)
 		h.meters.Prune(names, snap.FlagNames())
 		h.retireUnused(rt)
 	}, nil
 }
 
-// retireUnused cleans up proxies no pool uses any more. Requests already in
-// them finish; only their hijacked (WebSocket) connections are closed, as
-// they would be by reverse_proxy when its upstream goes away.
+// retireUnused retires the proxies no pool uses any more.
 func (h *Handler) retireUnused(rt *route) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for key, rp := range h.proxies {
-		if !slices.Contains(rt.proxies, rp) {
-			if err := rp.Cleanup(); err != nil {
-				h.logger.Error("retiring proxy", zap.String("upstreams", key), zap.Error(err))
-			}
-			delete(h.proxies, key)
+	for key, pp := range h.proxies {
+		if !slices.Contains(rt.proxies, pp.rp) {
+			h.retire(key)
 		}
 	}
 }
 
-func (h *Handler) newProxy(upstreams []string) (*reverseproxy.Handler, error) {
-	rp := new(reverseproxy.Handler)
-	if len(h.ProxyRaw) > 0 {
-		if err := json.Unmarshal(h.ProxyRaw, rp); err != nil {
-			return nil, fmt.Errorf("proxy: %w", err)
-		}
+// retire ends the proxy of one upstream list and the health series of its
+// upstreams. h.mu must be held.
+func (h *Handler) retire(key string) {
+	pp := h.proxies[key]
+	delete(h.proxies, key)
+	if err := pp.retire(); err != nil {
+		h.logger.Error("retiring proxy", zap.String("upstreams", key), zap.Error(err))
 	}
-	for _, u := range upstreams {
-		rp.Upstreams = append(rp.Upstreams, &reverseproxy.Upstream{Dial: strings.TrimPrefix(u, "http://")})
-	}
-	if err := rp.Provision(h.ctx); err != nil {
-		return nil, fmt.Errorf("provision reverse_proxy: %w", err)
-	}
-	return rp, nil
+	h.forgetHealth(pp.dials())
 }
 
 func upstreamKey(upstreams []string) string { return strings.Join(upstreams, " ") }
@@ -333,9 +343,8 @@ func (h *Handler) Cleanup() error {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for key, rp := range h.proxies {
-		_ = rp.Cleanup()
-		delete(h.proxies, key)
+	for key := range h.proxies {
+		h.retire(key)
 	}
 	return nil
 }

@@ -1,12 +1,16 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -95,5 +99,86 @@ func (a *App) removeStaleTemps() {
 			continue
 		}
 		a.logger.Info("removed a leftover last-known-good temporary file", zap.String("path", path))
+	}
+}
+
+// recorder records what this instance applied (the last-known-good file
+// and the applied-version report) off the store's watch callback, so a slow
+// disk or etcd delays only the record, never the next version. While one
+// record is being written, only the newest version of each deployment
+// waits: an older one would be overwritten at once.
+type recorder struct {
+	write func(configstore.Document)
+	wake  chan struct{}
+
+	// mu protects pending: per deployment, the newest document not yet
+	// handed to write.
+	mu      sync.Mutex
+	pending map[string]configstore.Document
+}
+
+func newRecorder(write func(configstore.Document)) *recorder {
+	return &recorder{write: write, wake: make(chan struct{}, 1), pending: map[string]configstore.Document{}}
+}
+
+// offer queues doc for recording, replacing an older pending version of
+// its deployment; it never blocks.
+func (r *recorder) offer(doc configstore.Document) {
+	name := doc.Config.Name
+	r.mu.Lock()
+	if cur, ok := r.pending[name]; !ok || doc.Meta.Version >= cur.Meta.Version {
+		r.pending[name] = doc
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run writes what is offered until ctx ends, then what is still pending,
+// so a stopping gateway's last-known-good is the version it served last.
+func (r *recorder) run(ctx context.Context) {
+	for {
+		r.flush()
+		select {
+		case <-ctx.Done():
+			r.flush()
+			return
+		case <-r.wake:
+		}
+	}
+}
+
+// flush writes every pending document, including ones offered meanwhile.
+func (r *recorder) flush() {
+	for {
+		r.mu.Lock()
+		names := slices.Sorted(maps.Keys(r.pending))
+		if len(names) == 0 {
+			r.mu.Unlock()
+			return
+		}
+		doc := r.pending[names[0]]
+		delete(r.pending, names[0])
+		r.mu.Unlock()
+		r.write(doc)
+	}
+}
+
+// record writes the last-known-good file of an applied version and reports
+// it to the store; failures are logged, the next version tries again.
+func (a *App) record(doc configstore.Document) {
+	name := doc.Config.Name
+	if err := a.writeLastKnownGood(doc); err != nil {
+		a.logger.Error("writing last-known-good", zap.String("deployment", name), zap.Error(err))
+	}
+	if a.store == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := a.store.ReportApplied(ctx, a.Instance, name, doc.Meta.Version); err != nil {
+		a.logger.Debug("reporting applied version", zap.String("deployment", name), zap.Error(err))
 	}
 }

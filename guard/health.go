@@ -24,15 +24,29 @@ type PoolHealth struct {
 	Error string `json:"error,omitempty"`
 }
 
+// Target is one pool as the checker probes it.
+type Target struct {
+	// Upstreams are the pool's dial addresses (host:port).
+	Upstreams []string
+	// Transport carries the probes: the pool's own, so a probe reaches an
+	// upstream the way a proxied request does (TLS included). It is handed
+	// http:// URLs; a transport that speaks TLS upgrades them. Nil means
+	// plain HTTP.
+	Transport http.RoundTripper
+}
+
+// probeTimeout bounds one probe.
+const probeTimeout = 2 * time.Second
+
 // Checker probes every upstream of every pool on an interval. Run owns its
 // goroutine; Set replaces what it checks.
 type Checker struct {
-	client *http.Client
-	now    func() time.Time
+	plain http.RoundTripper // for targets without a transport
+	now   func() time.Time
 
 	// mu protects targets, uri, interval, latency and state.
 	mu       sync.Mutex
-	targets  map[string][]string // pool -> upstream host:port
+	targets  map[string]Target // by pool
 	uri      string
 	interval time.Duration
 	latency  time.Duration // slowest passing answer; 0: no bound
@@ -43,13 +57,8 @@ type Checker struct {
 // NewChecker returns a checker with nothing to check.
 func NewChecker(now func() time.Time) *Checker {
 	return &Checker{
-		client: &http.Client{
-			Timeout: 2 * time.Second,
-			// Probe the upstream itself: no proxy from the environment, and
-			// a redirect is an answer, not somewhere else to check.
-			Transport:     &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		// Probe the upstream itself: no proxy from the environment.
+		plain:   &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2},
 		now:     now,
 		state:   map[string]PoolHealth{},
 		changed: make(chan struct{}, 1),
@@ -58,7 +67,7 @@ func NewChecker(now func() time.Time) *Checker {
 
 // Set replaces the pools to check, the path and the interval; uri "" stops
 // checking. State of pools that remain is kept.
-func (c *Checker) Set(pools map[string][]string, uri string, interval time.Duration) {
+func (c *Checker) Set(pools map[string]Target, uri string, interval time.Duration) {
 	c.mu.Lock()
 	c.targets, c.uri, c.interval = pools, uri, interval
 	for p := range c.state {
@@ -124,14 +133,24 @@ func (c *Checker) Run(ctx context.Context) {
 	}
 }
 
-func (c *Checker) round(ctx context.Context, targets map[string][]string, uri string) {
+func (c *Checker) round(ctx context.Context, targets map[string]Target, uri string) {
 	c.mu.Lock()
 	bound := c.latency
 	c.mu.Unlock()
-	for pool, ups := range targets {
+	for pool, tg := range targets {
+		transport := tg.Transport
+		if transport == nil {
+			transport = c.plain
+		}
+		client := &http.Client{
+			Timeout:   probeTimeout,
+			Transport: transport,
+			// A redirect is an answer, not somewhere else to check.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 		var failure string
-		for _, u := range ups {
-			if err := c.probe(ctx, "http://"+strings.TrimPrefix(u, "http://")+uri, bound); err != "" {
+		for _, u := range tg.Upstreams {
+			if err := c.probe(ctx, client, "http://"+strings.TrimPrefix(u, "http://")+uri, bound); err != "" {
 				failure = u + ": " + err
 				break
 			}
@@ -152,14 +171,14 @@ func (c *Checker) round(ctx context.Context, targets map[string][]string, uri st
 
 // probe checks one upstream: an answer under 400, within bound when one
 // is set. It returns why the check failed, or "".
-func (c *Checker) probe(ctx context.Context, url string, bound time.Duration) string {
+func (c *Checker) probe(ctx context.Context, client *http.Client, url string, bound time.Duration) string {
 	start := c.now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err.Error()
 	}
 	req.Header.Set("User-Agent", "switchback-health")
-	resp, err := c.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err.Error()
 	}

@@ -25,7 +25,7 @@ func TestChecker(t *testing.T) {
 	go func() { defer close(done); c.Run(t.Context()) }()
 	t.Cleanup(func() { <-done })
 
-	c.Set(map[string][]string{"blue": {strings.TrimPrefix(srv.URL, "http://")}}, "/health", 10*time.Millisecond)
+	c.Set(map[string]Target{"blue": {Upstreams: []string{strings.TrimPrefix(srv.URL, "http://")}}}, "/health", 10*time.Millisecond)
 	testharness.WaitFor(t, "blue healthy", func() bool { h, _ := c.Health("blue"); return h.Healthy && !h.LastHealthy.IsZero() })
 
 	healthy.Store(false)
@@ -41,14 +41,40 @@ func TestChecker(t *testing.T) {
 	}
 }
 
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+// roundTripFunc adapts a function to http.RoundTripper.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestCheckerUsesPoolTransport(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	// What a pool's proxy transport with TLS does: upgrade http to https,
+	// trusting the upstream's certificate.
+	tlsClient := srv.Client().Transport
+	viaTLS := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		r = r.Clone(r.Context())
+		r.URL.Scheme = "https"
+		return tlsClient.RoundTrip(r)
+	})
+	up := []string{strings.TrimPrefix(srv.URL, "https://")}
+
+	c := NewChecker(time.Now)
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(t.Context()) }()
+	t.Cleanup(func() { <-done })
+
+	c.Set(map[string]Target{"tls": {Upstreams: up, Transport: viaTLS}, "plain": {Upstreams: up}}, "/health", 10*time.Millisecond)
+	testharness.WaitFor(t, "both pools checked", func() bool {
+		a, _ := c.Health("tls")
+		b, _ := c.Health("plain")
+		return !a.Checked.IsZero() && !b.Checked.IsZero()
+	})
+	if h, _ := c.Health("tls"); !h.Healthy {
+		t.Errorf("pool probed through its TLS transport: %+v, want healthy", h)
+	}
+	if h, _ := c.Health("plain"); h.Healthy {
+		t.Errorf("pool probed in plain HTTP against a TLS upstream: %+v, want unhealthy", h)
 	}
 }
 
@@ -85,8 +111,8 @@ func TestCheckerLatencyBound(t *testing.T) {
 			delay.Store(int64(tt.delay))
 			c.SetLatency(tt.bound)
 			start := time.Now()
-			c.Set(map[string][]string{"green": {strings.TrimPrefix(srv.URL, "http://")}}, "/health", 10*time.Millisecond)
-			poll(t, tt.name, func() bool {
+			c.Set(map[string]Target{"green": {Upstreams: []string{strings.TrimPrefix(srv.URL, "http://")}}}, "/health", 10*time.Millisecond)
+			testharness.WaitFor(t, tt.name, func() bool {
 				h, ok := c.Health("green")
 				return ok && h.Checked.After(start) && h.Healthy == tt.healthy && strings.Contains(h.Error, tt.errText)
 			})
