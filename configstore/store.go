@@ -95,6 +95,9 @@ type Meta struct {
 	// like "weights.green 0 → 100, weights.blue 100 → 0"; "created" for
 	// version 1 and "restored version 3" for a restore.
 	Summary string `json:"summary"`
+	// ChangeSet is the id of the change set that wrote this version, if
+	// one did (changesets.go).
+	ChangeSet string `json:"changeset,omitempty"`
 }
 
 // Document is one version of a deployment: the routing document, its
