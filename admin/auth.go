@@ -36,6 +36,9 @@ type Principal struct {
 	// Name is the token's name, or "local" when the API runs without tokens.
 	Name string
 	Role Role
+	// Services, when not nil, are the only services the caller may read
+	// and change (a tokens-file line ending services=payments,search).
+	Services []string
 }
 
 // localPrincipal is every loopback caller when no tokens file is configured.
@@ -63,9 +66,10 @@ type tokenSet struct {
 }
 
 type tokenEntry struct {
-	name string
-	role Role
-	hash [sha256.Size]byte
+	name     string
+	role     Role
+	hash     [sha256.Size]byte
+	services []string
 }
 
 // loadTokens parses a tokens file: one token per line, "NAME ROLE
@@ -89,8 +93,16 @@ func loadTokens(path string) (*tokenSet, error) {
 		}
 		at := fmt.Sprintf("%s:%d", path, line)
 		fields := strings.Fields(text)
+		var services []string
+		if len(fields) == 4 {
+			var err error
+			if services, err = parseServicesScope(fields[3]); err != nil {
+				return nil, fmt.Errorf("%s: %w", at, err)
+			}
+			fields = fields[:3]
+		}
 		if len(fields) != 3 {
-			return nil, fmt.Errorf("%s: got %d fields, want NAME ROLE TOKEN_SHA256 (for example: alice operator $(printf %%s TOKEN | sha256sum))", at, len(fields))
+			return nil, fmt.Errorf("%s: got %d fields, want NAME ROLE TOKEN_SHA256 [services=a,b] (for example: alice operator $(printf %%s TOKEN | sha256sum))", at, len(fields))
 		}
 		name, role, sum := fields[0], Role(fields[1]), fields[2]
 		if !gateway.ValidName(name) || name == localPrincipal.Name {
@@ -112,7 +124,7 @@ func loadTokens(path string) (*tokenSet, error) {
 			return nil, fmt.Errorf("%s: same token hash as line %d; give every name its own token", at, prev)
 		}
 		names[name], hashes[e.hash] = line, line
-		e.name, e.role = name, role
+		e.name, e.role, e.services = name, role, services
 		ts.entries = append(ts.entries, e)
 	}
 	if err := sc.Err(); err != nil {
@@ -138,7 +150,7 @@ func (ts *tokenSet) lookup(token string) (Principal, bool) {
 	if found < 0 {
 		return Principal{}, false
 	}
-	return Principal{Name: ts.entries[found].name, Role: ts.entries[found].role}, true
+	return Principal{Name: ts.entries[found].name, Role: ts.entries[found].role, Services: ts.entries[found].services}, true
 }
 
 // authenticate names the caller, or says why not: 401 for a missing or

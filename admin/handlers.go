@@ -125,6 +125,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	s.Handle("POST "+d+"/rollback", http.HandlerFunc(s.handleRollback), RoleOperator)
 	s.Handle("GET "+d+"/guard", http.HandlerFunc(s.handleGuard), RoleViewer)
 	s.rolloutRoutes()
+	s.serviceRoutes()
 	s.Handle("GET /api/v1/events", http.HandlerFunc(s.handleEvents), RoleViewer)
 	s.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), RoleViewer)
 	s.Handle("GET /healthz", http.HandlerFunc(s.handleHealth), RoleViewer)

@@ -100,6 +100,7 @@ type Server struct {
 	cop            *http.CrossOriginProtection
 	mux            *http.ServeMux
 	metrics        *metrics
+	svcMetrics     *serviceMetrics
 	log            *zap.Logger
 	audit          func(Record)
 	now            func() time.Time
@@ -171,6 +172,9 @@ func New(opts Options) (*Server, error) {
 		reg = prometheus.NewRegistry()
 	}
 	if s.metrics, err = newMetrics(reg); err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	if s.svcMetrics, err = newServiceMetrics(reg); err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
 	s.routes(reg)
