@@ -94,7 +94,7 @@ func loadTokens(path string) (*tokenSet, error) {
 		at := fmt.Sprintf("%s:%d", path, line)
 		fields := strings.Fields(text)
 		var services []string
-		if len(fields) == 4 {
+		if len(fields) == 4 && strings.HasPrefix(fields[3], "services=") {
 			var err error
 			if services, err = parseServicesScope(fields[3]); err != nil {
 				return nil, fmt.Errorf("%s: %w", at, err)
