@@ -112,7 +112,9 @@ func TestRevertReachesEveryWatcher(t *testing.T) {
 			}()
 			t.Cleanup(func() { <-done })
 		}
-		wg.Go(func() { longPoll(t, hs.URL, n, 2, func(v configclient.Version) { got <- seen{"poll/" + n, v.Version, timeoutOf(v)} }) })
+		wg.Go(func() {
+			longPoll(t, hs.URL, n, 2, func(v configclient.Version) { got <- seen{"poll/" + n, v.Version, timeoutOf(v)} })
+		})
 		streamed := stream(t, hs.URL, n)
 		wg.Go(func() {
 			for v := range streamed {
