@@ -101,6 +101,7 @@ type Server struct {
 	mux            *http.ServeMux
 	metrics        *metrics
 	svcMetrics     *serviceMetrics
+	hub            *serviceHub
 	log            *zap.Logger
 	audit          func(Record)
 	now            func() time.Time
@@ -125,6 +126,7 @@ func New(opts Options) (*Server, error) {
 		guard:          opts.Guard,
 		mux:            http.NewServeMux(),
 		cop:            http.NewCrossOriginProtection(),
+		hub:            newServiceHub(opts.Store),
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()

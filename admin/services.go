@@ -256,18 +256,34 @@ func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, name string, a
 	defer s.svcMetrics.watching(name, -1)
 	ctx, cancel := context.WithTimeout(r.Context(), d)
 	defer cancel()
-	doc, err := s.store.WaitService(ctx, name, after)
+	// Subscribe before reading, so a version written in between is not
+	// missed.
+	sub := s.hub.subscribe(name)
+	defer s.hub.unsubscribe(name, sub)
+	doc, err := s.store.GetService(ctx, name)
 	switch {
-	case err == nil:
-		s.svcMetrics.delivered(doc, s.now())
+	case err == nil && doc.Meta.Version > after:
 		writeService(w, doc)
-	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
-		w.Header().Set(ConfigVersionHeader, strconv.FormatUint(after, 10))
-		w.WriteHeader(http.StatusNotModified)
-	case r.Context().Err() != nil:
-		// The client left.
-	default:
+		return
+	case err != nil && !errors.Is(err, configstore.ErrNotFound):
 		s.writeErr(w, err)
+		return
+	}
+	for {
+		select {
+		case doc := <-sub.ch:
+			if doc.Meta.Version > after {
+				s.svcMetrics.delivered(doc, s.now())
+				writeService(w, doc)
+				return
+			}
+		case <-ctx.Done():
+			if r.Context().Err() == nil {
+				w.Header().Set(ConfigVersionHeader, strconv.FormatUint(after, 10))
+				w.WriteHeader(http.StatusNotModified)
+			}
+			return
+		}
 	}
 }
 
