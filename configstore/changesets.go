@@ -209,7 +209,7 @@ func (s *Store) prepareSpec(ctx context.Context, c ChangeSpec, meta Meta) (csTar
 				return csTarget{}, err
 			}
 		}
-		return s.serviceTarget(st, cfg, meta, 0)
+		return s.serviceTarget(st, next{cfg: cfg, gray: st.doc.Gray, meta: meta})
 	}
 	cur, modRev, err := s.current(ctx, c.Deployment)
 	if err != nil {
@@ -222,8 +222,8 @@ func (s *Store) prepareSpec(ctx context.Context, c ChangeSpec, meta Meta) (csTar
 	return s.deploymentTarget(cur, modRev, cfg, meta, 0)
 }
 
-func (s *Store) serviceTarget(st serviceState, cfg json.RawMessage, meta Meta, from uint64) (csTarget, error) {
-	doc, _, p, wrote, err := s.prepareService(st, cfg, meta, from)
+func (s *Store) serviceTarget(st serviceState, n next) (csTarget, error) {
+	doc, _, p, wrote, err := s.prepareService(st, n)
 	if err != nil {
 		return csTarget{}, err
 	}
@@ -462,7 +462,7 @@ func (s *Store) revertTarget(ctx context.Context, id string, e ChangeSetEntry, f
 		if err != nil {
 			return csTarget{}, err
 		}
-		return s.serviceTarget(st, src.Config, meta, e.From)
+		return s.serviceTarget(st, next{cfg: src.Config, gray: src.Gray, meta: meta, from: e.From})
 	}
 	cur, modRev, err := s.current(ctx, e.Deployment)
 	if err != nil {

@@ -38,6 +38,9 @@ type ServiceDoc struct {
 	Name   string          `json:"name"`
 	Meta   Meta            `json:"meta"`
 	Config json.RawMessage `json:"config"`
+	// Gray, when set, is a gray release: the instances bucketed below its
+	// percentage get its document instead of Config (services_gray.go).
+	Gray *Gray `json:"gray,omitempty"`
 }
 
 // ServiceResult is what a service write did, like Result for deployments.
@@ -211,7 +214,8 @@ type prepared struct {
 // prepareService builds the next version of a service with content cfg
 // (restoredFrom: the version it restores, or 0). It reports wrote false,
 // with no operations, when cfg equals the current content.
-func (s *Store) prepareService(st serviceState, cfg json.RawMessage, meta Meta, restoredFrom uint64) (ServiceDoc, []Change, prepared, bool, error) {
+func (s *Store) prepareService(st serviceState, n next) (ServiceDoc, []Change, prepared, bool, error) {
+	cfg, meta, restoredFrom := n.cfg, n.meta, n.from
 	cfg, err := ParseServiceConfig(cfg)
 	if err != nil {
 		return ServiceDoc{}, nil, prepared{}, false, err
@@ -221,19 +225,26 @@ func (s *Store) prepareService(st serviceState, cfg json.RawMessage, meta Meta, 
 			return ServiceDoc{}, nil, prepared{}, false, err
 		}
 	}
+	if n.gray != nil && st.schema != nil {
+		if err := st.schema.Validate(n.gray.Config); err != nil {
+			return ServiceDoc{}, nil, prepared{}, false, prefixField(err, "gray")
+		}
+	}
 	changes := DiffJSON(st.doc.Config, cfg)
-	if st.exists() && len(changes) == 0 {
+	if st.exists() && len(changes) == 0 && sameGray(st.doc.Gray, n.gray) {
 		return st.doc, nil, prepared{}, false, nil
 	}
 	v := st.doc.Meta.Version + 1
 	summary := "created"
 	switch {
+	case n.summary != "":
+		summary = n.summary
 	case restoredFrom != 0:
 		summary = "restored version " + strconv.FormatUint(restoredFrom, 10)
 	case st.exists():
 		summary = summarize(changes)
 	}
-	doc := ServiceDoc{Name: st.name, Meta: s.stamp(meta, s.now(), v, restoredFrom, summary), Config: cfg}
+	doc := ServiceDoc{Name: st.name, Meta: s.stamp(meta, s.now(), v, restoredFrom, summary), Config: cfg, Gray: n.gray}
 	b, err := json.Marshal(doc)
 	if err != nil {
 		return ServiceDoc{}, nil, prepared{}, false, fmt.Errorf("configstore: encode service %s version %d: %w", st.name, v, err)
@@ -252,12 +263,23 @@ func (s *Store) prepareService(st serviceState, cfg json.RawMessage, meta Meta, 
 	return doc, changes, p, true, nil
 }
 
-// serviceNext computes a service's next content from its current state,
-// and the version it restores (0 for an edit). It may run more than once.
-type serviceNext func(ctx context.Context, st serviceState) (cfg json.RawMessage, restoredFrom uint64, err error)
+// next is a service's next version as a write computes it: its content,
+// its gray release, the version it restores (0 for an edit), and a summary
+// when the diff does not say what happened (gray steps).
+type next struct {
+	cfg     json.RawMessage
+	gray    *Gray
+	meta    Meta
+	from    uint64
+	summary string
+}
+
+// serviceNext computes a service's next version from its current state.
+// It may run more than once.
+type serviceNext func(ctx context.Context, st serviceState) (next, error)
 
 // writeService is the compare-and-swap loop of every single-service write.
-func (s *Store) writeService(ctx context.Context, name string, ifVersion uint64, meta Meta, wo writeOptions, mustExist bool, next serviceNext) (ServiceResult, error) {
+func (s *Store) writeService(ctx context.Context, name string, ifVersion uint64, meta Meta, wo writeOptions, mustExist bool, nextVersion serviceNext) (ServiceResult, error) {
 	if err := checkName(name); err != nil {
 		return ServiceResult{}, err
 	}
@@ -281,11 +303,12 @@ func (s *Store) writeService(ctx context.Context, name string, ifVersion uint64,
 		if ifVersion != 0 && st.doc.Meta.Version != ifVersion {
 			return ServiceResult{}, &ConflictError{Deployment: name, Service: true, Want: ifVersion, Current: st.doc.Meta.Version}
 		}
-		cfg, from, err := next(ctx, st)
+		n, err := nextVersion(ctx, st)
 		if err != nil {
 			return ServiceResult{}, err
 		}
-		doc, _, p, wrote, err := s.prepareService(st, cfg, meta, from)
+		n.meta = meta
+		doc, _, p, wrote, err := s.prepareService(st, n)
 		if err != nil || !wrote {
 			return ServiceResult{Doc: doc, Prev: doc}, err
 		}
@@ -311,8 +334,8 @@ func (s *Store) writeService(ctx context.Context, name string, ifVersion uint64,
 // current version (If-Match); otherwise a lost race is retried. A document
 // equal to the current one writes nothing.
 func (s *Store) PutService(ctx context.Context, name string, cfg json.RawMessage, ifVersion uint64, meta Meta) (ServiceResult, error) {
-	return s.writeService(ctx, name, ifVersion, meta, writeOptions{}, false, func(context.Context, serviceState) (json.RawMessage, uint64, error) {
-		return cfg, 0, nil
+	return s.writeService(ctx, name, ifVersion, meta, writeOptions{}, false, func(_ context.Context, st serviceState) (next, error) {
+		return next{cfg: cfg, gray: st.doc.Gray}, nil
 	})
 }
 
@@ -322,30 +345,30 @@ func (s *Store) PatchService(ctx context.Context, name string, patch json.RawMes
 	if _, err := MergePatch(nil, patch); err != nil {
 		return ServiceResult{}, err
 	}
-	return s.writeService(ctx, name, ifVersion, meta, writeOptions{}, true, func(_ context.Context, st serviceState) (json.RawMessage, uint64, error) {
+	return s.writeService(ctx, name, ifVersion, meta, writeOptions{}, true, func(_ context.Context, st serviceState) (next, error) {
 		cfg, err := MergePatch(st.doc.Config, patch)
-		return cfg, 0, err
+		return next{cfg: cfg, gray: st.doc.Gray}, err
 	})
 }
 
 // RestoreService writes a new version with version v's content.
 func (s *Store) RestoreService(ctx context.Context, name string, v, ifVersion uint64, meta Meta) (ServiceResult, error) {
-	return s.writeService(ctx, name, ifVersion, meta, writeOptions{}, true, func(ctx context.Context, _ serviceState) (json.RawMessage, uint64, error) {
+	return s.writeService(ctx, name, ifVersion, meta, writeOptions{}, true, func(ctx context.Context, _ serviceState) (next, error) {
 		src, err := s.serviceVersion(ctx, name, v)
-		return src.Config, v, err
+		return next{cfg: src.Config, gray: src.Gray, from: v}, err
 	})
 }
 
 // RollbackService restores the version before the current one, pinned to
 // the version it reads (like Rollback).
 func (s *Store) RollbackService(ctx context.Context, name string, ifVersion uint64, meta Meta) (ServiceResult, error) {
-	return s.writeService(ctx, name, ifVersion, meta, writeOptions{pinned: true}, true, func(ctx context.Context, st serviceState) (json.RawMessage, uint64, error) {
+	return s.writeService(ctx, name, ifVersion, meta, writeOptions{pinned: true}, true, func(ctx context.Context, st serviceState) (next, error) {
 		cur := st.doc.Meta.Version
 		if cur < 2 {
-			return nil, 0, &NotFoundError{Deployment: name, Kind: "service", What: "version before " + strconv.FormatUint(cur, 10)}
+			return next{}, &NotFoundError{Deployment: name, Kind: "service", What: "version before " + strconv.FormatUint(cur, 10)}
 		}
 		src, err := s.serviceVersion(ctx, name, cur-1)
-		return src.Config, cur - 1, err
+		return next{cfg: src.Config, gray: src.Gray, from: cur - 1}, err
 	})
 }
 
