@@ -38,7 +38,7 @@ var commands = []CommandInfo{
 	{"rollback", "NAME", "Undo the last change, as a new version"},
 	{"rollout", "start|status|pause|resume|abort NAME [--target pool:P|flag:F --steps 1,10,50,100 --bake 30m]",
 		"Move a pool's weight or a flag's percentage up step by step, each step baked and judged by the guard"},
-	{"config", "get|put|patch|edit|history|diff|restore|rollback|watch SERVICE [FILE|VERSION] [--write FILE --exec CMD --signal PID:SIGHUP]",
+	{"config", "get|put|patch|edit|history|diff|restore|rollback|watch|gray SERVICE [FILE|VERSION|promote|abandon] [--write FILE --exec CMD --signal PID:SIGHUP] [--percent P]",
 		"Read, change, undo and deliver a service's versioned configuration"},
 	{"changeset", "apply FILE | list | show ID | revert ID [--force]",
 		"Change several services and deployments in one transaction, or undo such a change"},

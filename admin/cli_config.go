@@ -35,6 +35,8 @@ type configFlags struct {
 	signal     string
 	mode       string
 	force      bool
+	percent    float64
+	instance   string
 	stdin      io.Reader
 	editorEnv  string
 	runCommand func(ctx context.Context, shell string) error
@@ -65,6 +67,8 @@ func runConfigCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, s
 	fs.StringVar(&f.execCmd, "exec", "", "watch: run `COMMAND` (with sh -c) after each write")
 	fs.StringVar(&f.signal, "signal", "", "watch: send `PID:SIGNAL` (like 1234:SIGHUP) after each write")
 	fs.StringVar(&f.mode, "mode", "sse", "watch: sse (event stream) or poll (long poll)")
+	fs.Float64Var(&f.percent, "percent", 0, "gray: the `PERCENT` of instances that get the gray document")
+	fs.StringVar(&f.instance, "instance", "", "watch: this instance's `ID`, which decides whether it gets a gray release")
 	fs.BoolVar(&f.force, "force", false, "changeset revert: overwrite changes made after the change set")
 	pos, err := cmdline.Parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -174,8 +178,23 @@ func (inv *invocation) config(ctx context.Context, verb, name string, rest []str
 			return cmdline.ExitUsage
 		}
 		return inv.watch(ctx, name, f, adminURL, token)
+	case "gray":
+		if !args(1, "a service name and a patch (JSON, a file or -), promote or abandon") {
+			return cmdline.ExitUsage
+		}
+		if rest[0] == "promote" || rest[0] == "abandon" {
+			return inv.service(inv.c.EndGray(ctx, name, rest[0] == "promote", inv.wo))
+		}
+		if f.percent == 0 {
+			return inv.usagef("config gray: want --percent, the share of instances that get the gray document")
+		}
+		patch, err := readJSONArg(rest[0], f.stdin)
+		if err != nil {
+			return inv.usagef("%v", err)
+		}
+		return inv.service(inv.c.StartGray(ctx, name, patch, f.percent, inv.wo))
 	}
-	return inv.usagef("unknown verb %q: want get, put, patch, edit, history, diff, restore, rollback or watch", verb)
+	return inv.usagef("unknown verb %q: want get, put, patch, edit, history, diff, restore, rollback, watch or gray", verb)
 }
 
 // edit opens the editor on the current document, shows the diff, and
@@ -243,7 +262,7 @@ func (inv *invocation) watch(ctx context.Context, name string, f configFlags, ad
 			return inv.usagef("%v", err)
 		}
 	}
-	err := configclient.Watch(ctx, configclient.Options{URL: adminURL, Service: name, Token: token, Mode: configclient.Mode(f.mode),
+	err := configclient.Watch(ctx, configclient.Options{URL: adminURL, Service: name, Token: token, Mode: configclient.Mode(f.mode), Instance: f.instance,
 		OnError: func(err error) { fmt.Fprintf(inv.stderr, "switchback config watch: %v\n", err) }},
 		func(cfg any, v configclient.Version) {
 			out, err := render(tmpl, cfg, v)
@@ -345,6 +364,9 @@ func printJSON(w io.Writer, b json.RawMessage) {
 func printService(w io.Writer, s Service) {
 	fmt.Fprintf(w, "%s version %d: %s\n", s.Name, s.Version, describeMeta(s.Meta))
 	printJSON(w, s.Config)
+	if s.Gray != nil {
+		fmt.Fprintf(w, "gray release to %s%% of instances: %s\n", strconv.FormatFloat(s.Gray.Percent, 'f', -1, 64), s.Gray.Summary)
+	}
 }
 
 func (inv *invocation) changeset(ctx context.Context, verb string, rest []string, f configFlags) int {

@@ -115,3 +115,24 @@ func (c *Client) RevertChangeSet(ctx context.Context, id string, force bool, o W
 		revertRequest{Force: force, writeFields: writeFields{Reason: o.Reason}}, o, &out)
 	return out, err
 }
+
+// StartGray gives percent of a service's instances its configuration with
+// patch applied.
+func (c *Client) StartGray(ctx context.Context, name string, patch json.RawMessage, percent float64, o WriteOptions) (Service, error) {
+	var out Service
+	err := c.do(ctx, http.MethodPost, "/api/v1/services/"+url.PathEscape(name)+"/gray",
+		grayRequest{Patch: patch, Percent: &percent, writeFields: writeFields{Reason: o.Reason}}, o, &out)
+	return out, err
+}
+
+// EndGray promotes (promote true) or abandons a service's gray release.
+func (c *Client) EndGray(ctx context.Context, name string, promote bool, o WriteOptions) (Service, error) {
+	verb := "abandon"
+	if promote {
+		verb = "promote"
+	}
+	var out Service
+	err := c.do(ctx, http.MethodPost, "/api/v1/services/"+url.PathEscape(name)+"/gray/"+verb,
+		flipRequest{writeFields{Reason: o.Reason}}, o, &out)
+	return out, err
+}

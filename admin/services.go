@@ -24,6 +24,7 @@ import (
 //	GET    /api/v1/services/{name}                  current document; ETag "<version>"; If-None-Match → 304
 //	GET    /api/v1/services/{name}?wait=60s&after=N long poll: answers when a version > N exists, or 304 at the timeout
 //	GET    /api/v1/services/{name}?follow=1         server-sent events, one per new version (Last-Event-ID or after=N resumes)
+//	       ...&instance=ID                          the document instance ID runs (the gray one if it is in the gray release)
 //	PUT    /api/v1/services/{name}                  {"config": {...}, "reason"}
 //	PATCH  /api/v1/services/{name}                  {"patch": {...}, "reason"}  RFC 7396 merge patch
 //	GET    /api/v1/services/{name}/history?limit=N
@@ -31,6 +32,9 @@ import (
 //	GET    /api/v1/services/{name}/diff?from=V&to=W
 //	POST   /api/v1/services/{name}/restore          {"version", "reason"}
 //	POST   /api/v1/services/{name}/rollback         {"reason"}
+//	POST   /api/v1/services/{name}/gray             {"patch", "percent", "reason"}: instances bucketed below percent get the patched document
+//	POST   /api/v1/services/{name}/gray/promote     {"reason"}: the gray document becomes the main one
+//	POST   /api/v1/services/{name}/gray/abandon     {"reason"}: the gray release ends
 //	GET    /api/v1/services/{name}/schema
 //	PUT    /api/v1/services/{name}/schema           {"schema": {...}}; null removes it
 //	POST   /api/v1/changesets                       {"reason", "changes": [{"service": "payments", "patch": {...}}, {"deployment": "shop", "patch": {...}}]}
@@ -54,6 +58,12 @@ type Service struct {
 	Version uint64           `json:"version"`
 	Config  json.RawMessage  `json:"config"`
 	Meta    configstore.Meta `json:"meta"`
+	// Gray is the gray release running, in answers without ?instance=.
+	Gray *configstore.Gray `json:"gray,omitempty"`
+	// Instance is the ?instance= asked for; Config is then the document
+	// that instance runs, and GrayApplied says whether it is the gray one.
+	Instance    string `json:"instance,omitempty"`
+	GrayApplied bool   `json:"gray_applied,omitempty"`
 }
 
 // ServiceList is the answer to GET /api/v1/services.
@@ -88,6 +98,11 @@ type (
 		Changes []configstore.ChangeSpec `json:"changes"`
 		writeFields
 	}
+	grayRequest struct {
+		Patch   json.RawMessage `json:"patch"`
+		Percent *float64        `json:"percent"`
+		writeFields
+	}
 	revertRequest struct {
 		Force bool `json:"force,omitempty"`
 		writeFields
@@ -95,7 +110,28 @@ type (
 )
 
 func serviceView(d configstore.ServiceDoc) Service {
-	return Service{Name: d.Name, Version: d.Meta.Version, Config: d.Config, Meta: d.Meta}
+	return Service{Name: d.Name, Version: d.Meta.Version, Config: d.Config, Meta: d.Meta, Gray: d.Gray}
+}
+
+// instanceView is d as instance runs it: with the gray document when the
+// instance is in the gray release.
+func instanceView(d configstore.ServiceDoc, instance string) Service {
+	if instance == "" {
+		return serviceView(d)
+	}
+	cfg, gray := d.For(instance)
+	return Service{Name: d.Name, Version: d.Meta.Version, Config: cfg, Meta: d.Meta, Instance: instance, GrayApplied: gray}
+}
+
+// maxInstance bounds an instance id.
+const maxInstance = 256
+
+func parseInstance(v string) *apiError {
+	if len(v) > maxInstance || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return &apiError{status: http.StatusBadRequest, field: "instance",
+			msg: fmt.Sprintf("instance: want an id of at most %d printable characters, like a host name or pod name", maxInstance)}
+	}
+	return nil
 }
 
 func (s *Server) serviceRoutes() {
@@ -109,6 +145,9 @@ func (s *Server) serviceRoutes() {
 	s.Handle("GET "+sv+"/diff", http.HandlerFunc(s.handleServiceDiff), RoleViewer)
 	s.Handle("POST "+sv+"/restore", http.HandlerFunc(s.handleServiceRestore), RoleOperator)
 	s.Handle("POST "+sv+"/rollback", http.HandlerFunc(s.handleServiceRollback), RoleOperator)
+	s.Handle("POST "+sv+"/gray", http.HandlerFunc(s.handleGrayStart), RoleOperator)
+	s.Handle("POST "+sv+"/gray/promote", http.HandlerFunc(s.handleGrayPromote), RoleOperator)
+	s.Handle("POST "+sv+"/gray/abandon", http.HandlerFunc(s.handleGrayAbandon), RoleOperator)
 	s.Handle("GET "+sv+"/schema", http.HandlerFunc(s.handleSchemaGet), RoleViewer)
 	s.Handle("PUT "+sv+"/schema", http.HandlerFunc(s.handleSchemaPut), RoleOperator)
 	s.Handle("POST /api/v1/changesets", http.HandlerFunc(s.handleChangeSetApply), RoleOperator)
@@ -172,11 +211,11 @@ func serviceErr(err error) error {
 	return err
 }
 
-func writeService(w http.ResponseWriter, d configstore.ServiceDoc) {
+func writeService(w http.ResponseWriter, d configstore.ServiceDoc, instance string) {
 	v := strconv.FormatUint(d.Meta.Version, 10)
 	w.Header().Set("ETag", strconv.Quote(v))
 	w.Header().Set(ConfigVersionHeader, v)
-	writeJSON(w, http.StatusOK, serviceView(d))
+	writeJSON(w, http.StatusOK, instanceView(d, instance))
 }
 
 func (s *Server) handleServiceList(w http.ResponseWriter, r *http.Request) {
@@ -200,6 +239,11 @@ func (s *Server) handleServiceGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, q := r.PathValue("name"), r.URL.Query()
+	instance := q.Get("instance")
+	if aerr := parseInstance(instance); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
 	var after uint64
 	if v := q.Get("after"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
@@ -217,7 +261,7 @@ func (s *Server) handleServiceGet(w http.ResponseWriter, r *http.Request) {
 				after = max(after, n)
 			}
 		}
-		s.streamService(w, r, name, after)
+		s.streamService(w, r, name, after, instance)
 		return
 	default:
 		writeError(w, &apiError{status: http.StatusBadRequest, field: "follow", msg: fmt.Sprintf("follow %q: want 1 or 0", follow)})
@@ -230,7 +274,7 @@ func (s *Server) handleServiceGet(w http.ResponseWriter, r *http.Request) {
 				msg: fmt.Sprintf("wait %q: want a duration above 0 and at most %s, like 60s", v, MaxWait)})
 			return
 		}
-		s.longPoll(w, r, name, after, d)
+		s.longPoll(w, r, name, after, d, instance)
 		return
 	}
 	doc, err := s.store.GetService(r.Context(), name)
@@ -246,12 +290,12 @@ func (s *Server) handleServiceGet(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeService(w, doc)
+	writeService(w, doc, instance)
 }
 
 // longPoll answers with the first version above after, or 304 when none is
 // written within d.
-func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, name string, after uint64, d time.Duration) {
+func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, name string, after uint64, d time.Duration, instance string) {
 	s.svcMetrics.watching(name, 1)
 	defer s.svcMetrics.watching(name, -1)
 	ctx, cancel := context.WithTimeout(r.Context(), d)
@@ -263,7 +307,7 @@ func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, name string, a
 	doc, err := s.store.GetService(ctx, name)
 	switch {
 	case err == nil && doc.Meta.Version > after:
-		writeService(w, doc)
+		writeService(w, doc, instance)
 		return
 	case err != nil && !errors.Is(err, configstore.ErrNotFound):
 		s.writeErr(w, err)
@@ -274,7 +318,7 @@ func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, name string, a
 		case doc := <-sub.ch:
 			if doc.Meta.Version > after {
 				s.svcMetrics.delivered(doc, s.now())
-				writeService(w, doc)
+				writeService(w, doc, instance)
 				return
 			}
 		case <-ctx.Done():
@@ -289,7 +333,7 @@ func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, name string, a
 
 // streamService sends one server-sent event per version above after, id
 // the version and data the Service JSON, until the client leaves.
-func (s *Server) streamService(w http.ResponseWriter, r *http.Request, name string, after uint64) {
+func (s *Server) streamService(w http.ResponseWriter, r *http.Request, name string, after uint64, instance string) {
 	s.svcMetrics.watching(name, 1)
 	defer s.svcMetrics.watching(name, -1)
 	rc := http.NewResponseController(w)
@@ -331,7 +375,7 @@ func (s *Server) streamService(w http.ResponseWriter, r *http.Request, name stri
 			_ = rc.Flush()
 			return
 		case d := <-docs:
-			b, err := json.Marshal(serviceView(d))
+			b, err := json.Marshal(instanceView(d, instance))
 			if err != nil {
 				return
 			}
@@ -382,7 +426,7 @@ func (s *Server) handleServiceVersion(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, notFoundField(err, "version"))
 		return
 	}
-	writeService(w, doc)
+	writeService(w, doc, "")
 }
 
 func (s *Server) handleServiceDiff(w http.ResponseWriter, r *http.Request) {
@@ -476,7 +520,7 @@ func (s *Server) finishService(w http.ResponseWriter, m *mutation, res configsto
 		s.svcMetrics.wrote(res.Doc.Name)
 		s.serviceEvent(res.Doc, m.rec.Action)
 	}
-	writeService(w, res.Doc)
+	writeService(w, res.Doc, "")
 }
 
 func (s *Server) handleServicePut(w http.ResponseWriter, r *http.Request) {
@@ -718,4 +762,45 @@ func (s *Server) appendEvent(ev configstore.Event) {
 	if _, err := s.store.AppendEvent(ctx, ev); err != nil {
 		s.log.Warn("append event", zap.String("kind", ev.Kind), zap.Error(err))
 	}
+}
+
+func (s *Server) handleGrayStart(w http.ResponseWriter, r *http.Request) {
+	var req grayRequest
+	m, ok := s.beginService(w, r, "gray", &req)
+	if !ok {
+		return
+	}
+	if len(req.Patch) == 0 {
+		s.fail(w, m, &apiError{status: http.StatusBadRequest, field: "patch",
+			msg: `patch: want an RFC 7396 merge patch for the gray document, for example {"patch": {"db": {"pool": {"max": 50}}}, "percent": 10}`})
+		return
+	}
+	if req.Percent == nil {
+		s.fail(w, m, &apiError{status: http.StatusBadRequest, field: "percent",
+			msg: `percent: want the percentage of instances to get the gray document, for example {"percent": 10}`})
+		return
+	}
+	m.rec.Target = strconv.FormatFloat(*req.Percent, 'f', -1, 64) + "%"
+	res, err := s.store.StartGray(r.Context(), m.rec.Service, req.Patch, *req.Percent, m.rec.IfMatch, m.meta)
+	s.finishService(w, m, res, err)
+}
+
+func (s *Server) handleGrayPromote(w http.ResponseWriter, r *http.Request) {
+	var req flipRequest
+	m, ok := s.beginService(w, r, "gray_promote", &req)
+	if !ok {
+		return
+	}
+	res, err := s.store.PromoteGray(r.Context(), m.rec.Service, m.rec.IfMatch, m.meta)
+	s.finishService(w, m, res, notFoundField(err, "gray"))
+}
+
+func (s *Server) handleGrayAbandon(w http.ResponseWriter, r *http.Request) {
+	var req flipRequest
+	m, ok := s.beginService(w, r, "gray_abandon", &req)
+	if !ok {
+		return
+	}
+	res, err := s.store.AbandonGray(r.Context(), m.rec.Service, m.rec.IfMatch, m.meta)
+	s.finishService(w, m, res, notFoundField(err, "gray"))
 }

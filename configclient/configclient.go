@@ -48,7 +48,9 @@ type Version struct {
 	Name    string          `json:"name"`
 	Version uint64          `json:"version"`
 	Config  json.RawMessage `json:"config"`
-	Meta    struct {
+	// GrayApplied says Config is a gray release's document.
+	GrayApplied bool `json:"gray_applied,omitempty"`
+	Meta        struct {
 		Time      time.Time `json:"time"`
 		Author    string    `json:"author"`
 		Reason    string    `json:"reason"`
@@ -65,6 +67,9 @@ type Options struct {
 	Service string
 	// Token is sent as a bearer token when not empty.
 	Token string
+	// Instance identifies this instance (a host or pod name): during a
+	// gray release it decides whether it gets the gray document.
+	Instance string
 	// Mode is Stream (default) or LongPoll.
 	Mode Mode
 	// LastKnownGood is a file that holds the last version received,
@@ -209,6 +214,9 @@ func (w *watcher[T]) deliver(v Version, save bool) {
 }
 
 func (w *watcher[T]) request(ctx context.Context, query string) (*http.Response, error) {
+	if w.o.Instance != "" {
+		query += "&instance=" + url.QueryEscape(w.o.Instance)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.o.URL+"/api/v1/services/"+w.o.Service+"?"+query, nil)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package configclient_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -305,6 +306,50 @@ func proxy(w http.ResponseWriter, r *http.Request, base string) {
 		}
 		if err != nil {
 			return
+		}
+	}
+}
+
+// TestGrayInstance: an instance in a gray release gets the gray document
+// through the Go client, one outside it the main one.
+func TestGrayInstance(t *testing.T) {
+	store, hs := newAPI(t)
+	ctx := t.Context()
+	if _, err := store.PutService(ctx, "payments", json.RawMessage(`{"timeout_ms": 1}`), 0, meta()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.StartGray(ctx, "payments", json.RawMessage(`{"timeout_ms": 2}`), 50, 0, meta()); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := store.GetService(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		id := fmt.Sprintf("pod-%d", i)
+		_, gray := doc.For(id)
+		want := 1
+		if gray {
+			want = 2
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		got := make(chan int, 1)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = configclient.Watch(wctx, configclient.Options{URL: hs.URL, Service: "payments", Instance: id},
+				func(cfg timeouts, v configclient.Version) {
+					select {
+					case got <- cfg.TimeoutMS:
+					default:
+					}
+				})
+		}()
+		v := <-got
+		cancel()
+		<-done
+		if v != want {
+			t.Fatalf("%s got timeout %d, want %d (gray %v)", id, v, want, gray)
 		}
 	}
 }
