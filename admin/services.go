@@ -197,8 +197,11 @@ func serviceErr(err error) error {
 	var (
 		ce  *configstore.ConflictError
 		rce *configstore.RevertConflictError
+		nf  *configstore.NotFoundError
 	)
 	switch {
+	case errors.As(err, &nf) && nf.Kind == "change set":
+		return &apiError{status: http.StatusNotFound, field: "id", msg: nf.Error()}
 	case errors.As(err, &ce) && ce.Service:
 		return &apiError{status: http.StatusConflict, field: "If-Match", msg: ce.Error() + "; read the service again and retry"}
 	case errors.As(err, &rce):
@@ -695,7 +698,7 @@ func mayChangeSetOf(p Principal, cs configstore.ChangeSet) *apiError {
 func (s *Server) handleChangeSetGet(w http.ResponseWriter, r *http.Request) {
 	cs, err := s.store.GetChangeSet(r.Context(), r.PathValue("id"))
 	if err != nil {
-		s.writeErr(w, err)
+		s.writeErr(w, serviceErr(err))
 		return
 	}
 	p, _ := Caller(r.Context())
@@ -717,7 +720,7 @@ func (s *Server) handleChangeSetRevert(w http.ResponseWriter, r *http.Request) {
 	if p.Services != nil {
 		cs, err := s.store.GetChangeSet(r.Context(), id)
 		if err != nil {
-			s.fail(w, m, err)
+			s.fail(w, m, serviceErr(err))
 			return
 		}
 		if aerr := mayChangeSetOf(p, cs); aerr != nil {

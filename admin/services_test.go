@@ -284,3 +284,19 @@ func TestServiceTokenScope(t *testing.T) {
 		t.Fatalf("bad scope field: %v, want an error asking for services=", err)
 	}
 }
+
+func TestChangeSetUnknown(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, tt := range []struct{ method, path, body string }{
+		{"GET", "/api/v1/changesets/01764441480123456789-a1b2c3d4", ""},
+		{"POST", "/api/v1/changesets/01764441480123456789-a1b2c3d4/revert", `{"reason": "x"}`},
+	} {
+		resp := h.do(tt.method, tt.path, tt.body)
+		if resp.status != http.StatusNotFound || resp.errorBody(t).Field != "id" {
+			t.Fatalf("%s %s = %d %s, want 404 on id", tt.method, tt.path, resp.status, resp.body)
+		}
+	}
+	if resp := h.do("GET", "/api/v1/changesets/not_an_id", ""); resp.status != http.StatusBadRequest || resp.errorBody(t).Field != "id" {
+		t.Fatalf("bad id = %d %s, want 400 on id", resp.status, resp.body)
+	}
+}

@@ -372,7 +372,7 @@ func checkChangeSetID(id string) error {
 		}
 	}
 	if !ok {
-		return &gateway.FieldError{Field: "id", Value: strconv.Quote(id), Want: "want a change set id, like 00001764441480123456789-a1b2c3d4"}
+		return &gateway.FieldError{Field: "id", Value: strconv.Quote(id), Want: "want a change set id, like 01764441480123456789-a1b2c3d4"}
 	}
 	return nil
 }
