@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,4 +136,26 @@ func waitFile(t *testing.T, path, want string) {
 		}
 	}
 	t.Fatalf("%s = %q, want %q", path, got, want)
+}
+
+func TestParseSignal(t *testing.T) {
+	tests := []struct {
+		in      string
+		pid     int
+		sig     syscall.Signal
+		wantErr bool
+	}{
+		{"1234:SIGHUP", 1234, syscall.SIGHUP, false},
+		{"7:hup", 7, syscall.SIGHUP, false},
+		{"7:USR1", 7, syscall.SIGUSR1, false},
+		{"7", 0, 0, true},
+		{"0:HUP", 0, 0, true},
+		{"7:SIGKILL", 0, 0, true},
+	}
+	for _, tt := range tests {
+		pid, sig, err := parseSignal(tt.in)
+		if (err != nil) != tt.wantErr || pid != tt.pid || sig != tt.sig {
+			t.Errorf("parseSignal(%q) = %d, %v, %v; want %d, %v, error %v", tt.in, pid, sig, err, tt.pid, tt.sig, tt.wantErr)
+		}
+	}
 }

@@ -238,6 +238,15 @@ func TestChangeSetAPI(t *testing.T) {
 	if w := h.current("shop").Config.Weights["blue"]; w != 100 {
 		t.Fatalf("shop blue after revert = %v, want 100", w)
 	}
+	var events eventsList
+	h.do("GET", "/api/v1/events?deployment=ledger", "").decode(t, &events)
+	kinds := map[string]bool{}
+	for _, ev := range events.Events {
+		kinds[ev.Kind] = true
+	}
+	if !kinds["changeset_applied"] || !kinds["changeset_reverted"] || !kinds["service_patch"] {
+		t.Fatalf("events of ledger = %+v, want the change set, its revert and the patch", events.Events)
+	}
 	var list ChangeSetList
 	h.do("GET", "/api/v1/changesets?limit=5", "").decode(t, &list)
 	if len(list.ChangeSets) != 2 || list.ChangeSets[1].RevertedBy != list.ChangeSets[0].ID {
