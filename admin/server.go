@@ -251,6 +251,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(sw, aerr)
 		return
 	}
+	if p.Services != nil && !scopedPath(r.URL.Path) {
+		aerr := scopeError(p, r.URL.Path)
+		s.auditRefused(r, p, aerr)
+		writeError(sw, aerr)
+		return
+	}
 	if rt == nil {
 		// Not found, wrong method or a redirect: let the mux decide the status
 		// (and the Allow header), but answer in JSON.

@@ -171,6 +171,18 @@ func parseServicesScope(f string) ([]string, error) {
 	return names, nil
 }
 
+// scopedPath reports whether a token limited to some services may use
+// path at all: the service and change set routes, and health. Deployments,
+// their events and the metrics are other teams' business.
+func scopedPath(path string) bool {
+	for _, p := range []string{"/api/v1/services", "/api/v1/changesets"} {
+		if path == p || strings.HasPrefix(path, p+"/") {
+			return true
+		}
+	}
+	return path == "/healthz"
+}
+
 // mayService reports whether p may use service name.
 func (p Principal) mayService(name string) bool {
 	return p.Services == nil || slices.Contains(p.Services, name)
@@ -242,6 +254,11 @@ func (s *Server) handleServiceGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, q := r.PathValue("name"), r.URL.Query()
+	// Checked before anything else: the name labels the watcher metrics.
+	if err := gateway.CheckName("name", name); err != nil {
+		s.writeErr(w, err)
+		return
+	}
 	instance := q.Get("instance")
 	if aerr := parseInstance(instance); aerr != nil {
 		writeError(w, aerr)

@@ -276,6 +276,9 @@ func TestServiceTokenScope(t *testing.T) {
 		{"GET", "/api/v1/services/ledger", ""},
 		{"PATCH", "/api/v1/services/ledger", `{"patch": {"a": 2}}`},
 		{"POST", "/api/v1/changesets", `{"changes": [{"service": "payments", "patch": {"a": 3}}, {"service": "ledger", "patch": {"a": 3}}]}`},
+		{"GET", "/api/v1/deployments/shop", ""},
+		{"POST", "/api/v1/deployments/shop/flip", `{}`},
+		{"GET", "/api/v1/events", ""},
 	} {
 		if resp := h.do(tt.method, tt.path, tt.body, team...); resp.status != http.StatusForbidden {
 			t.Fatalf("team %s %s = %d, want 403", tt.method, tt.path, resp.status)
