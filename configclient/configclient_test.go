@@ -2,6 +2,7 @@ package configclient_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configclient"
@@ -72,9 +74,13 @@ type timeouts struct {
 
 // TestRevertReachesEveryWatcher applies a change set over three services,
 // reverts it with one call, and checks that watchers of every delivery way
-// (long poll, event stream, and the Go client in both modes) receive the
-// reverted version of each service.
+// (long poll, event stream, the Go client in both modes, and switchback
+// config watch writing a file) receive the reverted version of each
+// service.
 func TestRevertReachesEveryWatcher(t *testing.T) {
+	// Created first, so it is removed after every watcher writing in it
+	// has stopped (cleanups run last first).
+	dir := t.TempDir()
 	store, hs := newAPI(t)
 	ctx := t.Context()
 	services := []string{"payments", "search", "ledger"}
@@ -108,7 +114,7 @@ func TestRevertReachesEveryWatcher(t *testing.T) {
 			go func() {
 				defer close(done)
 				_ = configclient.Watch(ctx, configclient.Options{URL: hs.URL, Service: n, Mode: mode,
-					LastKnownGood: filepath.Join(t.TempDir(), n+string(mode)+".json")},
+					LastKnownGood: filepath.Join(dir, n+string(mode)+".json")},
 					func(cfg timeouts, v configclient.Version) { got <- seen{who, v.Version, cfg.TimeoutMS} })
 			}()
 			t.Cleanup(func() { <-done })
@@ -121,6 +127,16 @@ func TestRevertReachesEveryWatcher(t *testing.T) {
 			for v := range streamed {
 				got <- seen{"sse/" + n, v.Version, timeoutOf(v)}
 			}
+		})
+	}
+	// The command line's watch writes a file per service.
+	files := map[string]string{}
+	for _, n := range services {
+		file := filepath.Join(dir, n+".json")
+		files[n] = file
+		wg.Go(func() {
+			var out, errb bytes.Buffer
+			admin.RunCLI(ctx, []string{"config", "watch", n, "--write", file, "--admin", hs.URL}, &out, &errb, func(string) string { return "" })
 		})
 	}
 	// Wait until every watcher has the change set's version, so the revert
@@ -139,6 +155,9 @@ func TestRevertReachesEveryWatcher(t *testing.T) {
 		}
 	}
 
+	for _, n := range services {
+		waitFile(t, files[n], `"timeout_ms": 2000`)
+	}
 	rev, err := store.RevertChangeSet(ctx, cs.ID, false, meta())
 	if err != nil {
 		t.Fatal(err)
@@ -159,6 +178,21 @@ func TestRevertReachesEveryWatcher(t *testing.T) {
 			reverted[s.who] = true
 		}
 	}
+	for _, n := range services {
+		waitFile(t, files[n], `"timeout_ms": 1000`)
+	}
+}
+
+// waitFile polls until the file at path contains want.
+func waitFile(t *testing.T, path, want string) {
+	t.Helper()
+	var got []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if got, _ = os.ReadFile(path); strings.Contains(string(got), want) {
+			return
+		}
+	}
+	t.Fatalf("%s = %q, want it to contain %q", path, got, want)
 }
 
 func timeoutOf(v configclient.Version) int {
@@ -224,12 +258,13 @@ func stream(t *testing.T, base, name string) <-chan configclient.Version {
 // gets the version saved in its file at once, and the newer one once the
 // API answers.
 func TestLastKnownGoodAndReconnect(t *testing.T) {
+	dir := t.TempDir()
 	store, hs := newAPI(t)
 	ctx := t.Context()
 	if _, err := store.PutService(ctx, "payments", json.RawMessage(`{"timeout_ms": 1}`), 0, meta()); err != nil {
 		t.Fatal(err)
 	}
-	lkg := filepath.Join(t.TempDir(), "payments.json")
+	lkg := filepath.Join(dir, "payments.json")
 	saved := `{"name": "payments", "version": 1, "config": {"timeout_ms": 1}}`
 	if err := os.WriteFile(lkg, []byte(saved), 0o600); err != nil {
 		t.Fatal(err)
