@@ -14,6 +14,8 @@
 //	<prefix>/deployments/<name>/history/<%020d version> every version's Document (JSON)
 //	<prefix>/instances/<instance>/<name>                 version an instance applied (decimal), under a lease
 //	<prefix>/events/<id>                                 the events log (events.go)
+//	<prefix>/services/<name>/...                         service configuration documents (services.go)
+//	<prefix>/changesets/<id>                             change sets (changesets.go)
 //	<prefix>/<kind>/<name>                               a record, such as kind rollouts (records.go)
 //	<prefix>/<role>-leader/<lease>                       a leadership election (lead.go)
 //
