@@ -21,6 +21,10 @@ type Record struct {
 	// Action is flip, weights, pool, flag, delete-flag, restore or rollback.
 	Action     string `json:"action"`
 	Deployment string `json:"deployment"`
+	// Service is the service acted on (services.go), ChangeSet the change
+	// set applied or reverted.
+	Service   string `json:"service,omitempty"`
+	ChangeSet string `json:"changeset,omitempty"`
 	// Target is the pool or flag acted on, or the version restored.
 	Target  string               `json:"target,omitempty"`
 	IfMatch uint64               `json:"if_match,omitempty"`
@@ -44,6 +48,8 @@ func logAudit(log *zap.Logger) func(Record) {
 			zap.String("source", string(rec.Source)),
 			zap.String("action", rec.Action),
 			zap.String("deployment", rec.Deployment),
+			zap.String("service", rec.Service),
+			zap.String("changeset", rec.ChangeSet),
 			zap.String("target", rec.Target),
 			zap.String("reason", rec.Reason),
 			zap.Uint64("if_match", rec.IfMatch),

@@ -38,6 +38,9 @@ type Principal struct {
 	// Name is the token's name, or "local" when the API runs without tokens.
 	Name string
 	Role Role
+	// Services, when not nil, are the only services the caller may read
+	// and change (a tokens-file line ending services=payments,search).
+	Services []string
 }
 
 // localPrincipal is every loopback caller when no tokens file is configured.
@@ -65,9 +68,10 @@ type tokenSet struct {
 }
 
 type tokenEntry struct {
-	name string
-	role Role
-	hash [sha256.Size]byte
+	name     string
+	role     Role
+	hash     [sha256.Size]byte
+	services []string
 	// deployment is a flags token's default deployment, "" for none.
 	deployment string
 }
@@ -94,12 +98,24 @@ func loadTokens(path string) (*tokenSet, error) {
 		}
 		at := fmt.Sprintf("%s:%d", path, line)
 		fields := strings.Fields(text)
-		if len(fields) == 4 && Role(fields[1]) == RoleFlags {
-			if !gateway.ValidName(fields[3]) {
-				return nil, fmt.Errorf("%s: deployment %q: want a deployment name, 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit", at, fields[3])
+		var services []string
+		deployment := ""
+		switch {
+		case len(fields) == 4 && strings.HasPrefix(fields[3], "services="):
+			var err error
+			if services, err = parseServicesScope(fields[3]); err != nil {
+				return nil, fmt.Errorf("%s: %w", at, err)
 			}
-		} else if len(fields) != 3 {
-			return nil, fmt.Errorf("%s: got %d fields, want NAME ROLE TOKEN_SHA256, or NAME flags TOKEN_SHA256 [DEPLOYMENT] (for example: alice operator $(printf %%s TOKEN | sha256sum))", at, len(fields))
+			fields = fields[:3]
+		case len(fields) == 4 && Role(fields[1]) == RoleFlags:
+			if err := gateway.CheckName("deployment", fields[3]); err != nil {
+				return nil, fmt.Errorf("%s: %w", at, err)
+			}
+			deployment = fields[3]
+			fields = fields[:3]
+		}
+		if len(fields) != 3 {
+			return nil, fmt.Errorf("%s: got %d fields, want NAME ROLE TOKEN_SHA256 [services=a,b], or NAME flags TOKEN_SHA256 [DEPLOYMENT] (for example: alice operator $(printf %%s TOKEN | sha256sum))", at, len(fields))
 		}
 		name, role, sum := fields[0], Role(fields[1]), fields[2]
 		if !gateway.ValidName(name) || name == localPrincipal.Name {
@@ -121,10 +137,7 @@ func loadTokens(path string) (*tokenSet, error) {
 			return nil, fmt.Errorf("%s: same token hash as line %d; give every name its own token", at, prev)
 		}
 		names[name], hashes[e.hash] = line, line
-		e.name, e.role = name, role
-		if len(fields) == 4 {
-			e.deployment = fields[3]
-		}
+		e.name, e.role, e.services, e.deployment = name, role, services, deployment
 		ts.entries = append(ts.entries, e)
 	}
 	if err := sc.Err(); err != nil {
@@ -150,7 +163,7 @@ func (ts *tokenSet) lookup(token string) (Principal, bool) {
 	if found < 0 {
 		return Principal{}, false
 	}
-	return Principal{Name: ts.entries[found].name, Role: ts.entries[found].role}, true
+	return Principal{Name: ts.entries[found].name, Role: ts.entries[found].role, Services: ts.entries[found].services}, true
 }
 
 // FlagsTokens are the flags tokens of a tokens file, for the OFREP

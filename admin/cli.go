@@ -39,6 +39,10 @@ var commands = []CommandInfo{
 	{"rollback", "NAME", "Undo the last change, as a new version"},
 	{"rollout", "start|status|pause|resume|abort NAME [--target pool:P|flag:F --steps 1,10,50,100 --bake 30m]",
 		"Move a pool's weight or a flag's percentage up step by step, each step baked and judged by the guard"},
+	{"config", "get|put|patch|edit|history|diff|restore|rollback|watch|gray SERVICE [FILE|VERSION|promote|abandon] [--write FILE --exec CMD --signal PID:SIGHUP] [--percent P]",
+		"Read, change, undo and deliver a service's versioned configuration"},
+	{"changeset", "apply FILE | list | show ID | revert ID [--force]",
+		"Change several services and deployments in one transaction, or undo such a change"},
 }
 
 // CommandInfo describes one subcommand.
@@ -77,6 +81,9 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		fmt.Fprintf(stderr, "switchback: unknown command %q\n\n", args[0])
 		cliUsage(stderr)
 		return cmdline.ExitUsage
+	}
+	if cmd.Name == "config" || cmd.Name == "changeset" {
+		return runConfigCLI(ctx, cmd, args[1:], stdout, stderr, env)
 	}
 	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -92,7 +93,7 @@ func TestSignIn(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, ok := tt.s.SignIn(tt.token)
-			if got != tt.want || ok != tt.wantOK {
+			if !reflect.DeepEqual(got, tt.want) || ok != tt.wantOK {
 				t.Errorf("SignIn(%q) = %+v, %v; want %+v, %v", tt.token, got, ok, tt.want, tt.wantOK)
 			}
 		})
@@ -100,7 +101,7 @@ func TestSignIn(t *testing.T) {
 	if !with.HasTokens() || without.HasTokens() {
 		t.Errorf("HasTokens: with a file %v, without %v; want true, false", with.HasTokens(), without.HasTokens())
 	}
-	if Local() != localPrincipal {
+	if !reflect.DeepEqual(Local(), localPrincipal) {
 		t.Errorf("Local() = %+v, want %+v", Local(), localPrincipal)
 	}
 }

@@ -29,6 +29,7 @@
 //	POST   /api/v1/deployments/{name}/rollouts/resume  {"reason"}; the step's bake starts again
 //	POST   /api/v1/deployments/{name}/rollouts/abort   {"reason"}; the target goes back where it was
 //	GET    /api/v1/events?deployment=&limit=&follow=1 the events log; follow streams server-sent events
+//	...    /api/v1/services/..., /api/v1/changesets/... service configuration and change sets (services.go)
 //	GET    /metrics
 //	GET    /healthz
 //
@@ -113,6 +114,8 @@ type Server struct {
 	cop            *http.CrossOriginProtection
 	mux            *http.ServeMux
 	metrics        *metrics
+	svcMetrics     *serviceMetrics
+	hub            *serviceHub
 	log            *zap.Logger
 	audit          func(Record)
 	now            func() time.Time
@@ -141,6 +144,7 @@ func New(opts Options) (*Server, error) {
 		measured:       opts.Measured,
 		mux:            http.NewServeMux(),
 		cop:            http.NewCrossOriginProtection(),
+		hub:            newServiceHub(opts.Store),
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -196,6 +200,9 @@ func New(opts Options) (*Server, error) {
 		reg = prometheus.NewRegistry()
 	}
 	if s.metrics, err = newMetrics(reg); err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	if s.svcMetrics, err = newServiceMetrics(reg); err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
 	s.routes(reg)
@@ -299,6 +306,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !p.Role.allows(need) {
 		aerr := &apiError{status: http.StatusForbidden,
 			msg: fmt.Sprintf("%s (role %s) may not %s %s; needs role %s", p.Name, p.Role, r.Method, r.URL.Path, need)}
+		s.auditRefused(r, p, aerr)
+		writeError(sw, aerr)
+		return
+	}
+	if p.Services != nil && !scopedPath(r.URL.Path) {
+		aerr := scopeError(p, r.URL.Path)
 		s.auditRefused(r, p, aerr)
 		writeError(sw, aerr)
 		return

@@ -37,6 +37,10 @@ echo "== 2. Gateway instances (separate processes, embedded etcd) =="
 go test -run '^$' -bench . -benchtime 1x -timeout 10m ./e2e/ 2>&1 | go run ./bench/benchtab
 
 echo
+echo "== 2b. Service configuration delivery (admin API on 127.0.0.1, embedded etcd) =="
+go test -run '^$' -bench . -benchtime "${CONFIG_ROUNDS:-5}x" -timeout 10m ./configclient/ 2>&1 | go run ./bench/benchtab
+
+echo
 echo "== 3. Load: gateway CPU per request, direct vs nginx vs reverse_proxy vs switchback =="
 go run ./bench/loadbench -bin bin/switchback -rounds "${ROUNDS:-20}" -requests "${REQUESTS:-10000}" "$@"
 

@@ -29,17 +29,25 @@ var (
 
 // NotFoundError says what is missing.
 type NotFoundError struct {
+	// Deployment names the deployment, service or change set.
 	Deployment string
+	// Kind is "service" or "change set" when Deployment names one; empty
+	// for a deployment.
+	Kind string
 	// What is missing of the deployment, like "version 7", "a version
 	// before 1" or "rollouts record"; empty when the deployment itself is.
 	What string
 }
 
 func (e *NotFoundError) Error() string {
-	if e.What == "" {
-		return fmt.Sprintf("deployment %q not found", e.Deployment)
+	kind := e.Kind
+	if kind == "" {
+		kind = "deployment"
 	}
-	return fmt.Sprintf("deployment %q has no %s", e.Deployment, e.What)
+	if e.What == "" {
+		return fmt.Sprintf("%s %q not found", kind, e.Deployment)
+	}
+	return fmt.Sprintf("%s %q has no %s", kind, e.Deployment, e.What)
 }
 
 // Is makes errors.Is(err, ErrNotFound) true.
@@ -52,6 +60,8 @@ type ConflictError struct {
 	// Kind is the record kind (PutRecord) whose revision changed; empty
 	// for a deployment's document.
 	Kind string
+	// Service is true when Deployment names a service.
+	Service bool
 	// Want is the version the write was conditional on, Current the one
 	// the store holds (documents only).
 	Want, Current uint64
@@ -61,7 +71,11 @@ func (e *ConflictError) Error() string {
 	if e.Kind != "" {
 		return fmt.Sprintf("the %s record of deployment %q changed meanwhile", e.Kind, e.Deployment)
 	}
-	return fmt.Sprintf("deployment %q is at version %s, not %s", e.Deployment,
+	what := "deployment"
+	if e.Service {
+		what = "service"
+	}
+	return fmt.Sprintf("%s %q is at version %s, not %s", what, e.Deployment,
 		strconv.FormatUint(e.Current, 10), strconv.FormatUint(e.Want, 10))
 }
 

@@ -14,6 +14,8 @@
 //	<prefix>/deployments/<name>/history/<%020d version> every version's Document (JSON)
 //	<prefix>/instances/<instance>/<name>                 version an instance applied (decimal), under a lease
 //	<prefix>/events/<id>                                 the events log (events.go)
+//	<prefix>/services/<name>/...                         service configuration documents (services.go)
+//	<prefix>/changesets/<id>                             change sets (changesets.go)
 //	<prefix>/<kind>/<name>                               a record, such as kind rollouts (records.go)
 //	<prefix>/<role>-leader/<lease>                       a leadership election (lead.go)
 //
@@ -103,6 +105,9 @@ type Meta struct {
 	// like "weights.green 0 → 100, weights.blue 100 → 0"; "created" for
 	// version 1 and "restored version 3" for a restore.
 	Summary string `json:"summary"`
+	// ChangeSet is the id of the change set that wrote this version, if
+	// one did (changesets.go).
+	ChangeSet string `json:"changeset,omitempty"`
 }
 
 // Document is one version of a deployment: the routing document, its

@@ -28,6 +28,8 @@ var goals = []struct{ prefix, goal string }{
 	{"BenchmarkFallback/rps=1000", "< 2000 ms to healthy"},
 	{"BenchmarkSnapshot1MPostgres/restore", "< 60 s for 1M rows"},
 	{"BenchmarkProxy/switchback", "allocs ≤ reverse_proxy+3_headers + 3"},
+	{"BenchmarkChangeSetRevertWatchers", "p99 < 1000 ms"},
+	{"BenchmarkOneWriteLongPoll1000", "p99 < 100 ms"},
 }
 
 var line = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+(.*)$`)
