@@ -108,8 +108,8 @@ func loadTokens(path string) (*tokenSet, error) {
 			}
 			fields = fields[:3]
 		case len(fields) == 4 && Role(fields[1]) == RoleFlags:
-			if err := gateway.CheckName("deployment", fields[3]); err != nil {
-				return nil, fmt.Errorf("%s: %w", at, err)
+			if !gateway.ValidName(fields[3]) {
+				return nil, fmt.Errorf("%s: deployment %q: want a deployment name, %s", at, fields[3], gateway.NameRule)
 			}
 			deployment = fields[3]
 			fields = fields[:3]

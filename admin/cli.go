@@ -88,14 +88,7 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: switchback %s %s\n  %s\n\n", cmd.Name, cmd.Usage, cmd.Short)
-		if ex := Example(cmd.Name); ex != "" {
-			fmt.Fprintf(stderr, "example:\n  %s\n\n", strings.ReplaceAll(ex, "\n", "\n  "))
-		}
-		fmt.Fprintln(stderr, "options (before or after names):")
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { commandUsage(stderr, cmd, fs) }
 	admin := fs.String("admin", firstNonEmpty(env("SWITCHBACK_ADMIN"), DefaultAdminURL), "admin API `URL` ($SWITCHBACK_ADMIN)")
 	token := fs.String("token", env("SWITCHBACK_TOKEN"), "bearer `token` ($SWITCHBACK_TOKEN; the environment keeps it out of ps)")
 	fs.BoolVar(&inv.json, "json", false, "print the API's JSON answer")
@@ -336,6 +329,16 @@ func (inv *invocation) flag(ctx context.Context, pos []string, del bool) int {
 		return inv.usagef("percentage %q: want a number from 0 to 100", pos[2])
 	}
 	return inv.state(inv.c.SetFlag(ctx, pos[0], pos[1], v, inv.wo))
+}
+
+// commandUsage is a command's --help: its usage line, examples and options.
+func commandUsage(w io.Writer, cmd CommandInfo, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: switchback %s %s\n  %s\n\n", cmd.Name, cmd.Usage, cmd.Short)
+	if ex := Example(cmd.Name); ex != "" {
+		fmt.Fprintf(w, "example:\n  %s\n\n", strings.ReplaceAll(ex, "\n", "\n  "))
+	}
+	fmt.Fprintln(w, "options (before or after names):")
+	fs.PrintDefaults()
 }
 
 // Text output.

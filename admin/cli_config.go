@@ -48,10 +48,7 @@ func runConfigCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, s
 	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: switchback %s %s\n  %s\n\nflags:\n", cmd.Name, cmd.Usage, cmd.Short)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { commandUsage(stderr, cmd, fs) }
 	admin := fs.String("admin", firstNonEmpty(env("SWITCHBACK_ADMIN"), DefaultAdminURL), "admin API `URL` ($SWITCHBACK_ADMIN)")
 	token := fs.String("token", env("SWITCHBACK_TOKEN"), "bearer `token` ($SWITCHBACK_TOKEN)")
 	fs.BoolVar(&inv.json, "json", false, "print the API's JSON answer")

@@ -20,6 +20,7 @@ var helpGroups = []struct {
 }{
 	{"Something is wrong", []string{"triage", "status", "history", "diff", "rollback", "restore"}},
 	{"Change traffic", []string{"flip", "weights", "flag", "pool", "rollout"}},
+	{"Configuration of services", []string{"config", "changeset"}},
 }
 
 // examples are shown by each command's --help.
@@ -34,7 +35,11 @@ var examples = map[string][]string{
 	"diff":     {"switchback diff checkout --from 3 --to 5"},
 	"restore":  {`switchback restore checkout 3 --reason "back to v3"`, `switchback restore checkout --before 2026-11-29T17:21:00Z --reason "undo the incident"`, `switchback restore checkout --before-version 7 --reason "undo v7 and later"`},
 	"rollback": {`switchback rollback checkout --reason "undo"`},
-	"rollout":  {`switchback rollout start checkout --target pool:green --steps 10,50,100 --bake 30m --reason "ship v2"`, "switchback rollout status checkout"},
+	"config": {`switchback config patch payments '{"db": {"pool": {"max": 50}}}' --reason "more connections"`,
+		"switchback config diff payments", `switchback config rollback payments --reason "latency up"`,
+		"switchback config watch payments --write /etc/payments.json --signal 1234:SIGHUP"},
+	"changeset": {"switchback changeset apply raise.json", `switchback changeset revert 01764441480123456789-a1b2c3d4 --reason "latency up"`},
+	"rollout":   {`switchback rollout start checkout --target pool:green --steps 10,50,100 --bake 30m --reason "ship v2"`, "switchback rollout status checkout"},
 }
 
 // Example returns a command's examples, one per line; "" if it has none.

@@ -36,6 +36,10 @@ func TestOptionsEitherSide(t *testing.T) {
 			before: []string{"restore", "--before-version", "2", "--reason", "r", "shop"}},
 		{command: "rollback", prep: []string{"flip", "shop"}, after: []string{"rollback", "shop", "--reason", "r"},
 			before: []string{"rollback", "--reason", "r", "shop"}},
+		{command: "config", after: []string{"config", "put", "payments", `{"timeout_ms": 800}`, "--reason", "r"},
+			before: []string{"config", "--reason", "r", "put", "payments", `{"timeout_ms": 800}`}},
+		{command: "changeset", prep: []string{"config", "put", "payments", `{"timeout_ms": 800}`}, after: []string{"changeset", "list", "--limit", "1"},
+			before: []string{"changeset", "--limit", "1", "list"}},
 		{command: "rollout", after: []string{"rollout", "start", "shop", "--target", "pool:green", "--steps", "10,100", "--bake", "1m"},
 			before: []string{"rollout", "--target", "pool:green", "--steps", "10,100", "--bake", "1m", "start", "shop"}},
 	}
