@@ -28,6 +28,7 @@ func init() {
 //		instance     <name>                           # default: hostname:admin_port
 //		state_dir    <dir>                            # last-known-good documents
 //		on_damaged_data fail | serve_last_known_good  # embedded store only; default fail
+//		database <name> <dsn>                         # for 'criterion ... database <name>'; repeatable
 //	}
 //
 // on_damaged_data decides what a gateway does when the embedded etcd's data
@@ -52,6 +53,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	}
 	given := settings{}
 	for d.NextBlock(0) {
+		if d.Val() == "database" {
+			if err := parseDatabase(d, app); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := given.once(d); err != nil {
 			return nil, err
 		}
@@ -126,7 +133,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.OnDamagedData = v
 		default:
-			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, instance, state_dir, on_damaged_data", d.Val())
+			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, instance, state_dir, on_damaged_data, database", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "switchback", Value: caddyconfig.JSON(app, nil)}, nil

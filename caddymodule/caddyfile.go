@@ -333,6 +333,14 @@ func parseGuard(d *caddyfile.Dispenser) (*gateway.Guard, error) {
 	g := &gateway.Guard{}
 	given := settings{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() == "criterion" {
+			c, err := parseCriterion(d)
+			if err != nil {
+				return nil, err
+			}
+			g.Criteria = append(g.Criteria, c)
+			continue
+		}
 		if err := given.once(d); err != nil {
 			return nil, err
 		}
@@ -395,7 +403,7 @@ func parseGuard(d *caddyfile.Dispenser) (*gateway.Guard, error) {
 			}
 			g.Errors = args
 		default:
-			return nil, d.Errf("unknown guard setting %q; accepted: error_rate, p95, window, min_requests, baseline, errors, cooldown", d.Val())
+			return nil, d.Errf("unknown guard setting %q; accepted: error_rate, p95, window, min_requests, baseline, errors, cooldown, criterion", d.Val())
 		}
 	}
 	return g, nil
