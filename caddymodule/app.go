@@ -57,6 +57,10 @@ type App struct {
 	// read at provisioning. They stay in the gateway's own config, never
 	// in the store.
 	Databases map[string]string `json:"databases,omitempty"`
+	// Fleet is "on" (the default): each instance publishes its windows'
+	// summary every second and judges by the fleet's merged windows; or
+	// "off": each instance judges by its own traffic alone.
+	Fleet string `json:"fleet,omitempty"`
 
 	ctx      caddy.Context
 	logger   *zap.Logger
@@ -74,6 +78,8 @@ type App struct {
 	control *control.Control
 	// crit probes the external criteria.
 	crit criteriaGlue
+	// fleet is the other instances' window summaries, as last read.
+	fleet atomic.Pointer[fleetView]
 
 	// guardsMu protects guards.
 	guardsMu sync.Mutex

@@ -29,6 +29,7 @@ func init() {
 //		state_dir    <dir>                            # last-known-good documents
 //		on_damaged_data fail | serve_last_known_good  # embedded store only; default fail
 //		database <name> <dsn>                         # for 'criterion ... database <name>'; repeatable
+//		fleet on | off                                # judge by every instance's windows; default on
 //	}
 //
 // on_damaged_data decides what a gateway does when the embedded etcd's data
@@ -123,6 +124,15 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			app.StateDir = v
+		case "fleet":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if v != "on" && v != fleetOff {
+				return nil, d.Errf("fleet %q: want on or off", v)
+			}
+			app.Fleet = v
 		case "on_damaged_data":
 			v, err := oneArg(d)
 			if err != nil {
@@ -133,7 +143,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.OnDamagedData = v
 		default:
-			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, instance, state_dir, on_damaged_data, database", d.Val())
+			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, instance, state_dir, on_damaged_data, database, fleet", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "switchback", Value: caddyconfig.JSON(app, nil)}, nil

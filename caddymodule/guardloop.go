@@ -47,6 +47,13 @@ func (a *App) runGuards(ctx context.Context) {
 		defer probing.Wait()
 		defer cancel()
 	}
+	if a.Fleet != fleetOff {
+		var publishing sync.WaitGroup
+		fctx, cancel := context.WithCancel(ctx)
+		publishing.Go(func() { a.runFleet(fctx, &a.fleet) })
+		defer publishing.Wait()
+		defer cancel()
+	}
 	defer func() {
 		a.guardsMu.Lock()
 		defer a.guardsMu.Unlock()
@@ -140,10 +147,13 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 	entry.meters.Advance()
 
 	crits, change := a.criteriaInput(name)
+	window, fleet, leftOut := a.window(name, entry)
 	view, act := guard.Judge(guard.Input{
 		Snapshot:     snap,
 		Policy:       st.policy,
-		Window:       entry.meters.Stats(),
+		Window:       window,
+		Fleet:        fleet,
+		LeftOut:      leftOut,
 		Health:       st.checker.All(),
 		Retained:     a.retainedPools(name),
 		LastFallback: a.control.LastFallback(name),

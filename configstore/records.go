@@ -34,7 +34,7 @@ type Record struct {
 }
 
 // reservedKinds are the key segments the store uses itself.
-var reservedKinds = map[string]bool{"deployments": true, "instances": true, "events": true}
+var reservedKinds = map[string]bool{"deployments": true, "instances": true, "events": true, "summaries": true}
 
 func checkKind(kind string) error {
 	ok := kind != "" && len(kind) <= 32 && !reservedKinds[kind] &&

@@ -38,6 +38,10 @@ type Input struct {
 	// roll back (ChangeOf), if any; the caller looks it up in the history
 	// while a criterion breaches.
 	Change *Change
+	// Fleet names the other instances whose summaries Window merges;
+	// LeftOut those whose summaries were too old, with their time.
+	Fleet   []string
+	LeftOut map[string]time.Time
 	// Instance names this gateway in the view.
 	Instance string
 	// Now is the time of the judgement.
@@ -60,6 +64,10 @@ type View struct {
 	Pools  map[string]Population          `json:"pools"`
 	Flags  map[string]Cohorts[Population] `json:"flags,omitempty"`
 	Health map[string]PoolHealth          `json:"health,omitempty"`
+	// Fleet names the other instances whose windows are merged into the
+	// figures; LeftOut those left out because their summary is too old.
+	Fleet   []string             `json:"fleet,omitempty"`
+	LeftOut map[string]time.Time `json:"left_out,omitempty"`
 	// Criteria are the external criteria, on the instance that probes
 	// them (the elected one).
 	Criteria map[string]CriterionView `json:"criteria,omitempty"`
@@ -186,6 +194,7 @@ func Judge(in Input) (View, Action) {
 		Deployment: snap.Name(), Instance: in.Instance, Version: snap.Version(), Updated: in.Now,
 		Guard: p.Configured, Window: gateway.Duration(p.Window),
 		Pools: map[string]Population{}, Health: in.Health, Retained: in.Retained,
+		Fleet: in.Fleet, LeftOut: in.LeftOut,
 	}
 	if !p.Configured {
 		view.Note = NoGuardNote

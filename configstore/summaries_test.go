@@ -1,0 +1,69 @@
+package configstore
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/a8e2c47e/switchback/gateway"
+)
+
+// TestSummaries: each instance's summary is one key, replaced by its next
+// publication, under the instance's lease: a report and a summary share
+// it, in either order, and Close takes both away.
+func TestSummaries(t *testing.T) {
+	t.Parallel()
+	a, b := newStore(t), newStore(t)
+	// b shares a's keys (same prefix) as a second instance would.
+	b.prefix = a.prefix
+	ctx := t.Context()
+	type sum struct{ N int }
+	if err := a.PublishSummary(ctx, "gw-a", sum{1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ReportApplied(ctx, "gw-a", "shop", 3); err != nil { // the same lease after a summary
+		t.Fatal(err)
+	}
+	if err := a.PublishSummary(ctx, "gw-a", sum{2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PublishSummary(ctx, "gw-b", sum{7}); err != nil {
+		t.Fatal(err)
+	}
+	got := readSummaries(t, a)
+	if len(got) != 2 || got["gw-a"].N != 2 || got["gw-b"].N != 7 {
+		t.Fatalf("summaries %+v; want gw-a's second and gw-b's", got)
+	}
+
+	var fe *gateway.FieldError
+	if err := a.PublishSummary(ctx, "a/b", sum{}); !errors.As(err, &fe) || fe.Field != "instance" {
+		t.Errorf("PublishSummary(a/b) = %v, want a FieldError for instance", err)
+	}
+
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readSummaries(t, a); len(got) != 1 || got["gw-a"].N != 2 {
+		t.Errorf("after gw-b closed: %+v; want gw-a's only", got)
+	}
+	if err := b.PublishSummary(ctx, "gw-b", sum{8}); err == nil {
+		t.Error("PublishSummary after Close succeeded")
+	}
+}
+
+func readSummaries(t *testing.T, s *Store) map[string]struct{ N int } {
+	t.Helper()
+	raw, err := s.Summaries(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]struct{ N int }{}
+	for inst, b := range raw {
+		var v struct{ N int }
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		out[inst] = v
+	}
+	return out
+}
