@@ -182,6 +182,13 @@ func deployment(b backends, extra string) string {
 // a free loopback port, stores in e, and serves the admin API on another.
 func startGateway(t testing.TB, name string, e *etcd, site, stateDir string) *gateway {
 	t.Helper()
+	return startGatewayWith(t, name, e, site, stateDir, "")
+}
+
+// startGatewayWith is startGateway with more lines for the switchback
+// global option.
+func startGatewayWith(t testing.TB, name string, e *etcd, site, stateDir, global string) *gateway {
+	t.Helper()
 	dir := t.TempDir()
 	if stateDir == "" {
 		stateDir = filepath.Join(dir, "state")
@@ -197,13 +204,14 @@ func startGateway(t testing.TB, name string, e *etcd, site, stateDir string) *ga
 		admin 127.0.0.1:%d
 		instance %s
 		state_dir %s
+		%s
 	}
 }
 
 http://127.0.0.1:%d {
 	%s
 }
-`, e.endpoint(), aport, name, stateDir, port, site)
+`, e.endpoint(), aport, name, stateDir, global, port, site)
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
 		t.Fatal(err)
