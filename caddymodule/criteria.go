@@ -28,10 +28,13 @@ type criteriaGlue struct {
 	value *prometheus.GaugeVec
 }
 
-// provisionCriteria opens the databases named in the global option; a DSN
+// provisionCriteria checks the fleet setting and opens the databases named in the global option; a DSN
 // may be a placeholder such as {env.MAIN_DB}, read now. It never enters a
 // document, and every message shows it redacted.
 func (a *App) provisionCriteria(ctx caddy.Context) error {
+	if a.Fleet != "" && a.Fleet != "on" && a.Fleet != fleetOff {
+		return fmt.Errorf("switchback: fleet %q: want on or off", a.Fleet)
+	}
 	repl := caddy.NewReplacer()
 	a.crit.databases = map[string]*criteria.Database{}
 	for _, name := range slices.Sorted(maps.Keys(a.Databases)) {

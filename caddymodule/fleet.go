@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,18 +20,32 @@ const fleetInterval = time.Second
 // merged: two intervals.
 const fleetMaxAge = 2 * fleetInterval
 
-// fleetView is the other instances' summaries as last read.
-type fleetView struct {
-	read      time.Time // when they were read; their age is judged at it
-	summaries map[string]guard.FleetSummary
-}
+// fleetView is the instances' summaries as last published, by instance.
+type fleetView map[string]guard.FleetSummary
 
 // fleetOff is App.Fleet's value that makes each instance judge alone.
 const fleetOff = "off"
 
-// runFleet publishes this instance's summary and reads the fleet's, once
-// per fleetInterval, until ctx ends.
+// runFleet publishes this instance's summary once per fleetInterval, and
+// follows every instance's as they are published, until ctx ends.
 func (a *App) runFleet(ctx context.Context, view *atomic.Pointer[fleetView]) {
+	var following sync.WaitGroup
+	following.Go(func() {
+		_ = a.store.FollowSummaries(ctx, func(inst string, b []byte) {
+			next := fleetView{}
+			if cur := view.Load(); cur != nil {
+				maps.Copy(next, *cur)
+			}
+			fs, err := guard.DecodeFleetSummary(b)
+			if b == nil || err != nil {
+				delete(next, inst)
+			} else {
+				next[inst] = fs
+			}
+			view.Store(&next)
+		})
+	})
+	defer following.Wait()
 	t := time.NewTicker(fleetInterval)
 	defer t.Stop()
 	for {
@@ -38,13 +54,13 @@ func (a *App) runFleet(ctx context.Context, view *atomic.Pointer[fleetView]) {
 			return
 		case <-t.C:
 			if a.healthy.Load() {
-				a.exchangeSummaries(ctx, view)
+				a.publishSummary(ctx)
 			}
 		}
 	}
 }
 
-func (a *App) exchangeSummaries(ctx context.Context, view *atomic.Pointer[fleetView]) {
+func (a *App) publishSummary(ctx context.Context) {
 	own := guard.FleetSummary{Time: a.now(), Deployments: map[string]guard.Summary{}}
 	deployments.Range(func(k, v any) bool {
 		own.Deployments[k.(string)] = v.(deploymentEntry).meters.Summary()
@@ -53,28 +69,16 @@ func (a *App) exchangeSummaries(ctx context.Context, view *atomic.Pointer[fleetV
 	if err := a.store.PublishSummary(ctx, a.Instance, own); err != nil {
 		a.logger.Debug("fleet: publishing this instance's summary", zap.Error(err))
 	}
-	raw, err := a.store.Summaries(ctx)
-	if err != nil {
-		a.logger.Debug("fleet: reading the summaries", zap.Error(err))
-		return
-	}
-	fv := &fleetView{read: a.now(), summaries: make(map[string]guard.FleetSummary, len(raw))}
-	for inst, b := range raw {
-		if fs, err := guard.DecodeFleetSummary(b); err == nil {
-			fv.summaries[inst] = fs
-		}
-	}
-	view.Store(fv)
 }
 
-// window is a deployment's window for its judgement: this instance's
-// merged with every other instance's fresh summary, and the instances
-// merged and left out.
-func (a *App) window(name string, entry deploymentEntry) (guard.Window, []string, map[string]time.Time) {
+// window is a deployment's window for its judgement at now: this
+// instance's merged with every other instance's fresh summary, and the
+// instances merged and left out.
+func (a *App) window(name string, entry deploymentEntry, now time.Time) (guard.Window, []string, map[string]time.Time) {
 	fv := a.fleet.Load()
 	if a.Fleet == fleetOff || fv == nil {
 		return entry.meters.Stats(), nil, nil
 	}
-	peers, fleet, stale := guard.Peers(a.Instance, fv.summaries, name, fv.read, fleetMaxAge)
+	peers, fleet, stale := guard.Peers(a.Instance, *fv, name, now, fleetMaxAge)
 	return guard.MergeWindow(entry.meters.Summary(), peers...), fleet, stale
 }

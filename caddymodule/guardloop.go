@@ -147,7 +147,7 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 	entry.meters.Advance()
 
 	crits, change := a.criteriaInput(name)
-	window, fleet, leftOut := a.window(name, entry)
+	window, fleet, leftOut := a.window(name, entry, now)
 	view, act := guard.Judge(guard.Input{
 		Snapshot:     snap,
 		Policy:       st.policy,

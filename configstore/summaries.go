@@ -90,3 +90,50 @@ func (k *leaseKeeper) put(ctx context.Context, key, val string) error {
 		return nil
 	}
 }
+
+// FollowSummaries calls fn with every live instance's summary, then with
+// every new one as it is published, so a reader sees a peer's summary as
+// soon as it is written rather than on its own next read. A summary gone
+// with its instance's lease comes with a nil value. It lists again when
+// the watch is lost (etcd compacted the revisions it had not seen, or was
+// away), and returns only when ctx ends, with ctx's error.
+func (s *Store) FollowSummaries(ctx context.Context, fn func(instance string, value []byte)) error {
+	base := s.summariesPrefix()
+	deliver := func(key, value []byte) {
+		if inst := strings.TrimPrefix(string(key), base); checkInstance(inst) == nil {
+			fn(inst, value)
+		}
+	}
+	for failures := 0; ; failures++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if failures > 0 {
+			_ = sleep(ctx, retryBackoff(failures))
+		}
+		lctx, cancel := s.op(ctx)
+		resp, err := s.kv.Get(lctx, base, clientv3.WithPrefix())
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, kv := range resp.Kvs {
+			deliver(kv.Key, kv.Value)
+		}
+		wctx, stop := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		for wr := range s.client.Watch(wctx, base, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
+			if wr.Err() != nil {
+				break
+			}
+			failures = 0
+			for _, ev := range wr.Events {
+				var v []byte
+				if ev.Type == clientv3.EventTypePut {
+					v = ev.Kv.Value
+				}
+				deliver(ev.Kv.Key, v)
+			}
+		}
+		stop()
+	}
+}

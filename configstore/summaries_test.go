@@ -1,8 +1,10 @@
 package configstore
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/a8e2c47e/switchback/gateway"
@@ -66,4 +68,50 @@ func readSummaries(t *testing.T, s *Store) map[string]struct{ N int } {
 		out[inst] = v
 	}
 	return out
+}
+
+// TestFollowSummaries: a reader sees every summary as it is published,
+// and sees it go with its instance.
+func TestFollowSummaries(t *testing.T) {
+	t.Parallel()
+	a, b := newStore(t), newStore(t)
+	b.prefix = a.prefix
+	ctx := t.Context()
+	if err := a.PublishSummary(ctx, "gw-a", struct{ N int }{1}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]string{}
+	done := make(chan error, 1)
+	fctx, cancel := context.WithCancel(ctx)
+	go func() {
+		done <- a.FollowSummaries(fctx, func(inst string, v []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[inst] = string(v)
+		})
+	}()
+	got := func(inst string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[inst]
+	}
+	eventually(t, "gw-a's summary listed", func() bool { return got("gw-a") == `{"N":1}` })
+	if err := b.PublishSummary(ctx, "gw-b", struct{ N int }{2}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "gw-b's summary followed", func() bool { return got("gw-b") == `{"N":2}` })
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "gw-b's summary gone with its lease", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		v, ok := seen["gw-b"]
+		return ok && v == ""
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("FollowSummaries returned %v, want context.Canceled", err)
+	}
 }

@@ -94,3 +94,70 @@ func TestFleetJudgesTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkFleetFallback measures the time from a fault on green (every
+// response a 500) to the fallback version in the store, for 60 req/s
+// split 50/50: one instance seeing all of it, and three instances each
+// seeing a third, judging together (fleet on, the default) or each alone
+// (fleet off); at the default min_requests (20) and at 100. A run without
+// a fallback within 20 s reports fell_back 0.
+func BenchmarkFleetFallback(b *testing.B) {
+	// fallbackBound is how long a run waits for the fallback.
+	const fallbackBound = 20 * time.Second
+	const rps = 60
+	for _, minReq := range []int{20, 100} {
+		for _, mode := range []struct {
+			name      string
+			instances int
+			global    string
+		}{
+			{"one_instance", 1, ""},
+			{"three_fleet", 3, ""},
+			{"three_alone", 3, "fleet off"},
+		} {
+			b.Run(fmt.Sprintf("min_requests=%d/%s", minReq, mode.name), func(b *testing.B) {
+				for b.Loop() {
+					e := startEtcd(b)
+					bk := startBackends(b)
+					site := deployment(bk, fmt.Sprintf(`weights blue 50 green 50
+		guard {
+			error_rate 5%%
+			baseline 2x
+			min_requests %d
+		}`, minReq))
+					var gws []*gateway
+					for i := range mode.instances {
+						gws = append(gws, startGatewayWith(b, fmt.Sprintf("gw-%d", i), e, site, "", mode.global))
+					}
+					spread(b, rps, gws...)
+					// A full window of healthy traffic first: the baseline.
+					time.Sleep(10 * time.Second)
+					store := e.store(b)
+					faultAt := time.Now()
+					setFault(b, bk.green, `{"error_rate": 1}`)
+					// Each instance alone may never have min_requests: then
+					// there is no fallback, reported as fell_back 0.
+					fell := 0.0
+					for deadline := faultAt.Add(fallbackBound); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+						doc, err := store.Get(context.Background(), "checkout")
+						if err == nil && doc.Config.Weights["green"] == 0 {
+							fell = 1
+							break
+						}
+					}
+					b.ReportMetric(float64(time.Since(faultAt).Milliseconds()), "ms_to_fallback")
+					b.ReportMetric(fell, "fell_back")
+					// The store traffic: one summary per instance per second.
+					if sums, err := store.Summaries(context.Background()); err == nil {
+						largest := 0
+						for _, v := range sums {
+							largest = max(largest, len(v))
+						}
+						b.ReportMetric(float64(largest), "summary_bytes")
+					}
+					b.ReportMetric(float64(mode.instances), "instances")
+				}
+			})
+		}
+	}
+}
