@@ -3,9 +3,13 @@ package caddymodule
 import (
 	"database/sql"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	dto "github.com/prometheus/client_model/go"
@@ -215,4 +219,38 @@ func criterionGauge(t *testing.T, app *App, name string) float64 {
 		t.Fatal(err)
 	}
 	return m.GetGauge().GetValue()
+}
+
+// TestCriterionWithoutChangeOnlyReports: a Prometheus criterion breaching
+// when nothing changed within its window writes no version; an event says
+// so with the query's value.
+func TestCriterionWithoutChangeOnlyReports(t *testing.T) {
+	var depth atomic.Int64
+	depth.Store(10)
+	prom := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"%d"]}]}}`, depth.Load())
+	}))
+	t.Cleanup(prom.Close)
+	_, _, store := guardedGateway(t, fmt.Sprintf(`
+		guard {
+			error_rate 50%%
+			window 2s
+			criterion queue prometheus %s "sum(rabbitmq_queue_messages_ready)" above 5000 for 300ms interval 100ms
+		}`, prom.URL))
+	app := runningApp(t)
+	waitView(t, app, "the query's value", func(v guard.View) bool { return v.Criteria["queue"].Value == 10 })
+	// Let the bootstrap leave the window, so no change is recent.
+	waitView(t, app, "the bootstrap out of the window", func(v guard.View) bool {
+		doc, err := store.Get(t.Context(), "checkout")
+		return err == nil && v.Updated.Sub(doc.Meta.Time) > 2*time.Second
+	})
+	depth.Store(5210)
+	evs := waitEvents(t, store, 1)
+	if evs[0].Kind != control.EventCriterionBreach || !strings.Contains(evs[0].Reason, "sum(rabbitmq_queue_messages_ready) = 5210 > 5000") ||
+		!strings.Contains(evs[0].Reason, "no change within 2s") {
+		t.Errorf("event %+v; want a criterion_breach with the value and no change to roll back", evs[0])
+	}
+	if doc, err := store.Get(t.Context(), "checkout"); err != nil || doc.Meta.Version != 1 {
+		t.Errorf("version %d (%v); want nothing written", doc.Meta.Version, err)
+	}
 }
