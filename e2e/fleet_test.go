@@ -99,13 +99,14 @@ func TestFleetJudgesTogether(t *testing.T) {
 // response a 500) to the fallback version in the store, for 60 req/s
 // split 50/50: one instance seeing all of it, and three instances each
 // seeing a third, judging together (fleet on, the default) or each alone
-// (fleet off); at the default min_requests (20) and at 100. A run without
+// (fleet off); at the default min_requests (20) and at 200, more than
+// one instance alone ever has in its window (about 100). A run without
 // a fallback within 20 s reports fell_back 0.
 func BenchmarkFleetFallback(b *testing.B) {
 	// fallbackBound is how long a run waits for the fallback.
 	const fallbackBound = 20 * time.Second
 	const rps = 60
-	for _, minReq := range []int{20, 100} {
+	for _, minReq := range []int{20, 200} {
 		for _, mode := range []struct {
 			name      string
 			instances int
