@@ -48,6 +48,7 @@ func TestCriterionCaddyfileErrors(t *testing.T) {
 		{"bad name", site("criterion \"no good\" http http://127.0.0.1:9400/health status 200"), []string{`"no good"`, "Caddyfile:7"}},
 		{"two criteria one name", site("criterion h http http://127.0.0.1:1/ status 200\ncriterion h http http://127.0.0.1:2/ status 200"), []string{`"h"`, "no other criterion", "Caddyfile:"}},
 		{"database without dsn", "{\n\tswitchback {\n\t\tdatabase main\n\t}\n}\n" + site(""), []string{"want 'database NAME DSN'", "Caddyfile:3"}},
+		{"fleet neither on nor off", "{\n\tswitchback {\n\t\tfleet maybe\n\t}\n}\n" + site(""), []string{`fleet "maybe": want on or off`, "Caddyfile:3"}},
 		{"database twice", "{\n\tswitchback {\n\t\tdatabase main postgres://a@h/db\n\t\tdatabase main postgres://b@h/db\n\t}\n}\n" + site(""), []string{"database main given twice", "Caddyfile:4"}},
 	}
 	for _, tt := range tests {

@@ -78,3 +78,18 @@ func TestPeers(t *testing.T) {
 		t.Errorf("left out %v; want gw-c with its summary's time", stale)
 	}
 }
+
+// BenchmarkFleetWindow is what a judgement on three instances' windows
+// costs each slot: this instance's summary, merged with two others'.
+func BenchmarkFleetWindow(b *testing.B) {
+	reg := NewRegistry()
+	m := reg.Meter([]string{"blue", "green"}, []string{"cart", "pay"})
+	for i := range 3000 {
+		m.Record(i%2, uint64(i%4), i%50 == 0, time.Duration(1+i%200)*time.Millisecond)
+	}
+	peer := reg.Summary()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = MergeWindow(reg.Summary(), peer, peer)
+	}
+}
