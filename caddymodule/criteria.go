@@ -92,8 +92,19 @@ func (a *App) criteriaInput(name string) ([]guard.CriterionState, *guard.Change)
 	return a.crit.loop.Input(name)
 }
 
-// setCriteriaGauges exports a judged deployment's criteria values.
+// criteriaStates is what this instance knows of a deployment's criteria:
+// nothing unless it probes them.
+func (a *App) criteriaStates(name string) []guard.CriterionState {
+	st, _ := a.criteriaInput(name)
+	return st
+}
+
+// setCriteriaGauges exports a judged deployment's criteria values, on the
+// instance that probes them.
 func (a *App) setCriteriaGauges(v guard.View) {
+	if len(a.criteriaStates(v.Deployment)) == 0 {
+		return // another instance probes them, and exports them
+	}
 	for name, c := range v.Criteria {
 		a.metrics.breaching.WithLabelValues(v.Deployment, "criterion", name).Set(boolGauge(c.Breach != ""))
 		if c.Error == "" && a.crit.value != nil {

@@ -63,7 +63,12 @@ func (a *App) runFleet(ctx context.Context, view *atomic.Pointer[fleetView]) {
 func (a *App) publishSummary(ctx context.Context) {
 	own := guard.FleetSummary{Time: a.now(), Deployments: map[string]guard.Summary{}}
 	deployments.Range(func(k, v any) bool {
-		own.Deployments[k.(string)] = v.(deploymentEntry).meters.Summary()
+		name := k.(string)
+		s := v.(deploymentEntry).meters.Summary()
+		if gv, ok := a.guardView(name); ok && len(a.criteriaStates(name)) > 0 {
+			s.Criteria = gv.Criteria // this instance probes them
+		}
+		own.Deployments[name] = s
 		return true
 	})
 	if err := a.store.PublishSummary(ctx, a.Instance, own); err != nil {
@@ -74,11 +79,16 @@ func (a *App) publishSummary(ctx context.Context) {
 // window is a deployment's window for its judgement at now: this
 // instance's merged with every other instance's fresh summary, and the
 // instances merged and left out.
-func (a *App) window(name string, entry deploymentEntry, now time.Time) (guard.Window, []string, map[string]time.Time) {
+func (a *App) window(name string, entry deploymentEntry, now time.Time) (w guard.Window, fleet []string, stale map[string]time.Time, crits map[string]guard.CriterionView) {
 	fv := a.fleet.Load()
 	if a.Fleet == fleetOff || fv == nil {
-		return entry.meters.Stats(), nil, nil
+		return entry.meters.Stats(), nil, nil, nil
 	}
 	peers, fleet, stale := guard.Peers(a.Instance, *fv, name, now, fleetMaxAge)
-	return guard.MergeWindow(entry.meters.Summary(), peers...), fleet, stale
+	for _, p := range peers {
+		if len(p.Criteria) > 0 {
+			crits = p.Criteria
+		}
+	}
+	return guard.MergeWindow(entry.meters.Summary(), peers...), fleet, stale, crits
 }

@@ -147,13 +147,14 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 	entry.meters.Advance()
 
 	crits, change := a.criteriaInput(name)
-	window, fleet, leftOut := a.window(name, entry, now)
+	window, fleet, leftOut, peerCrits := a.window(name, entry, now)
 	view, act := guard.Judge(guard.Input{
 		Snapshot:     snap,
 		Policy:       st.policy,
 		Window:       window,
 		Fleet:        fleet,
 		LeftOut:      leftOut,
+		PeerCriteria: peerCrits,
 		Health:       st.checker.All(),
 		Retained:     a.retainedPools(name),
 		LastFallback: a.control.LastFallback(name),

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -56,7 +58,10 @@ func spread(t testing.TB, rps int, gws ...*gateway) {
 func TestFleetJudgesTogether(t *testing.T) {
 	e := startEtcd(t)
 	b := startBackends(t)
-	site := deployment(b, fleetGuard)
+	health := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(health.Close)
+	site := deployment(b, strings.Replace(fleetGuard, "min_requests 40",
+		"min_requests 40\n\t\t\tcriterion payments http "+health.URL+" status 200 interval 200ms", 1))
 	gws := []*gateway{startGateway(t, "gw-a", e, site, ""), startGateway(t, "gw-b", e, site, ""), startGateway(t, "gw-c", e, site, "")}
 	spread(t, 30, gws...)
 
@@ -72,6 +77,13 @@ func TestFleetJudgesTogether(t *testing.T) {
 		v = view(gws[0])
 		return slices.Equal(v.Fleet, []string{"gw-b", "gw-c"}) && v.Pools["green"].Requests >= 40
 	})
+
+	// The elected instance probes the criterion; every /guard shows it.
+	for _, g := range gws {
+		waitFor(t, g.name+" to show the criterion", func() bool {
+			return view(g).Criteria["payments"].Value == http.StatusOK
+		})
+	}
 
 	setFault(t, b.green, `{"error_rate": 1}`)
 	store := e.store(t)

@@ -129,3 +129,24 @@ func TestJudgeProxyFiguresFirst(t *testing.T) {
 		t.Fatalf("action %+v, want green's fallback", act)
 	}
 }
+
+// TestJudgeShowsPeerCriteria: an instance that does not probe the
+// criteria shows them as the elected one published them, and never acts
+// on them; the one that probes shows its own.
+func TestJudgeShowsPeerCriteria(t *testing.T) {
+	c := gateway.Criterion{Name: "health", Kind: gateway.CriterionHTTP, URL: "http://127.0.0.1:1/health", Status: 200}
+	g := testGuard()
+	g.Criteria = []gateway.Criterion{c}
+	snap := snapshot(t, map[string]float64{"blue": 100, "green": 0}, nil, g)
+	peer := map[string]CriterionView{"health": {Kind: "http", Value: 503, Breach: "status 503, want 200"}}
+	view, act := Judge(Input{Snapshot: snap, Policy: Compile(g), Window: windowOf(t, snap, nil), Now: judgeNow, PeerCriteria: peer,
+		Change: &Change{Version: 6, Time: judgeNow, Weights: map[string]float64{"blue": 0, "green": 100}, What: "weights moved"}})
+	if view.Criteria["health"].Value != 503 || act.Kind != None {
+		t.Errorf("view %+v, action %v; want the peer's criteria shown and nothing done", view.Criteria, act.Kind)
+	}
+	own := []CriterionState{{Criterion: c, Last: Sample{Time: judgeNow, Value: 200, Text: "status 200 in 3ms"}}}
+	view, _ = Judge(Input{Snapshot: snap, Policy: Compile(g), Window: windowOf(t, snap, nil), Now: judgeNow, PeerCriteria: peer, Criteria: own})
+	if view.Criteria["health"].Value != 200 {
+		t.Errorf("view %+v; want this instance's own sample", view.Criteria)
+	}
+}

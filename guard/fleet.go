@@ -14,6 +14,9 @@ import (
 type Summary struct {
 	Pools map[string]SeriesSummary `json:"p,omitempty"`
 	Flags map[string]SeriesSummary `json:"f,omitempty"`
+	// Criteria are the external criteria as the elected instance, which
+	// probes them, last judged them; shown by the others' /guard.
+	Criteria map[string]CriterionView `json:"c,omitempty"`
 }
 
 // SeriesSummary is one population's window: its errors and its histogram

@@ -42,6 +42,10 @@ type Input struct {
 	// LeftOut those whose summaries were too old, with their time.
 	Fleet   []string
 	LeftOut map[string]time.Time
+	// PeerCriteria are the criteria as another instance (the elected one)
+	// published them: shown when this one does not probe them, never
+	// acted on.
+	PeerCriteria map[string]CriterionView
 	// Instance names this gateway in the view.
 	Instance string
 	// Now is the time of the judgement.
@@ -250,6 +254,9 @@ func Judge(in Input) (View, Action) {
 	// The proxy's own figures name the culprit; an external criterion
 	// only blames the newest change, so it comes after them.
 	crit := judgeCriteria(in, &view)
+	if view.Criteria == nil && len(in.PeerCriteria) > 0 {
+		view.Criteria = in.PeerCriteria
+	}
 	if write.Kind == None && crit.Kind == Revert {
 		write = crit
 	}
