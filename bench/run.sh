@@ -3,7 +3,8 @@
 #  1. the hot path and the store (go test -bench; ns/op is per call), with
 #     what switchback allocates per request beyond Caddy's reverse_proxy
 #  2. gateway instances: real processes on real etcd (propagation, flips
-#     under load, fallback time)
+#     under load, fallback time, and fault to fallback with three instances
+#     judging together or each alone: BenchmarkFleetFallback)
 #  3. load: gateway CPU per request for the backend reached directly, nginx
 #     doing the same split (when installed), plain reverse_proxy and
 #     switchback, pinned and interleaved, with the switchback/reverse_proxy

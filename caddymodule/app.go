@@ -56,6 +56,15 @@ type App struct {
 	// is repaired and the gateway restarted. A deployment without a
 	// last-known-good file still fails the start.
 	OnDamagedData string `json:"on_damaged_data,omitempty"`
+	// Databases are the DSNs external criteria count connections of, by
+	// name (`database NAME DSN`); placeholders like {env.MAIN_DB} are
+	// read at provisioning. They stay in the gateway's own config, never
+	// in the store.
+	Databases map[string]string `json:"databases,omitempty"`
+	// Fleet is "on" (the default): each instance publishes its windows'
+	// summary every second and judges by the fleet's merged windows; or
+	// "off": each instance judges by its own traffic alone.
+	Fleet string `json:"fleet,omitempty"`
 
 	ctx      caddy.Context
 	logger   *zap.Logger
@@ -71,6 +80,10 @@ type App struct {
 
 	// control writes what the guard and the rollout driver decide.
 	control *control.Control
+	// crit probes the external criteria.
+	crit criteriaGlue
+	// fleet is the other instances' window summaries, as last read.
+	fleet atomic.Pointer[fleetView]
 
 	// guardsMu protects guards.
 	guardsMu sync.Mutex
@@ -176,8 +189,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("switchback: store: %w", err)
 	}
 	a.healthy.Store(true)
-	a.control, err = a.newControl()
-	return err
+	if a.control, err = a.newControl(); err != nil {
+		return err
+	}
+	return a.provisionCriteria(ctx)
 }
 
 // Start watches the store and applies every new version, and serves the
@@ -244,9 +259,9 @@ func (a *App) Stop() error {
 // Cleanup releases the store; the embedded etcd stops when the last config
 // using it goes away. Safe after a partial Provision.
 func (a *App) Cleanup() error {
-	var err error
+	err := a.closeDatabases()
 	if a.store != nil {
-		err = a.store.Close()
+		err = errors.Join(err, a.store.Close())
 	}
 	if a.embedKey != "" {
 		_, _ = embeddedStores.Delete(a.embedKey)

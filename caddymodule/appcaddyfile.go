@@ -29,6 +29,8 @@ func init() {
 //		instance     <name>                           # default: hostname:admin_port
 //		state_dir    <dir>                            # last-known-good documents
 //		on_damaged_data fail | serve_last_known_good  # embedded store only; default fail
+//		database <name> <dsn>                         # for 'criterion ... database <name>'; repeatable
+//		fleet on | off                                # judge by every instance's windows; default on
 //	}
 //
 // on_damaged_data decides what a gateway does when the embedded etcd's data
@@ -53,6 +55,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	}
 	given := settings{}
 	for d.NextBlock(0) {
+		if d.Val() == "database" {
+			if err := parseDatabase(d, app); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := given.once(d); err != nil {
 			return nil, err
 		}
@@ -123,6 +131,15 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			app.StateDir = v
+		case "fleet":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if v != "on" && v != fleetOff {
+				return nil, d.Errf("fleet %q: want on or off", v)
+			}
+			app.Fleet = v
 		case "on_damaged_data":
 			v, err := oneArg(d)
 			if err != nil {
@@ -133,7 +150,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.OnDamagedData = v
 		default:
-			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, ofrep, instance, state_dir, on_damaged_data", d.Val())
+			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, ofrep, instance, state_dir, on_damaged_data, database, fleet", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "switchback", Value: caddyconfig.JSON(app, nil)}, nil

@@ -51,6 +51,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			baseline 2x               # and worse than the other pool / flag-off cohort by this factor
 //			errors 5xx 429            # what counts as an error (default 5xx; transport failures always)
 //			cooldown 30s              # least time between two fallbacks (default 30s)
+//			criterion <name> database <db> above 90%               # external rollback criteria,
+//			criterion <name> prometheus <url> "<query>" above 5000 # repeatable; each takes
+//			criterion <name> http <url> status 200 within 500ms    # for, window, interval
 //		}
 //		retain 24h                    # how long the old pool stays the rollback target
 //		health_uri /health            # active health checks of every pool's upstreams
@@ -65,7 +68,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // {http.request.header.X} are refused, since a request could then choose
 // the host. A percent may carry a trailing %. Without 'live' or 'weights',
 // the pool declared first is live. Every setting but pool and flag is
-// given at most once, and durations are positive: a setting left out
+// given at most once (criterion may repeat), and durations are positive: a setting left out
 // takes its default. A deployment is declared by one switchback directive
 // per Caddyfile; to serve it on several addresses, list them on one site.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -343,6 +346,14 @@ func parseGuard(d *caddyfile.Dispenser) (*gateway.Guard, error) {
 	g := &gateway.Guard{}
 	given := settings{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() == "criterion" {
+			c, err := parseCriterion(d)
+			if err != nil {
+				return nil, err
+			}
+			g.Criteria = append(g.Criteria, c)
+			continue
+		}
 		if err := given.once(d); err != nil {
 			return nil, err
 		}
@@ -405,7 +416,7 @@ func parseGuard(d *caddyfile.Dispenser) (*gateway.Guard, error) {
 			}
 			g.Errors = args
 		default:
-			return nil, d.Errf("unknown guard setting %q; accepted: error_rate, p95, window, min_requests, baseline, errors, cooldown", d.Val())
+			return nil, d.Errf("unknown guard setting %q; accepted: error_rate, p95, window, min_requests, baseline, errors, cooldown, criterion", d.Val())
 		}
 	}
 	return g, nil

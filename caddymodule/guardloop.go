@@ -42,6 +42,22 @@ type guardState struct {
 func (a *App) runGuards(ctx context.Context) {
 	t := time.NewTicker(guardTick)
 	defer t.Stop()
+	if a.crit.loop != nil {
+		// The criteria probe on their own loop: a slow database or
+		// endpoint must not hold up the meters.
+		var probing sync.WaitGroup
+		cctx, cancel := context.WithCancel(ctx)
+		probing.Go(func() { a.crit.loop.Run(cctx, liveSnapshots) })
+		defer probing.Wait()
+		defer cancel()
+	}
+	if a.Fleet != fleetOff {
+		var publishing sync.WaitGroup
+		fctx, cancel := context.WithCancel(ctx)
+		publishing.Go(func() { a.runFleet(fctx, &a.fleet) })
+		defer publishing.Wait()
+		defer cancel()
+	}
 	defer func() {
 		a.guardsMu.Lock()
 		defer a.guardsMu.Unlock()
@@ -140,23 +156,31 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 	st.nextSlot = now.Add(st.policy.Window / guard.Slots)
 	entry.meters.Advance()
 
+	crits, change := a.criteriaInput(name)
+	window, fleet, leftOut, peerCrits := a.window(name, entry, now)
 	view, act := guard.Judge(guard.Input{
 		Snapshot:     snap,
 		Policy:       st.policy,
-		Window:       entry.meters.Stats(),
+		Window:       window,
+		Fleet:        fleet,
+		LeftOut:      leftOut,
+		PeerCriteria: peerCrits,
 		Health:       st.checker.All(),
 		Retained:     a.retainedPools(name),
 		LastFallback: a.control.LastFallback(name),
 		LastRefusal:  st.lastRefusal,
+		Criteria:     crits,
+		Change:       change,
 		Instance:     a.Instance,
 		Now:          now,
 	})
 	// Gauges first: once the view shows a slot, its gauges are set.
 	a.setBreaching(view)
+	a.setCriteriaGauges(view)
 	st.mu.Lock()
 	st.view = view
 	st.mu.Unlock()
-	if act.Kind == guard.Refused {
+	if act.Kind == guard.Refused || act.Kind == guard.CriterionBreach {
 		st.lastRefusal = now
 	}
 	a.act(ctx, snap, act)

@@ -179,6 +179,8 @@ func (k *leaseKeeper) report(ctx context.Context, instance, name string, version
 	}
 	if k.reports == nil {
 		k.reports = make(map[[2]string]uint64)
+	}
+	if k.ready == nil { // PublishSummary may have started the keeper
 		k.ready = make(chan struct{})
 	}
 	k.reports[[2]string{instance, name}] = version

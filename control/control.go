@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -65,6 +66,9 @@ type Control struct {
 	recorded  func(configstore.Event)
 	wrote     func(configstore.Document)
 	guardView func(string) (guard.View, bool)
+
+	// leading is whether this instance holds the driver's leadership.
+	leading atomic.Bool
 
 	// mu protects lastGuardWrite: when each deployment's last guard
 	// version was written, by any instance (the guard's cooldown).

@@ -58,6 +58,10 @@ func (c *Control) Run(ctx context.Context) {
 	}
 }
 
+// Leading reports whether this instance is the elected driver, which also
+// probes the external criteria.
+func (c *Control) Leading() bool { return c.leading.Load() }
+
 // lead campaigns, then ticks until ctx ends or the leadership is lost.
 func (c *Control) lead(ctx context.Context) error {
 	leader, err := c.store.Lead(ctx, Role, c.instance, configstore.LeaseTTL(sessionTTL))
@@ -65,6 +69,8 @@ func (c *Control) lead(ctx context.Context) error {
 		return fmt.Errorf("rollouts: %w", err)
 	}
 	defer leader.Resign()
+	c.leading.Store(true)
+	defer c.leading.Store(false)
 	c.log.Info("rollouts: this instance drives the rollouts", zap.String("instance", c.instance))
 	t := time.NewTicker(tick)
 	defer t.Stop()

@@ -16,12 +16,17 @@ const (
 	EventFallback        = "fallback"
 	EventFallbackRefused = "fallback_refused"
 	EventFlagOff         = "flag_off"
+	// EventCriterionRollback: an external criterion's breach rolled back
+	// the newest change; EventCriterionBreach: it breached with no recent
+	// change to roll back.
+	EventCriterionRollback = "criterion_rollback"
+	EventCriterionBreach   = "criterion_breach"
 )
 
 // alarming is whether an event of kind says something went wrong.
 func alarming(kind string) bool {
 	switch kind {
-	case EventFallback, EventFallbackRefused, EventFlagOff, rollout.EventAborted:
+	case EventFallback, EventFallbackRefused, EventFlagOff, EventCriterionRollback, EventCriterionBreach, rollout.EventAborted:
 		return true
 	}
 	return false
@@ -41,11 +46,11 @@ const fallbackTimeout = 2 * time.Second
 // nothing is attempted and the error is configstore.ErrUnavailable: the
 // gateway keeps serving the last applied version.
 func (c *Control) FallBack(ctx context.Context, name string, act guard.Action) (configstore.Result, error) {
-	if act.Kind == guard.Refused {
-		c.Record(ctx, configstore.Event{Deployment: name, Kind: EventFallbackRefused, Subject: act.Subject, Version: act.Version, Reason: act.Reason})
+	if act.Kind == guard.Refused || act.Kind == guard.CriterionBreach {
+		c.Record(ctx, configstore.Event{Deployment: name, Kind: act.Kind.String(), Subject: act.Subject, Version: act.Version, Reason: act.Reason})
 		return configstore.Result{}, nil
 	}
-	if act.Kind != guard.Fallback && act.Kind != guard.FlagOff {
+	if act.Kind != guard.Fallback && act.Kind != guard.FlagOff && act.Kind != guard.Revert {
 		return configstore.Result{}, nil
 	}
 	if !c.reachable() {

@@ -73,6 +73,13 @@ func deployment(b testharness.Backends, extra string) string {
 // a free loopback port, stores in e, and serves the admin API on another.
 func startGateway(t testing.TB, name string, e *etcdtest.Etcd, site, stateDir string) *gateway {
 	t.Helper()
+	return startGatewayWith(t, name, e, site, stateDir, "")
+}
+
+// startGatewayWith is startGateway with more lines for the switchback
+// global option.
+func startGatewayWith(t testing.TB, name string, e *etcdtest.Etcd, site, stateDir, global string) *gateway {
+	t.Helper()
 	dir := t.TempDir()
 	if stateDir == "" {
 		stateDir = filepath.Join(dir, "state")
@@ -88,13 +95,14 @@ func startGateway(t testing.TB, name string, e *etcdtest.Etcd, site, stateDir st
 		admin 127.0.0.1:%d
 		instance %s
 		state_dir %s
+		%s
 	}
 }
 
 http://127.0.0.1:%d {
 	%s
 }
-`, e.Endpoint(), aport, name, stateDir, port, site)
+`, e.Endpoint(), aport, name, stateDir, global, port, site)
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
 		t.Fatal(err)

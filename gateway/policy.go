@@ -29,6 +29,9 @@ type Guard struct {
 	// Cooldown is the least time between two fallbacks of one deployment;
 	// default 30s.
 	Cooldown Duration `json:"cooldown,omitempty"`
+	// Criteria are external rollback criteria (databases, Prometheus
+	// queries, health endpoints), judged by the elected instance.
+	Criteria []Criterion `json:"criteria,omitempty"`
 }
 
 // Health configures active health checks of the pools, which keep the
@@ -99,8 +102,8 @@ func (g *Guard) validate(prefix string) error {
 	if g.P95 < 0 {
 		return &FieldError{Field: prefix + ".p95", Value: time.Duration(g.P95).String(), Want: "want a positive duration such as 500ms (0 turns it off)"}
 	}
-	if g.ErrorRate == 0 && g.P95 == 0 {
-		return &FieldError{Field: prefix, Value: "", Want: "a guard needs error_rate or p95 (or both)"}
+	if g.ErrorRate == 0 && g.P95 == 0 && len(g.Criteria) == 0 {
+		return &FieldError{Field: prefix, Value: "", Want: "a guard needs error_rate, p95 or a criterion"}
 	}
 	if w := g.Window; w != 0 && (time.Duration(w) < time.Second || time.Duration(w) > 10*time.Minute) {
 		return &FieldError{Field: prefix + ".window", Value: time.Duration(w).String(), Want: "want 1s to 10m"}
@@ -119,7 +122,7 @@ func (g *Guard) validate(prefix string) error {
 	if g.Cooldown < 0 {
 		return &FieldError{Field: prefix + ".cooldown", Value: time.Duration(g.Cooldown).String(), Want: "want a positive duration"}
 	}
-	return nil
+	return validateCriteria(prefix, g.Criteria)
 }
 
 // ParseErrorClass reads "5xx", "4xx" or a status code like "429" as the

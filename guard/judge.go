@@ -31,6 +31,21 @@ type Input struct {
 	// LastRefusal is when this instance last reported a refused fallback;
 	// reports repeat at most once per cooldown.
 	LastRefusal time.Time
+	// Criteria are the external criteria's latest samples; only the
+	// elected instance probes them, so elsewhere this is empty.
+	Criteria []CriterionState
+	// Change is the deployment's newest change a criterion's breach may
+	// roll back (ChangeOf), if any; the caller looks it up in the history
+	// while a criterion breaches.
+	Change *Change
+	// Fleet names the other instances whose summaries Window merges;
+	// LeftOut those whose summaries were too old, with their time.
+	Fleet   []string
+	LeftOut map[string]time.Time
+	// PeerCriteria are the criteria as another instance (the elected one)
+	// published them: shown when this one does not probe them, never
+	// acted on.
+	PeerCriteria map[string]CriterionView
 	// Instance names this gateway in the view.
 	Instance string
 	// Now is the time of the judgement.
@@ -53,6 +68,13 @@ type View struct {
 	Pools  map[string]Population          `json:"pools"`
 	Flags  map[string]Cohorts[Population] `json:"flags,omitempty"`
 	Health map[string]PoolHealth          `json:"health,omitempty"`
+	// Fleet names the other instances whose windows are merged into the
+	// figures; LeftOut those left out because their summary is too old.
+	Fleet   []string             `json:"fleet,omitempty"`
+	LeftOut map[string]time.Time `json:"left_out,omitempty"`
+	// Criteria are the external criteria, on the instance that probes
+	// them (the elected one).
+	Criteria map[string]CriterionView `json:"criteria,omitempty"`
 	// Retained maps each rollback-target pool to the end of its retention.
 	Retained map[string]time.Time `json:"retained,omitempty"`
 	// Cooldown is set while no fallback may be written.
@@ -100,6 +122,12 @@ const (
 	FlagOff
 	// Refused reports that a breaching pool's traffic has nowhere to go.
 	Refused
+	// Revert rolls back the change (Action.Change) an external
+	// criterion's breach blames.
+	Revert
+	// CriterionBreach reports an external criterion's breach with no
+	// recent change to roll back.
+	CriterionBreach
 )
 
 func (k ActionKind) String() string {
@@ -110,6 +138,10 @@ func (k ActionKind) String() string {
 		return "flag_off"
 	case Refused:
 		return "fallback_refused"
+	case Revert:
+		return "criterion_rollback"
+	case CriterionBreach:
+		return "criterion_breach"
 	}
 	return "none"
 }
@@ -117,12 +149,15 @@ func (k ActionKind) String() string {
 // Action is what the judgement asks the caller to write.
 type Action struct {
 	Kind ActionKind
-	// Subject is the population, "pool:NAME" or "flag:NAME".
+	// Subject is the population, "pool:NAME" or "flag:NAME", or the
+	// external criterion, "criterion:NAME".
 	Subject string
-	// Name is the pool or flag, without its kind.
+	// Name is the pool, flag or criterion, without its kind.
 	Name string
 	// Target is the pool that takes the traffic of a Fallback.
 	Target string
+	// Change is what a Revert undoes.
+	Change *Change
 	// Reason gives the figures and what is done, or why nothing is.
 	Reason string
 	// Version is the version judged: the write goes on top of it, so a
@@ -144,6 +179,8 @@ func (a Action) Apply(c *gateway.Config) error {
 		}
 		f.Percent = 0
 		c.Flags[a.Name] = f
+	case Revert:
+		return a.Change.undo(c)
 	default:
 		return fmt.Errorf("action %v writes nothing", a.Kind)
 	}
@@ -161,6 +198,7 @@ func Judge(in Input) (View, Action) {
 		Deployment: snap.Name(), Instance: in.Instance, Version: snap.Version(), Updated: in.Now,
 		Guard: p.Configured, Window: gateway.Duration(p.Window),
 		Pools: map[string]Population{}, Health: in.Health, Retained: in.Retained,
+		Fleet: in.Fleet, LeftOut: in.LeftOut,
 	}
 	if !p.Configured {
 		view.Note = NoGuardNote
@@ -213,6 +251,18 @@ func Judge(in Input) (View, Action) {
 		view.Pools[pool.Name] = pv
 	}
 
+	// The proxy's own figures name the culprit; an external criterion
+	// only blames the newest change, so it comes after them.
+	crit := judgeCriteria(in, &view)
+	if view.Criteria == nil && len(in.PeerCriteria) > 0 {
+		view.Criteria = in.PeerCriteria
+	}
+	if write.Kind == None && crit.Kind == Revert {
+		write = crit
+	}
+	if refusal.Kind == None && write.Kind == None && crit.Kind == CriterionBreach {
+		refusal = crit
+	}
 	act := Action{}
 	switch {
 	case write.Kind != None && !cooling:
