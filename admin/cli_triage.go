@@ -76,7 +76,7 @@ func (inv *invocation) triage(ctx context.Context, pos []string) int {
 
 // printTriage shows what to do first, then the figures behind it:
 //
-//	checkout  v3  figures of instance vm:9180 (this instance only: fleet-wide windows do not exist yet)
+//	checkout  v3  figures of instance vm:9180 (this instance only, or the fleet's merged figures)
 //	2 suspects: run their commands in this order
 //
 //	1. flag:new_payment_flow

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/a8e2c47e/switchback/configstore"
@@ -30,17 +31,21 @@ func (s *Server) handleTriage(w http.ResponseWriter, r *http.Request) {
 	if s.measured != nil {
 		if got, ok := s.measured(name); ok {
 			m, scope = got, "instance "+got.Instance
+			if len(got.Fleet) > 1 {
+				scope = fmt.Sprintf("fleet of %d instances (%s), asked through %s", len(got.Fleet), strings.Join(got.Fleet, ", "), got.Instance)
+			}
 		}
 	}
 	cur := versions[len(versions)-1]
 	writeJSON(w, http.StatusOK, triage.Analyze(triage.Input{
-		Versions: versions,
-		Now:      m.Now,
-		Marks:    m.Marks,
-		Policy:   guard.Compile(cur.Config.Guard),
-		View:     m.View,
-		Scope:    scope,
-		Time:     s.now(),
+		Versions:  versions,
+		Now:       m.Now,
+		Marks:     m.Marks,
+		Policy:    guard.Compile(cur.Config.Guard),
+		View:      m.View,
+		Scope:     scope,
+		FleetWide: len(m.Fleet) > 1,
+		Time:      s.now(),
 	}))
 }
 

@@ -205,7 +205,7 @@ func TestTriageAPI(t *testing.T) {
 		"$ switchback weights shop blue=100 green=0 --reason 'triage: pool green failing'",
 		"guard: no guard configured",
 		"figures of instance host-a",
-		"fleet-wide windows do not exist yet",
+		"this gateway instance's figures only",
 		"changes in the last hour:",
 	} {
 		if !strings.Contains(out, want) {

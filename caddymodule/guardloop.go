@@ -144,7 +144,8 @@ func (a *App) evaluate(ctx context.Context, entry deploymentEntry, st *guardStat
 		configureChecks(st.checker, snap, probes)
 	}
 	if snap != st.snap {
-		st.mark(snap.Version(), now, entry.meters.Stats())
+		w, _, _, _ := a.window(name, entry, now)
+		st.mark(snap.Version(), now, w)
 		st.snap, st.policy = snap, guard.Compile(snap.Guard())
 		// Pools and flags may be gone, or the guard with them: their
 		// breach gauges go too, and this slot sets the current ones again.

@@ -34,7 +34,10 @@ func (a *App) measured(name string) (triage.Measured, bool) {
 	if !ok {
 		return triage.Measured{}, false
 	}
-	m := triage.Measured{Instance: a.Instance, Now: entry.meters.Stats()}
+	// The same window the guard judges: merged with the fleet's when other
+	// instances publish theirs.
+	w, fleet, _, _ := a.window(name, entry, a.now())
+	m := triage.Measured{Instance: a.Instance, Now: w, Fleet: fleet}
 	a.guardsMu.Lock()
 	st, ok := a.guards[name]
 	a.guardsMu.Unlock()

@@ -61,6 +61,9 @@ type Mark struct {
 // Measured is what one gateway instance measured of a deployment.
 type Measured struct {
 	Instance string
+	// Fleet names the instances whose windows Now merges; fewer than two
+	// means this instance's own figures.
+	Fleet []string
 	// Now is the window now.
 	Now guard.Window
 	// Marks are the windows as they were when recent versions were applied.
@@ -87,6 +90,8 @@ type Input struct {
 	View *guard.View
 	// Scope says whose measurements these are, such as "instance vm:9180".
 	Scope string
+	// FleetWide says the windows merge every live instance's.
+	FleetWide bool
 	// Time is the time of the analysis.
 	Time time.Time
 }
@@ -298,10 +303,14 @@ func Analyze(in Input) Report {
 	cur := in.Versions[len(in.Versions)-1]
 	cfg := cur.Config
 	t := thresholdsOf(in.Policy)
+	note := "this gateway instance's figures only: no other instance's summary is fresh (or fleet-wide judgement is off), and other instances may see other traffic"
+	if in.FleetWide {
+		note = "the fleet's figures: every live instance's window merged, as the guard judges them"
+	}
 	r := Report{
 		Deployment: cfg.Name, Version: cur.Meta.Version, Time: in.Time,
 		Scope:     in.Scope,
-		ScopeNote: "this gateway instance's figures only: fleet-wide windows do not exist yet, and other instances may see other traffic",
+		ScopeNote: note,
 		Window:    gateway.Duration(in.Policy.Window),
 		Rule:      t.rule(),
 		Changes:   []Change{}, Pools: []PoolFigures{}, Flags: []FlagFigures{}, Suspects: []Suspect{},
