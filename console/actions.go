@@ -16,6 +16,7 @@ import (
 // Actions the controls ask for; each is one API call.
 const (
 	actFlip    = "flip"
+	actTo      = "to" // all traffic to one pool, from a split
 	actBack    = "rollback"
 	actRestore = "restore"
 	actFlag    = "flag"
@@ -29,6 +30,7 @@ const (
 type intent struct {
 	Action  string
 	Version uint64 // restore
+	Pool    string // to
 	Flag    string
 	Percent float64
 	// IfMatch is the version the dialog's diff was computed from: the
@@ -43,6 +45,11 @@ func parseIntent(v url.Values) (intent, error) {
 	in := intent{Action: v.Get("action"), Flag: v.Get("flag")}
 	switch in.Action {
 	case actFlip, actBack, actPause, actResume, actAbort:
+	case actTo:
+		in.Pool = v.Get("pool")
+		if !gateway.ValidName(in.Pool) {
+			return in, fmt.Errorf("pool %q: want the name of the pool that gets all traffic", in.Pool)
+		}
 	case actRestore:
 		n, err := strconv.ParseUint(v.Get("version"), 10, 64)
 		if err != nil || n == 0 {
@@ -62,7 +69,7 @@ func parseIntent(v url.Values) (intent, error) {
 			in.Percent = f
 		}
 	default:
-		return in, fmt.Errorf("action %q: want one of flip, rollback, restore, flag, flag-off, rollout-pause, rollout-resume, rollout-abort", in.Action)
+		return in, fmt.Errorf("action %q: want one of flip, to, rollback, restore, flag, flag-off, rollout-pause, rollout-resume, rollout-abort", in.Action)
 	}
 	if s := v.Get("if_match"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
@@ -147,6 +154,12 @@ func (c *Console) preview(ctx context.Context, a *api, d admin.Deployment, data 
 			c.Weights[to] = 100
 		})
 		data.Note = "Pool " + otherPool(cur, to) + " leaves traffic and stays the verified rollback target for the deployment's retain period."
+	case actTo:
+		if _, ok := cur.Pools[in.Pool]; !ok {
+			return &admin.APIError{Status: http.StatusNotFound, Message: fmt.Sprintf("pool %q not found", in.Pool)}
+		}
+		data.Title = "All traffic of " + d.Name + " to " + in.Pool
+		edited(func(c *gateway.Config) { c.Weights = allTo(c.Pools, in.Pool) })
 	case actBack:
 		if d.Version < 2 {
 			return &admin.APIError{Status: http.StatusConflict, Message: "version 1 has no version before it to roll back to"}
@@ -190,6 +203,16 @@ func (c *Console) preview(ctx context.Context, a *api, d admin.Deployment, data 
 	return nil
 }
 
+// allTo is the weights that send all traffic to pool.
+func allTo(pools map[string]gateway.Pool, pool string) map[string]float64 {
+	w := make(map[string]float64, len(pools))
+	for p := range pools {
+		w[p] = 0
+	}
+	w[pool] = 100
+	return w
+}
+
 // otherPool is the one of two pools that is not name.
 func otherPool(c gateway.Config, name string) string {
 	for p := range c.Pools {
@@ -230,6 +253,11 @@ func (c *Console) handleApply(w http.ResponseWriter, r *http.Request, s *session
 	switch in.Action {
 	case actFlip:
 		d, err = a.Flip(ctx, name, o)
+	case actTo:
+		var cur admin.Deployment
+		if cur, err = a.Status(ctx, name); err == nil {
+			d, err = a.SetWeights(ctx, name, allTo(cur.Pools, in.Pool), o)
+		}
 	case actBack:
 		d, err = a.Rollback(ctx, name, o)
 	case actRestore:

@@ -283,3 +283,46 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// TestSplitOffersAllTrafficTo: from a split the API's flip refuses (promote
+// or roll back is the operator's call), so the page offers "All traffic to
+// P" for each pool instead, through the same dialog, written as weights.
+func TestSplitOffersAllTrafficTo(t *testing.T) {
+	h, store := localAdmin(t, 1)
+	if _, err := store.Update(t.Context(), "shop", 0, configstore.Meta{Author: "test", Source: configstore.SourceCLI, Reason: "canary"},
+		func(c *gateway.Config) error { c.Weights = map[string]float64{"blue": 90, "green": 10}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	page := request(h, http.MethodGet, "/ui/deployments/shop", loopback, nil, nil).Body.String()
+	for _, want := range []string{`value="flip" class="primary" disabled`, "Traffic is split", ">All traffic to blue</button>", ">All traffic to green</button>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("deployment page at 90/10 lacks %q", want)
+		}
+	}
+	rec := request(h, http.MethodGet, "/ui/deployments/shop/confirm?action=to&pool=blue", loopback, nil, nil)
+	body := rec.Body.String()
+	if rec.Code != http.StatusOK || !strings.Contains(body, "All traffic of shop to blue") || !strings.Contains(body, "weights.green") {
+		t.Fatalf("confirm: status %d, want the dialog with the weights diff:\n%s", rec.Code, body)
+	}
+	const marker = `name="csrf" value="`
+	i := strings.Index(body, marker)
+	if i < 0 {
+		t.Fatal("confirm dialog has no form token")
+	}
+	csrf := body[i+len(marker):]
+	csrf = csrf[:strings.IndexByte(csrf, '"')]
+	form := url.Values{"action": {"to"}, "pool": {"blue"}, "if_match": {"2"}, "reason": {"green misbehaves"}, "csrf": {csrf}}
+	if rec := request(h, http.MethodPost, "/ui/deployments/shop/apply", loopback, form, nil); rec.Code >= 400 {
+		t.Fatalf("apply: status %d\n%s", rec.Code, rec.Body.String())
+	}
+	doc, err := store.Get(t.Context(), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := doc.Config.Weights; got["blue"] != 100 || got["green"] != 0 || doc.Meta.Reason != "green misbehaves" {
+		t.Errorf("after All traffic to blue: weights %v, reason %q; want blue 100, green 0, the reason given", got, doc.Meta.Reason)
+	}
+	if rec := request(h, http.MethodGet, "/ui/deployments/shop/confirm?action=to&pool=red", loopback, nil, nil); rec.Code != http.StatusNotFound {
+		t.Errorf("confirm for an unknown pool: status %d, want 404", rec.Code)
+	}
+}

@@ -145,6 +145,9 @@ type deploymentView struct {
 	CanFlip bool
 	FlipTo  string
 	FlipWhy string
+	// SendTo are the pools offered "All traffic to P" when traffic is
+	// split, which the API's flip refuses as ambiguous.
+	SendTo  []string
 	StoreOK bool
 	Prev    uint64 // the version Roll back restores
 }
@@ -166,13 +169,18 @@ func viewOf(d admin.Deployment) deploymentView {
 		v.CanFlip, v.FlipTo = true, to
 	} else {
 		v.FlipWhy = err.Error()
+		if len(d.Pools) >= 2 {
+			v.SendTo = slices.Sorted(maps.Keys(d.Pools))
+		}
 	}
 	return v
 }
 
 // flipTarget is the pool the API's flip sends all traffic to: of exactly
-// two pools, the one with less. Only the dialog's preview uses it; the
-// write is the API's flip.
+// two pools, the one without traffic while the other has it all. From a
+// split the API refuses (promote or roll back is the operator's call), and
+// the page offers "All traffic to P" instead. Only the dialog's preview
+// uses it; the write is the API's flip.
 func flipTarget(c gateway.Config) (string, error) {
 	if len(c.Pools) != 2 {
 		return "", fmt.Errorf("Flip needs exactly two pools; this deployment has %d", len(c.Pools))
@@ -180,12 +188,12 @@ func flipTarget(c gateway.Config) (string, error) {
 	names := slices.Sorted(maps.Keys(c.Pools))
 	a, b := names[0], names[1]
 	switch {
-	case c.Weights[a] < c.Weights[b]:
-		return a, nil
-	case c.Weights[b] < c.Weights[a]:
+	case c.Weights[a] == 100:
 		return b, nil
+	case c.Weights[b] == 100:
+		return a, nil
 	}
-	return "", fmt.Errorf("Flip needs one pool with less traffic than the other; both have %g%%", c.Weights[a])
+	return "", fmt.Errorf("Traffic is split (%s %g%%, %s %g%%): Flip needs all of it on one pool, so say where it goes", a, c.Weights[a], b, c.Weights[b])
 }
 
 // poolRow is a pool on the deployment page.
