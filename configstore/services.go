@@ -429,28 +429,7 @@ func (s *Store) ServiceHistory(ctx context.Context, name string, limit int) ([]M
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.op(ctx)
-	defer cancel()
-	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend)}
-	if limit > 0 {
-		opts = append(opts, clientv3.WithLimit(int64(limit)))
-	}
-	resp, err := s.kv.Get(ctx, s.serviceHistoryPrefix(name), opts...)
-	if err != nil {
-		return nil, etcdErr("history of service "+name, err)
-	}
-	if len(resp.Kvs) == 0 {
-		return nil, &NotFoundError{Deployment: name, Kind: "service"}
-	}
-	out := make([]Meta, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		d, err := decodeServiceDoc(string(kv.Key), kv.Value)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d.Meta)
-	}
-	return out, nil
+	return s.historyMetas(ctx, s.serviceHistoryPrefix(name), limit, "history of service "+name, &NotFoundError{Deployment: name, Kind: "service"})
 }
 
 // ListServices returns every service's current document, sorted by name.

@@ -458,24 +458,34 @@ func (s *Store) History(ctx context.Context, name string, limit int) ([]Meta, er
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
+	return s.historyMetas(ctx, s.historyPrefix(name), limit, "history of "+name, &NotFoundError{Deployment: name})
+}
+
+// historyMetas lists the metadata of the versions under a history prefix,
+// a deployment's or a service's, newest first, at most limit (all when
+// limit <= 0); notFound is the answer when there are none.
+func (s *Store) historyMetas(ctx context.Context, prefix string, limit int, what string, notFound error) ([]Meta, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend)}
 	if limit > 0 {
 		opts = append(opts, clientv3.WithLimit(int64(limit)))
 	}
-	resp, err := s.kv.Get(ctx, s.historyPrefix(name), opts...)
+	resp, err := s.kv.Get(ctx, prefix, opts...)
 	if err != nil {
-		return nil, etcdErr("history of "+name, err)
+		return nil, etcdErr(what, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return nil, &NotFoundError{Deployment: name}
+		return nil, notFound
 	}
 	metas := make([]Meta, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		d, err := decodeDocument(string(kv.Key), kv.Value)
-		if err != nil {
-			return nil, err
+		// Only the metadata: both kinds of document keep it under "meta".
+		var d struct {
+			Meta Meta `json:"meta"`
+		}
+		if err := json.Unmarshal(kv.Value, &d); err != nil {
+			return nil, fmt.Errorf("configstore: decode %s: %w", kv.Key, err)
 		}
 		metas = append(metas, d.Meta)
 	}
