@@ -204,21 +204,28 @@ func (s *Server) handleVersion(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, deployment(doc))
 }
 
-func (s *Server) handleDiff(w http.ResponseWriter, r *http.Request) {
-	ctx, name, q := r.Context(), r.PathValue("name"), r.URL.Query()
-	var from, to uint64
-	var aerr *apiError
+// diffRange reads a diff's ?from=V&to=W; 0 is "not given".
+func diffRange(r *http.Request) (from, to uint64, aerr *apiError) {
+	q := r.URL.Query()
 	if v := q.Get("from"); v != "" {
 		if from, aerr = parseVersion("from", v); aerr != nil {
-			writeError(w, aerr)
-			return
+			return 0, 0, aerr
 		}
 	}
 	if v := q.Get("to"); v != "" {
 		if to, aerr = parseVersion("to", v); aerr != nil {
-			writeError(w, aerr)
-			return
+			return 0, 0, aerr
 		}
+	}
+	return from, to, nil
+}
+
+func (s *Server) handleDiff(w http.ResponseWriter, r *http.Request) {
+	ctx, name := r.Context(), r.PathValue("name")
+	from, to, aerr := diffRange(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
 	}
 	var toCfg gateway.Config
 	if to == 0 {
@@ -236,7 +243,7 @@ func (s *Server) handleDiff(w http.ResponseWriter, r *http.Request) {
 		}
 		toCfg = doc.Config
 	}
-	if q.Get("from") == "" && to > 1 {
+	if r.URL.Query().Get("from") == "" && to > 1 {
 		from = to - 1
 	}
 	// Version 0 is the empty document, so the diff of version 1 shows

@@ -453,20 +453,11 @@ func (s *Server) handleServiceDiff(w http.ResponseWriter, r *http.Request) {
 	if !s.inScope(w, r) {
 		return
 	}
-	ctx, name, q := r.Context(), r.PathValue("name"), r.URL.Query()
-	var from, to uint64
-	var aerr *apiError
-	if v := q.Get("from"); v != "" {
-		if from, aerr = parseVersion("from", v); aerr != nil {
-			writeError(w, aerr)
-			return
-		}
-	}
-	if v := q.Get("to"); v != "" {
-		if to, aerr = parseVersion("to", v); aerr != nil {
-			writeError(w, aerr)
-			return
-		}
+	ctx, name := r.Context(), r.PathValue("name")
+	from, to, aerr := diffRange(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
 	}
 	var toDoc configstore.ServiceDoc
 	var err error
@@ -480,7 +471,7 @@ func (s *Server) handleServiceDiff(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	to = toDoc.Meta.Version
-	if q.Get("from") == "" && to > 1 {
+	if r.URL.Query().Get("from") == "" && to > 1 {
 		from = to - 1
 	}
 	var fromCfg json.RawMessage
