@@ -8,7 +8,14 @@ PKGS      := ./...
 export SWITCHBACK_TEST_POSTGRES
 export SWITCHBACK_TEST_MYSQL
 
-.PHONY: build run test bench vet fmt clean
+# `make fuzz` runs every Fuzz target of every package for FUZZTIME each;
+# FUZZ=FuzzName narrows it to the targets whose names match.
+FUZZTIME  ?= 30s
+FUZZ      ?= .
+# `make soak` runs the soak test (soak/) for SOAK.
+SOAK      ?= 10m
+
+.PHONY: build run test bench vet fmt clean fuzz soak
 
 build:
 	$(GO) build -o $(BIN)/switchback ./cmd/switchback
@@ -22,6 +29,22 @@ run: build
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# go test runs one fuzz target at a time, so each runs on its own; a new
+# func FuzzX in any _test.go is picked up without a change here.
+fuzz:
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for target in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | cut -d' ' -f2 | grep -E '$(FUZZ)'); do \
+			echo "fuzz $$dir $$target for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
+
+# Three gateways on one etcd under steady load, flips, flag and pool
+# changes, guard fallbacks and SSE clients for SOAK; fails when memory,
+# goroutines, file descriptors, etcd keys or metric series keep growing.
+soak:
+	$(GO) run ./soak -duration $(SOAK)
 
 bench: build
 	@./bench/run.sh
