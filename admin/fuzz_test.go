@@ -133,7 +133,9 @@ func FuzzMutationBodies(f *testing.F) {
 			}
 			// A well-formed body refused as bad input was refused for one
 			// of its fields, which the answer names.
-			if status == http.StatusBadRequest && json.Valid(body) && e.Field == "" {
+			// (A key that is the empty string cannot be named as a field,
+			// which JSON answers leave out when empty; the message quotes it.)
+			if status == http.StatusBadRequest && json.Valid(body) && e.Field == "" && !strings.Contains(e.Error, `field ""`) {
 				t.Fatalf("%s: 400 without a field: %s", what, w.Body)
 			}
 			after, err := store.Get(ctx, "shop")
