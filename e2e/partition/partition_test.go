@@ -141,12 +141,12 @@ func startBackends(t *testing.T, l *lab) *host {
 
 // gateway is the switchback binary on a host of its own, storing in the
 // cluster. Its admin API answers on the host's loopback only.
-type gateway struct {
+type gatewayHost struct {
 	*host
 	admin *admin.Client
 }
 
-func startGateway(t *testing.T, l *lab, name string, n int, c *cluster, be *host) *gateway {
+func startGateway(t *testing.T, l *lab, name string, n int, c *cluster, be *host) *gatewayHost {
 	t.Helper()
 	h := l.addHost(name, n)
 	dir := t.TempDir()
@@ -182,7 +182,7 @@ http://:%d {
 		t.Fatal(err)
 	}
 	a.HTTP = h.client(10 * time.Second)
-	g := &gateway{host: h, admin: a}
+	g := &gatewayHost{host: h, admin: a}
 	waitFor(t, 60*time.Second, "gateway "+name+" to serve", func() bool {
 		if p.exited() {
 			t.Fatalf("gateway %s exited:\n%s", name, tail(p.out.String(), 3000))
@@ -195,7 +195,7 @@ http://:%d {
 
 // served asks g, from client host from, who serves user: the pool and
 // the version the gateway decided under.
-func (g *gateway) served(ctx context.Context, c *http.Client, user string) (pool, version string, err error) {
+func (g *gatewayHost) served(ctx context.Context, c *http.Client, user string) (pool, version string, err error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:%d/", g.ip, dataPort), nil)
 	req.Header.Set("X-User-ID", user)
 	resp, err := c.Do(req)
@@ -228,7 +228,7 @@ type traffic struct {
 	firstErr atomic.Value
 }
 
-func startTraffic(t *testing.T, from *host, rps int, gws ...*gateway) *traffic {
+func startTraffic(t *testing.T, from *host, rps int, gws ...*gatewayHost) *traffic {
 	t.Helper()
 	tr := &traffic{stop: make(chan struct{})}
 	c := from.client(5 * time.Second)
@@ -277,7 +277,7 @@ func TestGatewayCutFromEtcd(t *testing.T) {
 	c := startCluster(t, l)
 	be := startBackends(t, l)
 	cl := l.addHost("cl", 100)
-	gws := []*gateway{startGateway(t, l, "g1", 21, c, be), startGateway(t, l, "g2", 22, c, be), startGateway(t, l, "g3", 23, c, be)}
+	gws := []*gatewayHost{startGateway(t, l, "g1", 21, c, be), startGateway(t, l, "g2", 22, c, be), startGateway(t, l, "g3", 23, c, be)}
 	web := cl.client(5 * time.Second)
 	for _, g := range gws {
 		waitFor(t, 20*time.Second, g.name+" to serve blue v1", func() bool {
@@ -344,7 +344,7 @@ func TestEtcdLeaderCutFromPeers(t *testing.T) {
 	c := startCluster(t, l)
 	be := startBackends(t, l)
 	cl := l.addHost("cl", 100)
-	gws := []*gateway{startGateway(t, l, "g1", 21, c, be), startGateway(t, l, "g2", 22, c, be), startGateway(t, l, "g3", 23, c, be)}
+	gws := []*gatewayHost{startGateway(t, l, "g1", 21, c, be), startGateway(t, l, "g2", 22, c, be), startGateway(t, l, "g3", 23, c, be)}
 	cli := c.client(t, cl)
 
 	var (
