@@ -311,7 +311,7 @@ func (g *gatewayProc) stop() {
 }
 
 type counters struct {
-	requests, transportErrs, status5xx           atomic.Int64
+	requests, transportErrs, status5xx              atomic.Int64
 	flips, flags, pools, fallbacks, sse, changeErrs atomic.Int64
 }
 
