@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -164,6 +165,11 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 			sc.DataDir = args[0]
 		}
 		if len(args) > 1 {
+			// Checked here so the mistake is reported with its line, not
+			// when the store starts.
+			if _, _, err := net.SplitHostPort(args[1]); err != nil {
+				return nil, d.Errf("store embedded client address %q: want host:port, like 127.0.0.1:2379", args[1])
+			}
 			sc.ClientAddr = args[1]
 		}
 	case "etcd":
