@@ -317,7 +317,10 @@ type counters struct {
 
 // load sends rps requests a second, round robin, from many users.
 func load(ctx context.Context, gws []*gatewayProc, rps int, st *counters) {
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
+	// Idle connections are closed after a few seconds, as browsers and
+	// proxies do; kept for ever, the connections opened at the busiest
+	// moment would read as growth in the gateways' fds and goroutines.
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 5 * time.Second}}
 	defer c.CloseIdleConnections()
 	tick := time.NewTicker(time.Second / time.Duration(rps))
 	defer tick.Stop()

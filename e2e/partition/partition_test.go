@@ -22,6 +22,7 @@ import (
 
 	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configstore"
+	"github.com/a8e2c47e/switchback/rollout"
 )
 
 // Fixed ports are safe: every host is a namespace of its own.
@@ -146,7 +147,7 @@ type gatewayHost struct {
 	admin *admin.Client
 }
 
-func startGateway(t *testing.T, l *lab, name string, n int, c *cluster, be *host) *gatewayHost {
+func startGateway(t *testing.T, l *lab, name string, n int, c *cluster, be *host, extra ...string) *gatewayHost {
 	t.Helper()
 	h := l.addHost(name, n)
 	dir := t.TempDir()
@@ -168,9 +169,10 @@ http://:%d {
 		pool green %s:9002
 		sticky header X-User-ID
 		live blue
+		%s
 	}
 }
-`, strings.Join(c.endpoints(), " "), adminPort, name, filepath.Join(dir, "state"), dataPort, be.ip, be.ip)
+`, strings.Join(c.endpoints(), " "), adminPort, name, filepath.Join(dir, "state"), dataPort, be.ip, be.ip, strings.Join(extra, "\n"))
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
 		t.Fatal(err)
@@ -476,4 +478,102 @@ func errorKind(err error) string {
 		return fmt.Sprintf("HTTP %d %s", ae.Status, msg)
 	}
 	return "no answer"
+}
+
+// TestRolloutDriverCutOffMidRollout: the instance driving a rollout is
+// cut off from every etcd member while a step bakes. Another instance is
+// elected once the driver's lease expires and finishes the rollout; every
+// step is written once, and nothing more is written when the old driver
+// is back.
+func TestRolloutDriverCutOffMidRollout(t *testing.T) {
+	l := newLab(t)
+	c := startCluster(t, l)
+	be := startBackends(t, l)
+	cl := l.addHost("cl", 100)
+	// A lenient guard: the rollout needs one, and its samples, to advance.
+	guard := "guard {\n error_rate 50%\n window 2s\n min_requests 5\n}"
+	gws := []*gatewayHost{startGateway(t, l, "g1", 21, c, be, guard), startGateway(t, l, "g2", 22, c, be, guard), startGateway(t, l, "g3", 23, c, be, guard)}
+	startTraffic(t, cl, 90, gws...)
+	cli := c.client(t, cl)
+	store, err := configstore.New(cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+
+	steps := []float64{10, 20, 30, 40, 50}
+	ro, err := gws[0].admin.StartRollout(t.Context(), "checkout", rollout.Request{Target: "pool:green", Steps: steps, Bake: "2s", Reason: "ship green"}, admin.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// stepsWritten counts, per step, the versions in history that wrote it.
+	stepsWritten := func() (map[int]int, map[int]string) {
+		hist, err := store.History(t.Context(), "checkout", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, by := map[int]int{}, map[int]string{}
+		for _, m := range hist {
+			for i := range steps {
+				if strings.Contains(m.Reason, ro.ID+" ") && strings.Contains(m.Reason, fmt.Sprintf("step %d/%d:", i+1, len(steps))) {
+					n[i]++
+					by[i] = m.Author
+				}
+			}
+		}
+		return n, by
+	}
+	var driver string
+	waitFor(t, 30*time.Second, "the first step", func() bool {
+		n, by := stepsWritten()
+		driver = by[0]
+		return n[0] == 1
+	})
+	var old *gatewayHost
+	for _, g := range gws {
+		if g.name == driver {
+			old = g
+		}
+	}
+	if old == nil {
+		t.Fatalf("step 1 was written by %q, not one of the gateways", driver)
+	}
+	for _, m := range c.members {
+		l.cut(old.host, m)
+	}
+	t.Logf("cut the driver %s off from etcd after step 1", driver)
+	other := gws[0]
+	if other == old {
+		other = gws[1]
+	}
+	took := waitFor(t, 45*time.Second, "the rollout to finish without its first driver", func() bool {
+		r, err := other.admin.Rollout(t.Context(), "checkout")
+		return err == nil && r.State == rollout.Done
+	})
+	n, by := stepsWritten()
+	t.Logf("rollout done %s after the cut; steps written by %v", took.Round(time.Millisecond), by)
+	l.heal()
+	// Once the old driver has caught up, it has seen the rollout end; had
+	// it written a step meanwhile, that version would be in history.
+	d, err := other.admin.Status(t.Context(), "checkout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, driver+" to catch up", func() bool {
+		st, err := old.admin.Status(t.Context(), "checkout")
+		return err == nil && st.Instances[driver] >= d.Version
+	})
+	n, by = stepsWritten()
+	for i := range steps {
+		if n[i] != 1 {
+			t.Errorf("step %d/%d written %d times, want once (by %v)", i+1, len(steps), n[i], by)
+		}
+	}
+	// Step 2 may have been written as the cut took effect; from step 3 on
+	// the bake alone puts them after it.
+	for i := 2; i < len(steps); i++ {
+		if by[i] == driver {
+			t.Errorf("step %d/%d written by %s, which was cut off after step 1", i+1, len(steps), driver)
+		}
+	}
 }
