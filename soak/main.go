@@ -5,8 +5,8 @@
 // clients coming and going. Every 10 s it samples each gateway's RSS,
 // goroutines, open file descriptors and metric series, and the etcd key
 // count; at the end it prints them and fails when one keeps growing after
-// the warm-up: a linear fit whose slope projects more than 10% growth per
-// hour.
+// the warm-up: a linear fit (of the per-minute means) whose slope projects
+// more than 10% growth per hour.
 //
 //	go run ./soak -duration 30m     # make soak SOAK=30m
 package main
@@ -597,8 +597,8 @@ func report(w io.Writer, samples []sample, cfg config) error {
 			after = append(after, s)
 		}
 	}
-	if len(after) < 3 {
-		return fmt.Errorf("only %d samples after the warm-up of %s: soak longer", len(after), cfg.warmup)
+	if len(after) == 0 || after[len(after)-1].at-after[0].at < 3*time.Minute {
+		return fmt.Errorf("less than 3 minutes of samples after the warm-up of %s: soak longer", cfg.warmup)
 	}
 	type measure struct {
 		name  string
@@ -621,12 +621,11 @@ func report(w io.Writer, samples []sample, cfg config) error {
 	fmt.Fprintf(tw, "measure\tafter warm-up\tat end\tmin\tmax\tgrowth/hour\tverdict\t\n")
 	var failed []string
 	for _, m := range ms {
-		xs, ys := make([]float64, len(after)), make([]float64, len(after))
 		lo, hi := m.value(after[0]), m.value(after[0])
-		for i, s := range after {
-			xs[i], ys[i] = s.at.Hours(), m.value(s)
-			lo, hi = min(lo, ys[i]), max(hi, ys[i])
+		for _, s := range after {
+			lo, hi = min(lo, m.value(s)), max(hi, m.value(s))
 		}
+		xs, ys := minuteMeans(after, m.value)
 		growth := projectedGrowth(xs, ys)
 		verdict := "flat"
 		switch {
@@ -636,7 +635,7 @@ func report(w io.Writer, samples []sample, cfg config) error {
 			verdict = "GROWING"
 			failed = append(failed, m.name)
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%+.1f%%\t%s\t\n", m.name, ys[0], ys[len(ys)-1], lo, hi, growth, verdict)
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%+.1f%%\t%s\t\n", m.name, m.value(after[0]), m.value(after[len(after)-1]), lo, hi, growth, verdict)
 	}
 	tw.Flush()
 	if len(failed) > 0 {
@@ -644,6 +643,31 @@ func report(w io.Writer, samples []sample, cfg config) error {
 	}
 	fmt.Fprintln(w, "\nflat: nothing grows by more than", cfg.maxGrowth, "% per hour after the warm-up")
 	return nil
+}
+
+// minuteMeans averages the samples of each minute: the fit then follows
+// the trend, not the sawtooth of flags created and deleted or SSE clients
+// coming and going between two samples.
+func minuteMeans(samples []sample, value func(sample) float64) (xs, ys []float64) {
+	var sumX, sumY, n float64
+	minute := samples[0].at.Truncate(time.Minute)
+	flush := func() {
+		if n > 0 {
+			xs, ys = append(xs, sumX/n), append(ys, sumY/n)
+		}
+		sumX, sumY, n = 0, 0, 0
+	}
+	for _, s := range samples {
+		if m := s.at.Truncate(time.Minute); m != minute {
+			flush()
+			minute = m
+		}
+		sumX += s.at.Hours()
+		sumY += value(s)
+		n++
+	}
+	flush()
+	return xs, ys
 }
 
 // projectedGrowth fits y = a + b·x (x in hours) by least squares and
