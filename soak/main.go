@@ -123,10 +123,18 @@ func soak(ctx context.Context, cfg config) error {
 	wg.Go(func() { changes(runCtx, gws, greens, &stats) })
 	wg.Go(func() { sseClients(runCtx, gws, &stats) })
 
-	var samples []sample
+	var (
+		samples []sample
+		// stacks holds each gateway's goroutines by stack after the
+		// warm-up, to say which grew if the count does.
+		stacks []map[string]int
+	)
 	tick := time.NewTicker(cfg.interval)
 	start := time.Now()
 	for done := false; !done; {
+		if stacks == nil && time.Since(start) >= cfg.warmup {
+			stacks = goroutineStacks(runCtx, gws)
+		}
 		s, err := take(runCtx, time.Since(start), gws, cli)
 		if err != nil && runCtx.Err() == nil {
 			fmt.Fprintln(os.Stderr, "sample:", err)
@@ -142,6 +150,7 @@ func soak(ctx context.Context, cfg config) error {
 		}
 	}
 	tick.Stop()
+	end := goroutineStacks(ctx, gws)
 	cancel()
 	wg.Wait()
 	if ctx.Err() != nil {
@@ -155,7 +164,51 @@ func soak(ctx context.Context, cfg config) error {
 	fmt.Printf("\nrequests %d (transport errors %d, 5xx %d during fault drills and flips), flips %d, flag changes %d, pool changes %d, fallbacks %d, SSE clients %d, change errors %d\n\n",
 		stats.requests.Load(), stats.transportErrs.Load(), stats.status5xx.Load(), stats.flips.Load(), stats.flags.Load(),
 		stats.pools.Load(), stats.fallbacks.Load(), stats.sse.Load(), stats.changeErrs.Load())
-	return report(os.Stdout, samples, cfg)
+	err = report(os.Stdout, samples, cfg)
+	if err != nil && stacks != nil {
+		for i, g := range gws {
+			printGrowth(os.Stdout, g.name, stacks[i], end[i])
+		}
+	}
+	return err
+}
+
+// goroutineStacks reads each gateway's goroutines, counted by stack
+// (pprof's debug=1 form), from Caddy's admin endpoint.
+func goroutineStacks(ctx context.Context, gws []*gatewayProc) []map[string]int {
+	out := make([]map[string]int, len(gws))
+	for i, g := range gws {
+		out[i] = map[string]int{}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.caddyAdmin+"/debug/pprof/goroutine?debug=1", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		// Records are separated by blank lines; each starts with
+		// "N @ addrs" followed by the frames.
+		for rec := range strings.SplitSeq(string(body), "\n\n") {
+			head, frames, ok := strings.Cut(rec, "\n")
+			n, _, ok2 := strings.Cut(head, " @ ")
+			count, err := strconv.Atoi(n)
+			if !ok || !ok2 || err != nil {
+				continue
+			}
+			out[i][frames] += count
+		}
+	}
+	return out
+}
+
+// printGrowth prints the stacks with more goroutines at the end than
+// after the warm-up.
+func printGrowth(w io.Writer, name string, before, after map[string]int) {
+	for stack, n := range after {
+		if d := n - before[stack]; d > 0 {
+			fmt.Fprintf(w, "\n%s: %d more goroutines (%d -> %d) at\n%s\n", name, d, before[stack], n, tail(stack, 1500))
+		}
+	}
 }
 
 func hostport(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
@@ -172,10 +225,12 @@ func freePort() (int, error) {
 // gatewayProc is one switchback process.
 type gatewayProc struct {
 	name, base, adminURL string
-	cmd                  *exec.Cmd
-	out                  *lockedBuffer
-	done                 chan struct{}
-	admin                *admin.Client
+	// caddyAdmin is Caddy's own admin endpoint, for /debug/pprof.
+	caddyAdmin string
+	cmd        *exec.Cmd
+	out        *lockedBuffer
+	done       chan struct{}
+	admin      *admin.Client
 }
 
 type lockedBuffer struct {
@@ -221,8 +276,12 @@ func startGateway(ctx context.Context, bin, root, name, etcdURL, blue, green str
 	if err != nil {
 		return nil, err
 	}
+	cport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	cf := fmt.Sprintf(`{
-	admin off
+	admin 127.0.0.1:%d
 	auto_https off
 	persist_config off
 	default_bind 127.0.0.1
@@ -249,17 +308,18 @@ http://127.0.0.1:%d {
 		}
 	}
 }
-`, etcdURL, aport, name, filepath.Join(dir, "state"), port, blue, green)
+`, cport, etcdURL, aport, name, filepath.Join(dir, "state"), port, blue, green)
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
 		return nil, err
 	}
 	g := &gatewayProc{
-		name:     name,
-		base:     fmt.Sprintf("http://127.0.0.1:%d", port),
-		adminURL: fmt.Sprintf("http://127.0.0.1:%d", aport),
-		out:      new(lockedBuffer),
-		done:     make(chan struct{}),
+		name:       name,
+		base:       fmt.Sprintf("http://127.0.0.1:%d", port),
+		adminURL:   fmt.Sprintf("http://127.0.0.1:%d", aport),
+		caddyAdmin: fmt.Sprintf("http://127.0.0.1:%d", cport),
+		out:        new(lockedBuffer),
+		done:       make(chan struct{}),
 	}
 	g.cmd = exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
 	g.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
