@@ -12,8 +12,10 @@ export SWITCHBACK_TEST_MYSQL
 # FUZZ=FuzzName narrows it to the targets whose names match.
 FUZZTIME  ?= 30s
 FUZZ      ?= .
+# `make soak` runs the soak test (soak/) for SOAK.
+SOAK      ?= 10m
 
-.PHONY: build run test bench vet fmt clean fuzz
+.PHONY: build run test bench vet fmt clean fuzz soak
 
 build:
 	$(GO) build -o $(BIN)/switchback ./cmd/switchback
@@ -37,6 +39,12 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$dir; \
 		done; \
 	done
+
+# Three gateways on one etcd under steady load, flips, flag and pool
+# changes, guard fallbacks and SSE clients for SOAK; fails when memory,
+# goroutines, file descriptors, etcd keys or metric series keep growing.
+soak:
+	$(GO) run ./soak -duration $(SOAK)
 
 # The load table pins the servers to one CPU and interleaves ROUNDS rounds
 # (default 20) of REQUESTS requests (default 10000) per target; nginx gets a

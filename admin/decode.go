@@ -208,8 +208,12 @@ func bodyError(err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return &apiError{status: http.StatusBadRequest, msg: "malformed JSON: the body ends early"}
 	case errors.As(err, &te):
+		what := te.Field
+		if what == "" { // the body itself, such as a string where an object belongs
+			what = "body"
+		}
 		return &apiError{status: http.StatusBadRequest, field: te.Field,
-			msg: fmt.Sprintf("%s: want a JSON %s, got %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)}
+			msg: fmt.Sprintf("%s: want a JSON %s, got %s", what, jsonKind(te.Type.Kind().String()), te.Value)}
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		if uq, err := strconv.Unquote(name); err == nil {

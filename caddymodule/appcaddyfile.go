@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"net"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -183,6 +185,11 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 			sc.DataDir = args[0]
 		}
 		if len(args) > 1 {
+			// Checked here so the mistake is reported with its line, not
+			// when the store starts.
+			if _, _, err := net.SplitHostPort(args[1]); err != nil {
+				return nil, d.Errf("store embedded client address %q: want host:port, like 127.0.0.1:2379", args[1])
+			}
 			sc.ClientAddr = args[1]
 		}
 	case "etcd":
