@@ -132,16 +132,25 @@ func parseURL(raw string) (*url.URL, error) {
 }
 
 // sqliteDSN adds a busy timeout so that readers wait for a concurrent
-// migrator's write instead of failing with SQLITE_BUSY.
+// migrator's write instead of failing with SQLITE_BUSY, and makes every
+// transaction BEGIN IMMEDIATE: a deferred one that has read and then
+// writes while another connection writes (goose creating its version
+// table outside the migration lock) fails at once, without waiting.
 func sqliteDSN(path string) string {
-	if strings.Contains(path, "busy_timeout") {
-		return path
+	add := func(p, param string) string {
+		sep := "?"
+		if strings.Contains(p, "?") {
+			sep = "&"
+		}
+		return p + sep + param
 	}
-	sep := "?"
-	if strings.Contains(path, "?") {
-		sep = "&"
+	if !strings.Contains(path, "busy_timeout") {
+		path = add(path, "_pragma=busy_timeout(30000)")
 	}
-	return path + sep + "_pragma=busy_timeout(30000)"
+	if !strings.Contains(path, "_txlock") {
+		path = add(path, "_txlock=immediate")
+	}
+	return path
 }
 
 func mysqlDSN(raw string) (dsn, db string, err error) {

@@ -119,7 +119,8 @@ func readOnlySQLite(t Target) (string, error) {
 	path := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(t.Database)
 	dsn := "file:" + path + "?mode=ro"
 	if _, q, ok := strings.Cut(t.DSN, "?"); ok {
-		dsn += "&" + q
+		// A read-only connection takes no write lock to begin with.
+		dsn += "&" + strings.Replace(q, "_txlock=immediate", "_txlock=deferred", 1)
 	}
 	return dsn, nil
 }

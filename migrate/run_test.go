@@ -204,8 +204,8 @@ func TestParseTarget(t *testing.T) {
 		dsn     string
 		err     string
 	}{
-		{in: "sqlite:./app.db", dialect: SQLite, dsn: "./app.db?_pragma=busy_timeout(30000)"},
-		{in: "sqlite:///tmp/x.db?_pragma=foreign_keys(1)", dialect: SQLite, dsn: "/tmp/x.db?_pragma=foreign_keys(1)&_pragma=busy_timeout(30000)"},
+		{in: "sqlite:./app.db", dialect: SQLite, dsn: "./app.db?_pragma=busy_timeout(30000)&_txlock=immediate"},
+		{in: "sqlite:///tmp/x.db?_pragma=foreign_keys(1)", dialect: SQLite, dsn: "/tmp/x.db?_pragma=foreign_keys(1)&_pragma=busy_timeout(30000)&_txlock=immediate"},
 		{in: "postgres://u@h:5432/db?sslmode=disable", dialect: Postgres, dsn: "postgres://u@h:5432/db?sslmode=disable"},
 		{in: "mysql://root:pw@127.0.0.1:3306/test", dialect: MySQL, dsn: "root:pw@tcp(127.0.0.1:3306)/test?parseTime=true"},
 		{in: "mysql://root@db/test", dialect: MySQL, dsn: "root@tcp(db:3306)/test?parseTime=true"},
