@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -88,8 +89,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if v == "" || v[0] != '/' {
-				return nil, d.Errf("prefix %q: want a key prefix starting with /, e.g. /switchback", v)
+			if err := checkPrefix(d, v); err != nil {
+				return nil, err
 			}
 			if app.Store == nil {
 				app.Store = &StoreConfig{}
@@ -214,6 +215,9 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 			if err != nil {
 				return nil, err
 			}
+			if err := checkPrefix(d, v); err != nil {
+				return nil, err
+			}
 			sc.Prefix = v
 		case "username":
 			v, err := oneArg(d)
@@ -253,4 +257,13 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 		}
 	}
 	return sc, nil
+}
+
+// checkPrefix refuses a key prefix the store would refuse when it starts,
+// so the mistake is reported with its line.
+func checkPrefix(d *caddyfile.Dispenser, v string) error {
+	if v == "" || v[0] != '/' || strings.ContainsAny(v, " \t\r\n") {
+		return d.Errf("prefix %q: want a key prefix starting with / and without spaces, e.g. /switchback", v)
+	}
+	return nil
 }

@@ -133,6 +133,11 @@ func FuzzSwitchbackDirective(f *testing.F) {
 // escapesBlock says whether body closes the block it is put in: what
 // follows is a site or an option of Caddy's, whose errors are Caddy's.
 func escapesBlock(body string) bool {
+	// A heredoc (<<MARKER) is Caddy's lexer's, which reports its own
+	// errors without our file:line.
+	if strings.Contains(body, "<<") {
+		return true
+	}
 	depth := 0
 	for _, c := range body {
 		switch c {
@@ -148,9 +153,15 @@ func escapesBlock(body string) bool {
 }
 
 // hasMatcher says whether a switchback directive in body starts with a
-// request matcher (@name, /path, *): Caddy parses those before the
-// directive sees its tokens, and reports its own errors.
+// request matcher (@name, /path, *), or body defines a named matcher (a
+// line starting with @): Caddy parses those before the directive sees its
+// tokens, and reports its own errors.
 func hasMatcher(body string) bool {
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "@") {
+			return true
+		}
+	}
 	f := strings.Fields(body)
 	for i := 0; i+1 < len(f); i++ {
 		if f[i] == "switchback" && strings.ContainsAny(f[i+1][:1], "@/*") {
