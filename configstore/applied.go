@@ -180,36 +180,9 @@ func (k *leaseKeeper) report(ctx context.Context, instance, name string, version
 	if k.reports == nil {
 		k.reports = make(map[[2]string]uint64)
 	}
-	if k.ready == nil { // PublishSummary may have started the keeper
-		k.ready = make(chan struct{})
-	}
 	k.reports[[2]string{instance, name}] = version
-	if k.stop == nil {
-		kctx, stop := context.WithCancel(k.store.client.Ctx())
-		k.stop = stop
-		k.done.Add(1)
-		go k.keep(kctx)
-	}
 	k.mu.Unlock()
-
-	// Two tries: the lease may expire between the keeper's last renewal
-	// and the write.
-	key, val := k.store.appliedKey(instance, name), strconv.FormatUint(version, 10)
-	for try := 0; ; try++ {
-		id, err := k.wait(ctx)
-		if err != nil {
-			return err
-		}
-		_, err = k.store.kv.Put(ctx, key, val, clientv3.WithLease(id))
-		if errors.Is(err, rpctypes.ErrLeaseNotFound) && try == 0 {
-			k.lost(id)
-			continue
-		}
-		if err != nil {
-			return etcdErr("report applied version of "+name, err)
-		}
-		return nil
-	}
+	return k.put(ctx, k.store.appliedKey(instance, name), strconv.FormatUint(version, 10))
 }
 
 // wait returns the current lease, waiting for one until ctx ends.

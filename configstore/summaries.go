@@ -57,7 +57,9 @@ func (s *Store) Summaries(ctx context.Context) (map[string]json.RawMessage, erro
 }
 
 // put writes key under the current lease, starting the keeper if needed.
-// Unlike a report it is not remembered: its writer writes it again soon.
+// A report is also remembered (rewritten under a new lease); a summary is
+// not: its writer writes it again soon. Two tries: the lease may expire
+// between the keeper's last renewal and the write.
 func (k *leaseKeeper) put(ctx context.Context, key, val string) error {
 	k.mu.Lock()
 	if k.closed {
