@@ -5,7 +5,7 @@
 // clients coming and going. Every 10 s it samples each gateway's RSS,
 // goroutines, open file descriptors and metric series, and the etcd key
 // count; at the end it prints them and fails when one keeps growing after
-// the warm-up: a linear fit (of the per-minute means) whose slope projects
+// the warm-up: a linear fit (of the per-minute floors) whose slope projects
 // more than 10% growth per hour.
 //
 //	go run ./soak -duration 30m     # make soak SOAK=30m
@@ -685,7 +685,7 @@ func report(w io.Writer, samples []sample, cfg config) error {
 		for _, s := range after {
 			lo, hi = min(lo, m.value(s)), max(hi, m.value(s))
 		}
-		xs, ys := minuteMeans(after, m.value)
+		xs, ys := minuteFloors(after, m.value)
 		growth := projectedGrowth(xs, ys)
 		verdict := "flat"
 		switch {
@@ -705,25 +705,30 @@ func report(w io.Writer, samples []sample, cfg config) error {
 	return nil
 }
 
-// minuteMeans averages the samples of each minute: the fit then follows
-// the trend, not the sawtooth of flags created and deleted or SSE clients
-// coming and going between two samples.
-func minuteMeans(samples []sample, value func(sample) float64) (xs, ys []float64) {
-	var sumX, sumY, n float64
+// minuteFloors takes the least sample of each minute (at the minute's
+// mean time): a leak raises the floor, while what comes and goes between
+// two samples does not: requests in flight and the upstream connections
+// they hold (more of both whenever the machine is busier), flags created
+// and deleted, SSE clients connecting and leaving. A mean follows all of
+// those, and on a shared machine reads a busier half hour as growth.
+func minuteFloors(samples []sample, value func(sample) float64) (xs, ys []float64) {
+	var sumX, n, floor float64
 	minute := samples[0].at.Truncate(time.Minute)
 	flush := func() {
 		if n > 0 {
-			xs, ys = append(xs, sumX/n), append(ys, sumY/n)
+			xs, ys = append(xs, sumX/n), append(ys, floor)
 		}
-		sumX, sumY, n = 0, 0, 0
+		sumX, n = 0, 0
 	}
 	for _, s := range samples {
 		if m := s.at.Truncate(time.Minute); m != minute {
 			flush()
 			minute = m
 		}
+		if n == 0 || value(s) < floor {
+			floor = value(s)
+		}
 		sumX += s.at.Hours()
-		sumY += value(s)
 		n++
 	}
 	flush()
