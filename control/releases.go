@@ -362,7 +362,6 @@ func (c *Control) ApplyRelease(ctx context.Context, op Op, req ReleaseRequest, a
 	if err != nil {
 		return release.Release{}, err
 	}
-	c.recordRelease(ctx, EventReleaseStarted, r, r.Before.DeploymentVersion, "started by "+op.Author, r.Reason)
 
 	source := req.Source
 	if source == "" {
@@ -378,6 +377,8 @@ func (c *Control) ApplyRelease(ctx context.Context, op Op, req ReleaseRequest, a
 			return release.Release{}, prefixField(err, "apply")
 		}
 	}
+	// Recorded once the release is sure to stay.
+	c.recordRelease(ctx, EventReleaseStarted, r, r.Before.DeploymentVersion, "started by "+op.Author, r.Reason)
 	for _, w := range c.applyWrites(req, apply) {
 		res, err := c.store.Edit(ctx, r.Deployment, 0, meta, w.edit)
 		if err != nil {
