@@ -102,7 +102,7 @@ func (c *Control) ReleaseTimeline(ctx context.Context, r release.Release) ([]Tim
 	ids := []string(nil)
 	if r.After != nil {
 		ids = r.After.ChangeSets
-	} else if ids, err = c.changeSetsSince(ctx, r.Started, time.Time{}); err != nil {
+	} else if ids, err = c.changeSetsSince(ctx, r.Started); err != nil {
 		return nil, err
 	}
 	for _, id := range ids {

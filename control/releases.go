@@ -296,7 +296,7 @@ func (c *Control) FinishRelease(ctx context.Context, op Op, idOrName string) (re
 		if err != nil {
 			return release.Release{}, err
 		}
-		if after.ChangeSets, err = c.changeSetsSince(ctx, r.Started, time.Time{}); err != nil {
+		if after.ChangeSets, err = c.changeSetsSince(ctx, r.Started); err != nil {
 			return release.Release{}, err
 		}
 		if p, ok := after.Pools[r.Pool]; ok {
@@ -319,16 +319,16 @@ func (c *Control) FinishRelease(ctx context.Context, op Op, idOrName string) (re
 	}
 }
 
-// changeSetsSince lists the ids of the change sets applied from since
-// until until (zero: now), oldest first.
-func (c *Control) changeSetsSince(ctx context.Context, since, until time.Time) ([]string, error) {
+// changeSetsSince lists the ids of the change sets applied from since on,
+// oldest first.
+func (c *Control) changeSetsSince(ctx context.Context, since time.Time) ([]string, error) {
 	list, err := c.store.ListChangeSets(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
 	var ids []string
 	for _, cs := range slices.Backward(list) {
-		if cs.Time.Before(since) || (!until.IsZero() && cs.Time.After(until)) {
+		if cs.Time.Before(since) {
 			continue
 		}
 		ids = append(ids, cs.ID)
