@@ -43,6 +43,8 @@ var commands = []CommandInfo{
 		"Read, change, undo and deliver a service's versioned configuration"},
 	{"changeset", "apply FILE | list | show ID | revert ID [--force]",
 		"Change several services and deployments in one transaction, or undo such a change"},
+	{"release", "start DEPLOYMENT NAME --pool P [UPSTREAM...] [--label L] [--database DB=V] [--apply FILE] | finish ID | list [DEPLOYMENT] | show ID",
+		"Record a release (code, traffic, flags, service configuration, schema) as one, with its timeline"},
 }
 
 // CommandInfo describes one subcommand.
@@ -84,6 +86,9 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	}
 	if cmd.Name == "config" || cmd.Name == "changeset" {
 		return runConfigCLI(ctx, cmd, args[1:], stdout, stderr, env)
+	}
+	if cmd.Name == "release" {
+		return runReleaseCLI(ctx, cmd, args[1:], stdout, stderr, env)
 	}
 	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)
