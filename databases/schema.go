@@ -209,7 +209,9 @@ func (r *Registry) Down(ctx context.Context, db string, to int64, restoreData bo
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %w", d.name, err)
 	}
-	has := func(v int64) bool { return slices.ContainsFunc(snaps, func(x migrate.Snapshot) bool { return x.Version == v }) }
+	has := func(v int64) bool {
+		return slices.ContainsFunc(snaps, func(x migrate.Snapshot) bool { return x.Version == v })
+	}
 	for _, s := range plan {
 		if len(s.Snapshot) > 0 && !has(s.Version) {
 			return nil, fmt.Errorf("database %s: migration %d (%s) names snapshot tables %s but no snapshot of them is recorded; nothing was changed; "+
