@@ -10,8 +10,8 @@
 // the admin API lists).
 //
 // A DSN holds a password: it is given to New and never leaves the
-// registry; every message shows the database's name, and at most its
-// address redacted (migrate.Redact). It knows nothing of Caddy or of the
+// registry. Messages name the database; only New's, about the
+// configuration itself, show the address, redacted (migrate.Redact). It knows nothing of Caddy or of the
 // store.
 package databases
 
@@ -153,13 +153,15 @@ func (r *Registry) lookup(name string) (*database, error) {
 
 // connect returns the database's pool, connected. The pool is opened on
 // first use and kept; a failed connection is an error naming the database
-// and wrapping ErrUnreachable, with nothing of the password.
+// and wrapping ErrUnreachable. It does not show the address, which the
+// admin API must never return; what the driver says is shown with any
+// address in it redacted.
 func (d *database) connect(ctx context.Context) (*sql.DB, error) {
 	if d.target.Dialect == migrate.SQLite {
 		// Opening a missing file would create an empty database; reading
 		// must not.
 		if _, err := os.Stat(d.target.Database); err != nil {
-			return nil, fmt.Errorf("database %s (%s): %w: %s", d.name, d.target.URL, ErrUnreachable, errors.Unwrap(err))
+			return nil, unreachable(d.name, "SQLite file: "+errors.Unwrap(err).Error())
 		}
 	}
 	d.mu.Lock()
@@ -167,17 +169,28 @@ func (d *database) connect(ctx context.Context) (*sql.DB, error) {
 		pool, err := sql.Open(driver(d.target.Dialect), d.target.DSN)
 		if err != nil {
 			d.mu.Unlock()
-			return nil, fmt.Errorf("database %s (%s): %w: %s", d.name, d.target.URL, ErrUnreachable, redactErr(err))
+			return nil, unreachable(d.name, redactErr(err))
 		}
 		d.pool = pool
 	}
 	pool := d.pool
 	d.mu.Unlock()
 	if err := pool.PingContext(ctx); err != nil {
-		return nil, fmt.Errorf("database %s (%s): %w: %s", d.name, d.target.URL, ErrUnreachable, redactErr(err))
+		return nil, unreachable(d.name, redactErr(err))
 	}
 	return pool, nil
 }
+
+// unreachableError says which database could not be connected to, and
+// why; it is ErrUnreachable (errors.Is).
+type unreachableError struct{ msg string }
+
+func unreachable(name, why string) error {
+	return &unreachableError{msg: fmt.Sprintf("database %s: cannot connect: %s", name, why)}
+}
+
+func (e *unreachableError) Error() string        { return e.msg }
+func (e *unreachableError) Is(target error) bool { return target == ErrUnreachable }
 
 // migrator prepares the migrations directory, read again on every call so
 // that migrations deployed since are seen, on the database's pool.

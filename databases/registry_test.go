@@ -388,10 +388,10 @@ func TestBadInput(t *testing.T) {
 		func() error { _, err := r.Down(t.Context(), "down", 0, false); return err },
 	} {
 		err := call()
-		if !errors.Is(err, databases.ErrUnreachable) || !strings.Contains(err.Error(), "database down (postgres://app:xxxxx@127.0.0.1:1/app") {
-			t.Errorf("unreachable server: %v; want ErrUnreachable naming database down with its address redacted", err)
+		if !errors.Is(err, databases.ErrUnreachable) || !strings.Contains(err.Error(), "database down: cannot connect: ") {
+			t.Errorf("unreachable server: %v; want ErrUnreachable naming database down", err)
 		}
-		if err != nil && strings.Contains(err.Error(), password) {
+		if err != nil && (strings.Contains(err.Error(), password) || strings.Contains(err.Error(), "postgres://")) {
 			t.Errorf("error shows the password: %v", err)
 		}
 	}

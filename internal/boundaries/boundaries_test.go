@@ -181,6 +181,7 @@ func TestModuleImports(t *testing.T) {
 		"rollout":              {"gateway", "printable"},
 		"configstore":          {"gateway", "printable"},
 		"migrate":              {"cmdline", "printable"},
+		"databases":            {"gateway", "migrate"},
 		"internal/testharness": {"examples/backend"},
 		"examples/backend":     {},
 	}
