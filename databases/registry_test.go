@@ -426,3 +426,22 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("New with a name twice: %v; want a FieldError", err)
 	}
 }
+
+// TestPlanDownRefusesUnknownMigration: a version applied from a file the
+// gateway's directory lacks has no known down, so the plan stops there.
+func TestPlanDownRefusesUnknownMigration(t *testing.T) {
+	full := migrations(t, "00001_orders.sql", createOrders, "00002_reprice.sql", repriceOrders)
+	older := migrations(t, "00001_orders.sql", createOrders)
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "app.db")
+	up(t, dsn, full, 2)
+	r := registry(t, databases.Config{Name: "main", DSN: dsn, Migrations: older})
+
+	_, err := r.PlanDown(t.Context(), "main", 0)
+	var re *databases.RefusedError
+	if !errors.As(err, &re) || re.Version != 2 || re.File != "" || !strings.Contains(err.Error(), "no file in the migrations directory "+older) {
+		t.Fatalf("PlanDown = %v; want a refusal of version 2 naming the directory", err)
+	}
+	if v, err := r.Version(t.Context(), "main"); err != nil || v != 2 {
+		t.Errorf("Version = %d, %v; want 2", v, err)
+	}
+}
