@@ -57,10 +57,12 @@ type App struct {
 	// is repaired and the gateway restarted. A deployment without a
 	// last-known-good file still fails the start.
 	OnDamagedData string `json:"on_damaged_data,omitempty"`
-	// Databases are the DSNs external criteria count connections of, by
-	// name (`database NAME DSN`); placeholders like {env.MAIN_DB} are
-	// read at provisioning. They stay in the gateway's own config, never
-	// in the store.
+	// Databases are the gateway's databases by name (`database NAME
+	// DSN`): for criteria that count connections, for the registry the
+	// release work reads versions from and rolls down with
+	// (DatabaseRegistry), and for `switchback migrate --database NAME`.
+	// Placeholders like {env.MAIN_DB} are read at provisioning; a DSN stays
+	// in the gateway's own config, never in the store or an API answer.
 	Databases map[string]string `json:"databases,omitempty"`
 	// DatabaseMigrations are the migrations directories of Databases, by
 	// name (`database NAME DSN { migrations DIR }`): what lets the gateway
