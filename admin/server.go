@@ -31,6 +31,7 @@
 //	GET    /api/v1/events?deployment=&limit=&follow=1 the events log; follow streams server-sent events
 //	...    /api/v1/services/..., /api/v1/changesets/... service configuration and change sets (services.go)
 //	...    /api/v1/releases/...                       releases: start, finish, list, show with timeline (releases.go)
+//	GET    /api/v1/databases                         the gateway's databases: migration version, pending, last contract; never a DSN
 //	GET    /metrics
 //	GET    /healthz
 //
@@ -59,6 +60,7 @@ import (
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/control"
+	"github.com/a8e2c47e/switchback/databases"
 	"github.com/a8e2c47e/switchback/guard"
 	"github.com/a8e2c47e/switchback/triage"
 )
@@ -100,6 +102,9 @@ type Options struct {
 	// Measured returns what this instance measured of a deployment, for
 	// GET /api/v1/deployments/{name}/triage.
 	Measured func(name string) (triage.Measured, bool)
+	// Databases are the gateway's named databases, listed at GET
+	// /api/v1/databases; nil lists none.
+	Databases *databases.Registry
 }
 
 // Server is the admin API. It is an http.Handler; mount it on a listener of
@@ -124,6 +129,7 @@ type Server struct {
 	control        *control.Control
 	pages          map[string]http.Handler // Mount's prefixes
 	measured       func(name string) (triage.Measured, bool)
+	databases      *databases.Registry
 }
 
 // New builds a Server. It reads the tokens file once; a file that does not
@@ -143,6 +149,7 @@ func New(opts Options) (*Server, error) {
 		now:            opts.Now,
 		guard:          opts.Guard,
 		measured:       opts.Measured,
+		databases:      opts.Databases,
 		mux:            http.NewServeMux(),
 		cop:            http.NewCrossOriginProtection(),
 		hub:            newServiceHub(opts.Store),

@@ -41,6 +41,7 @@ func (a *App) startAdmin() error {
 		Guard:        a.guardView,
 		Control:      a.control,
 		Measured:     a.measured,
+		Databases:    a.dbs,
 		Tokens:       a.AdminTokens,
 		AllowedHosts: a.AdminHosts,
 		Registry:     a.ctx.GetMetricsRegistry(),

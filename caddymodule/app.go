@@ -17,6 +17,7 @@ import (
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/control"
+	"github.com/a8e2c47e/switchback/databases"
 	"github.com/a8e2c47e/switchback/gateway"
 )
 
@@ -56,11 +57,18 @@ type App struct {
 	// is repaired and the gateway restarted. A deployment without a
 	// last-known-good file still fails the start.
 	OnDamagedData string `json:"on_damaged_data,omitempty"`
-	// Databases are the DSNs external criteria count connections of, by
-	// name (`database NAME DSN`); placeholders like {env.MAIN_DB} are
-	// read at provisioning. They stay in the gateway's own config, never
-	// in the store.
+	// Databases are the gateway's databases by name (`database NAME
+	// DSN`): for criteria that count connections, for the registry the
+	// release work reads versions from and rolls down with
+	// (DatabaseRegistry), and for `switchback migrate --database NAME`.
+	// Placeholders like {env.MAIN_DB} are read at provisioning; a DSN stays
+	// in the gateway's own config, never in the store or an API answer.
 	Databases map[string]string `json:"databases,omitempty"`
+	// DatabaseMigrations are the migrations directories of Databases, by
+	// name (`database NAME DSN { migrations DIR }`): what lets the gateway
+	// read the phases applied and roll migrations down. Placeholders are
+	// read at provisioning.
+	DatabaseMigrations map[string]string `json:"database_migrations,omitempty"`
 	// Fleet is "on" (the default): each instance publishes its windows'
 	// summary every second and judges by the fleet's merged windows; or
 	// "off": each instance judges by its own traffic alone.
@@ -82,6 +90,8 @@ type App struct {
 	control *control.Control
 	// crit probes the external criteria.
 	crit criteriaGlue
+	// dbs is the registry of the databases named in the global option.
+	dbs *databases.Registry
 	// fleet is the other instances' window summaries, as last read.
 	fleet atomic.Pointer[fleetView]
 
@@ -174,7 +184,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.removeStaleTemps()
 
-	var err error
+	dbConfigs, err := a.provisionDatabases()
+	if err != nil {
+		return err
+	}
 	a.store, err = a.dialStore()
 	switch {
 	case errors.Is(err, configstore.ErrDataDamaged) && a.OnDamagedData == onDamagedServeLK:
@@ -192,7 +205,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.control, err = a.newControl(); err != nil {
 		return err
 	}
-	return a.provisionCriteria(ctx)
+	return a.provisionCriteria(ctx, dbConfigs)
 }
 
 // Start watches the store and applies every new version, and serves the
@@ -259,7 +272,7 @@ func (a *App) Stop() error {
 // Cleanup releases the store; the embedded etcd stops when the last config
 // using it goes away. Safe after a partial Provision.
 func (a *App) Cleanup() error {
-	err := a.closeDatabases()
+	err := errors.Join(a.closeDatabases(), a.dbs.Close())
 	if a.store != nil {
 		err = errors.Join(err, a.store.Close())
 	}

@@ -32,7 +32,9 @@ func init() {
 //		instance     <name>                           # default: hostname:admin_port
 //		state_dir    <dir>                            # last-known-good documents
 //		on_damaged_data fail | serve_last_known_good  # embedded store only; default fail
-//		database <name> <dsn>                         # for 'criterion ... database <name>'; repeatable
+//		database <name> <dsn> {                       # repeatable; the block is optional
+//			migrations <dir>                          # lets the gateway read phases and roll down
+//		}
 //		fleet on | off                                # judge by every instance's windows; default on
 //	}
 //
@@ -45,6 +47,13 @@ func init() {
 // guard or rollouts, until the data is restored and the gateway restarted.
 // A deployment with no last-known-good file still fails the start. A data
 // directory in use by another process always fails the start.
+//
+// A database line names a database for 'criterion ... database <name>',
+// releases and 'switchback migrate --database <name>'. Its DSN is best a
+// placeholder, {env.MAIN_DB} or {file./run/secrets/main_db}, read when the
+// app is provisioned: it stays in the gateway's own config, never in the
+// store, and no API returns it. A relative migrations directory is
+// relative to the gateway's working directory.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
 	d.Next() // option name

@@ -4,16 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/a8e2c47e/switchback/criteria"
+	"github.com/a8e2c47e/switchback/databases"
 	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/guard"
+	"github.com/a8e2c47e/switchback/migrate"
 )
 
 // criteriaGlue is the app's share of the external criteria: the databases
@@ -28,29 +28,25 @@ type criteriaGlue struct {
 	value *prometheus.GaugeVec
 }
 
-// provisionCriteria checks the fleet setting and opens the databases named in the global option; a DSN
-// may be a placeholder such as {env.MAIN_DB}, read now. It never enters a
-// document, and every message shows it redacted.
-func (a *App) provisionCriteria(ctx caddy.Context) error {
+// provisionCriteria checks the fleet setting and opens the databases
+// named in the global option (dbs, their placeholders read) for counting
+// connections. A SQLite database has none to count: it is left out, and a
+// criterion naming it reports that it has no such database.
+func (a *App) provisionCriteria(ctx caddy.Context, dbs []databases.Config) error {
 	if a.Fleet != "" && a.Fleet != "on" && a.Fleet != fleetOff {
 		return fmt.Errorf("switchback: fleet %q: want on or off", a.Fleet)
 	}
-	repl := caddy.NewReplacer()
 	a.crit.databases = map[string]*criteria.Database{}
-	for _, name := range slices.Sorted(maps.Keys(a.Databases)) {
-		if !gateway.ValidName(name) {
-			return fmt.Errorf("switchback: database %q: %s", name, gateway.NameRule)
+	for _, c := range dbs {
+		if t, err := migrate.ParseTarget(c.DSN); err == nil && t.Dialect == migrate.SQLite {
+			continue
 		}
-		dsn := repl.ReplaceAll(a.Databases[name], "")
-		if dsn == "" {
-			return fmt.Errorf("switchback: database %s: the DSN %q is empty (an unset environment variable?)", name, a.Databases[name])
-		}
-		db, err := criteria.OpenDatabase(name, dsn)
+		db, err := criteria.OpenDatabase(c.Name, c.DSN)
 		if err != nil {
 			a.closeDatabases()
 			return fmt.Errorf("switchback: %w", err)
 		}
-		a.crit.databases[name] = db
+		a.crit.databases[c.Name] = db
 	}
 	a.crit.value = promauto.With(ctx.GetMetricsRegistry()).NewGaugeVec(prometheus.GaugeOpts{
 		Name: "switchback_guard_criterion_value",

@@ -107,13 +107,15 @@ func criterionDuration(s string) (gateway.Duration, error) {
 	return gateway.Duration(v), nil
 }
 
-// parseDatabase reads `database NAME DSN` of the switchback global option.
-// The DSN is checked at provisioning, where placeholders are read; here
-// only its shape, and no message repeats it unredacted.
+// parseDatabase reads `database NAME DSN [{ migrations DIR }]` of the
+// switchback global option. The DSN is checked at provisioning, where
+// placeholders are read; here only its shape, and no message repeats it
+// unredacted. The migrations directory lets the gateway read the phases of
+// what is applied and roll migrations down (package databases).
 func parseDatabase(d *caddyfile.Dispenser, app *App) error {
 	args := d.RemainingArgs()
 	if len(args) != 2 {
-		return d.Errf("database: want 'database NAME DSN', e.g. 'database main {env.MAIN_DB}', got %d values", len(args))
+		return d.Errf("database: want 'database NAME DSN' or 'database NAME DSN { migrations DIR }', e.g. 'database main {env.MAIN_DB}', got %d values", len(args))
 	}
 	name := args[0]
 	if !gateway.ValidName(name) {
@@ -126,5 +128,23 @@ func parseDatabase(d *caddyfile.Dispenser, app *App) error {
 		app.Databases = map[string]string{}
 	}
 	app.Databases[name] = args[1]
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "migrations":
+			if _, dup := app.DatabaseMigrations[name]; dup {
+				return d.Errf("database %s: migrations given twice", name)
+			}
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if app.DatabaseMigrations == nil {
+				app.DatabaseMigrations = map[string]string{}
+			}
+			app.DatabaseMigrations[name] = v
+		default:
+			return d.Errf("database %s: unknown setting %q; accepted: migrations DIR", name, d.Val())
+		}
+	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +34,10 @@ Commands:
 Flags:
   --db URL            sqlite:PATH (default sqlite:./app.db), postgres://USER@HOST:PORT/DB,
                       mysql://USER@HOST:PORT/DB
+  --database NAME     instead of --db: the gateway's 'database NAME DSN { migrations DIR }'
+                      line, its placeholders ({env.MAIN_DB}) read as the gateway reads them;
+                      its migrations directory is the default --dir
+  --config FILE       the Caddyfile --database reads (default ./Caddyfile)
   --dir DIR           migrations directory (default ./migrations)
   --json              machine-readable output
   --allow-irreversible
@@ -47,13 +52,21 @@ Examples:
   switchback migrate create add_email_verified --phase expand
   switchback migrate up --db postgres://postgres@127.0.0.1:5432/app
   switchback migrate --db sqlite:./app.db down --to 3
+  switchback migrate --database main --config /etc/caddy/Caddyfile status
 `
+
+// DatabaseResolver finds a gateway's named database in its configuration
+// file: the address and the migrations directory ("" when none is
+// configured) that `--database NAME --config FILE` stand for. Its errors
+// must not show a password.
+type DatabaseResolver func(config, name string) (dbURL, dir string, err error)
 
 type cli struct {
 	stdout, stderr io.Writer
 
 	db          string
 	dir         string
+	resolveDB   DatabaseResolver
 	json        bool
 	lockTimeout time.Duration
 	now         time.Time
@@ -70,7 +83,14 @@ type cli struct {
 // cmdline.ExitOK, cmdline.ExitError (a migration, verify, lint or database
 // error) and cmdline.ExitUsage (a bad command line; nothing was changed).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := &cli{stdout: stdout, stderr: stderr}
+	return MainWith(ctx, args, stdout, stderr, nil)
+}
+
+// MainWith is Main with --database: resolve reads the database's address
+// and migrations directory from the gateway's configuration. With a nil
+// resolve, --database is refused.
+func MainWith(ctx context.Context, args []string, stdout, stderr io.Writer, resolve DatabaseResolver) int {
+	c := &cli{stdout: stdout, stderr: stderr, resolveDB: resolve}
 	if len(args) == 0 || cmdline.IsHelp(args[0]) {
 		fmt.Fprint(stdout, Usage)
 		if len(args) == 0 {
@@ -172,6 +192,8 @@ func (c *cli) parse(args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.db, "db", "sqlite:./app.db", "")
 	fs.StringVar(&c.dir, "dir", "./migrations", "")
+	database := fs.String("database", "", "")
+	config := fs.String("config", "./Caddyfile", "")
 	fs.BoolVar(&c.json, "json", false, "")
 	fs.BoolVar(&c.allowIrreversible, "allow-irreversible", false, "")
 	lockTimeout := fs.String("lock-timeout", "5m", "")
@@ -187,8 +209,10 @@ func (c *cli) parse(args []string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cmd, err)
 	}
+	set := map[string]bool{}
 	var misplaced error
 	fs.Visit(func(f *flag.Flag) {
+		set[f.Name] = true
 		if cmds, ok := flagCommands[f.Name]; ok && !slices.Contains(cmds, cmd) && misplaced == nil {
 			misplaced = cmdline.Usagef("%s: --%s applies to %s only", cmd, f.Name, strings.Join(cmds, " and "))
 		}
@@ -214,10 +238,44 @@ func (c *cli) parse(args []string) ([]string, error) {
 	if c.phase, err = ParsePhase(*phase); err != nil {
 		return nil, &cmdline.UsageError{Msg: err.Error()}
 	}
+	if set["database"] || set["config"] {
+		if err := c.useDatabase(*database, *config, set); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := ParseTarget(c.db); err != nil {
+		if set["database"] {
+			return nil, cmdline.Usagef("--database %s (in %s): %v", *database, *config, err)
+		}
 		return nil, &cmdline.UsageError{Msg: err.Error()}
 	}
 	return pos, nil
+}
+
+// useDatabase sets --db, and --dir unless given, from the gateway's
+// database line name in the Caddyfile config.
+func (c *cli) useDatabase(name, config string, set map[string]bool) error {
+	switch {
+	case !set["database"]:
+		return cmdline.Usagef("--config %q: applies with --database only", config)
+	case set["db"]:
+		return cmdline.Usagef("--db and --database %s: give one; --database reads the address from the gateway's Caddyfile, --db gives it", name)
+	case c.resolveDB == nil:
+		return cmdline.Usagef("--database %s: this command cannot read a gateway's Caddyfile; give --db URL", name)
+	}
+	dbURL, dir, err := c.resolveDB(config, name)
+	if err != nil {
+		return &cmdline.UsageError{Msg: err.Error(), Err: err}
+	}
+	c.db = dbURL
+	if dir == "" {
+		return nil
+	}
+	if set["dir"] && filepath.Clean(c.dir) != filepath.Clean(dir) {
+		return cmdline.Usagef("--dir %q: database %s's migrations directory in %s is %q; give --dir only for a database without one", c.dir, name, config, dir)
+	}
+	c.dir = dir
+	return nil
 }
 
 func (c *cli) args(cmd string, pos []string, want ...string) error {

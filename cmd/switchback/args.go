@@ -14,7 +14,7 @@ var valueFlags = []string{
 	"admin", "token", "reason", "if-match", "limit", "from", "to", "release", "before", "before-version", "target", "steps", "bake",
 	"pool", "label", "database", "apply",
 	// migrate
-	"db", "dir", "lock-timeout", "now", "phase", "usage",
+	"db", "database", "config", "dir", "lock-timeout", "now", "phase", "usage",
 }
 
 // commandFirst moves a Switchback command named after options to the

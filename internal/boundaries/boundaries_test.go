@@ -182,6 +182,7 @@ func TestModuleImports(t *testing.T) {
 		"configstore":          {"gateway", "printable", "release"},
 		"release":              {},
 		"migrate":              {"cmdline", "printable"},
+		"databases":            {"gateway", "migrate"},
 		"internal/testharness": {"examples/backend"},
 		"examples/backend":     {},
 	}
