@@ -13,7 +13,7 @@ import (
 // as this instance. Its writes are applied here at once, and its events
 // counted in the app's metrics.
 func (a *App) newControl() (*control.Control, error) {
-	c, err := control.New(control.Options{
+	opts := control.Options{
 		Store:     a.store,
 		Instance:  a.Instance,
 		Now:       a.now,
@@ -24,7 +24,11 @@ func (a *App) newControl() (*control.Control, error) {
 		},
 		Wrote:     a.apply,
 		GuardView: a.guardView,
-	})
+	}
+	if a.dbs != nil { // a nil registry in the interface would read as databases configured
+		opts.Schemas = a.dbs
+	}
+	c, err := control.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("switchback: %w", err)
 	}
