@@ -53,31 +53,54 @@ func (e *IncompatibleError) Error() string {
 		e.Pool, who, e.Database, e.Need, e.Contract.File, e.Contract.Version, e.Database, e.Need, e.Contract.Version)
 }
 
-// CodeOn finds the release whose code pool runs, with p its upstreams and
-// label now: the newest release that left that label on that pool (its
-// After), or that ships that label to that pool. A pool without a label,
-// or with one no release names, is unknown to the gate.
+// CodeOn finds the code pool runs, with p its upstreams and label now.
+// First the newest release that shipped that label to that pool (its own
+// Label, or the label its After left on its pool). Failing that, the
+// newest release that found that label on that pool when it started and
+// shipped elsewhere: the code that ran before it, which needs the schema
+// versions of its Before (that is how a rollback's way back is gated). A
+// pool without a label, or with one no release names, is unknown to the
+// gate.
 func CodeOn(pool string, p PoolState, releases []Release) (Code, bool) {
 	if p.Label == "" {
 		return Code{}, false
 	}
-	var best *Release
+	var shipped, before *Release
 	for i := range releases {
 		r := &releases[i]
-		match := r.Pool == pool && r.Label == p.Label
-		if r.After != nil {
-			if a, ok := r.After.Pools[pool]; ok && a.Label == p.Label {
-				match = true
+		if r.Pool == pool {
+			match := r.Label == p.Label
+			if r.After != nil {
+				if a, ok := r.After.Pools[pool]; ok && a.Label == p.Label {
+					match = true
+				}
 			}
+			if match && (shipped == nil || r.Started.After(shipped.Started)) {
+				shipped = r
+			}
+			continue
 		}
-		if match && (best == nil || r.Started.After(best.Started)) {
-			best = r
+		if b, ok := r.Before.Pools[pool]; ok && b.Label == p.Label && (before == nil || r.Started.After(before.Started)) {
+			before = r
 		}
 	}
-	if best == nil {
-		return Code{}, false
+	switch {
+	case shipped != nil:
+		return Code{Pool: pool, Label: p.Label, Release: shipped.Name, ReleaseID: shipped.ID, Databases: shipped.Databases}, true
+	case before != nil:
+		return BeforeCode(pool, p.Label, *before), true
 	}
-	return Code{Pool: pool, Label: p.Label, Release: best.Name, ReleaseID: best.ID, Databases: best.Databases}, true
+	return Code{}, false
+}
+
+// BeforeCode is the code that ran on pool before release r: it worked with
+// the schema versions r found.
+func BeforeCode(pool, label string, r Release) Code {
+	needs := make(map[string]SchemaNeed, len(r.Before.Databases))
+	for db, v := range r.Before.Databases {
+		needs[db] = SchemaNeed{Version: v, MinVersion: v}
+	}
+	return Code{Pool: pool, Label: label, ReleaseID: r.ID, Databases: needs}
 }
 
 // Gate returns nil when the code's every schema need holds against the
