@@ -43,6 +43,8 @@ var commands = []CommandInfo{
 		"Read, change, undo and deliver a service's versioned configuration"},
 	{"changeset", "apply FILE | list | show ID | revert ID [--force]",
 		"Change several services and deployments in one transaction, or undo such a change"},
+	{"release", "rollback ID|NAME [--plan] [--restore-data] [--force] | redeploy PREVIOUS [--force] [--wait D]",
+		"Roll a release back (flags, traffic, configuration, schema, in that order), or redeploy a previous release"},
 }
 
 // CommandInfo describes one subcommand.
@@ -85,6 +87,9 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	if cmd.Name == "config" || cmd.Name == "changeset" {
 		return runConfigCLI(ctx, cmd, args[1:], stdout, stderr, env)
 	}
+	if cmd.Name == "release" && len(args) > 1 && IsReleaseRollbackVerb(args[1]) {
+		return runReleaseRollbackCLI(ctx, cmd, args[1:], stdout, stderr, env)
+	}
 	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -117,6 +122,8 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	case "pool":
 		fs.StringVar(&release, "release", "", "the pool's release label")
 		fs.BoolVar(&inv.wo.Force, "force", false, "replace the pool even while it is the retained rollback target")
+	case "flip", "weights":
+		fs.BoolVar(&inv.wo.Force, "force", false, "send traffic even where the compatibility gate refuses (recorded in the version's reason)")
 	case "flag":
 		fs.BoolVar(&del, "delete", false, "remove the flag")
 	case "restore":

@@ -18,7 +18,7 @@ var helpGroups = []struct {
 	title string
 	names []string
 }{
-	{"Something is wrong", []string{"triage", "status", "history", "diff", "rollback", "restore"}},
+	{"Something is wrong", []string{"triage", "status", "history", "diff", "rollback", "restore", "release"}},
 	{"Change traffic", []string{"flip", "weights", "flag", "pool", "rollout"}},
 	{"Configuration of services", []string{"config", "changeset"}},
 }
@@ -39,6 +39,7 @@ var examples = map[string][]string{
 		"switchback config diff payments", `switchback config rollback payments --reason "latency up"`,
 		"switchback config watch payments --write /etc/payments.json --signal 1234:SIGHUP"},
 	"changeset": {"switchback changeset apply raise.json", `switchback changeset revert 01764441480123456789-a1b2c3d4 --reason "latency up"`},
+	"release":   {"switchback release rollback v2.4 --plan", `switchback release rollback v2.4 --reason "checkout errors"`, "switchback release redeploy v2.3"},
 	"rollout":   {`switchback rollout start checkout --target pool:green --steps 10,50,100 --bake 30m --reason "ship v2"`, "switchback rollout status checkout"},
 }
 
