@@ -87,7 +87,7 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	if cmd.Name == "config" || cmd.Name == "changeset" {
 		return runConfigCLI(ctx, cmd, args[1:], stdout, stderr, env)
 	}
-	if cmd.Name == "release" && len(args) > 1 && IsReleaseRollbackVerb(args[1]) {
+	if cmd.Name == "release" && IsReleaseRollbackVerb(releaseVerb(args[1:])) {
 		return runReleaseRollbackCLI(ctx, cmd, args[1:], stdout, stderr, env)
 	}
 	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}

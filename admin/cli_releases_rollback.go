@@ -49,6 +49,28 @@ func (c *Client) RedeployRelease(ctx context.Context, idOrName string, force boo
 // that runReleaseRollbackCLI runs.
 func IsReleaseRollbackVerb(verb string) bool { return verb == "rollback" || verb == "redeploy" }
 
+// releaseVerb is the first argument of "switchback release" that is not
+// an option or an option's value: options may come before the verb.
+func releaseVerb(args []string) string {
+	valued := map[string]bool{"admin": true, "token": true, "reason": true, "wait": true, "if-match": true}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			if i+1 < len(args) {
+				return args[i+1]
+			}
+			return ""
+		}
+		if !strings.HasPrefix(a, "-") {
+			return a
+		}
+		if name := strings.TrimLeft(a, "-"); valued[name] {
+			i++ // its value is the next argument
+		}
+	}
+	return ""
+}
+
 // runReleaseRollbackCLI runs "switchback release rollback ID|NAME [--plan]
 // [--restore-data] [--force]" and "switchback release redeploy PREVIOUS
 // [--force] [--wait D]"; args start with the verb.

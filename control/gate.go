@@ -24,6 +24,11 @@ func (c *Control) CheckTraffic(ctx context.Context, name string, from, to gatewa
 	return c.gate(ctx, name, from, to, nil)
 }
 
+// Gates reports whether the compatibility gate has anything to check:
+// whether databases are configured. Callers skip the reads it needs when
+// not.
+func (c *Control) Gates() bool { return c.schemas != nil }
+
 // gate is CheckTraffic with known, the code of pools the caller knows
 // better (a rollback knows what ran before its release).
 func (c *Control) gate(ctx context.Context, name string, from, to gateway.Config, known map[string]release.Code) *release.IncompatibleError {
