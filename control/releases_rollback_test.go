@@ -69,7 +69,9 @@ func newChain(t *testing.T, dialect migrate.Dialect, target int64) *chain {
 		cfg.Flags["new_cart"] = gateway.Flag{Percent: 50}
 		cfg.Flags["dark_mode"] = gateway.Flag{Percent: 10}
 	})
-	c.update(t, func(cfg *gateway.Config) { cfg.Pools["green"] = gateway.Pool{Upstreams: []string{"127.0.0.1:9102"}, Release: "v2"} })
+	c.update(t, func(cfg *gateway.Config) {
+		cfg.Pools["green"] = gateway.Pool{Upstreams: []string{"127.0.0.1:9102"}, Release: "v2"}
+	})
 	c.update(t, func(cfg *gateway.Config) { cfg.Weights = map[string]float64{"blue": 0, "green": 100} })
 	cs, err := st.ApplyChangeSet(ctx, []configstore.ChangeSpec{
 		{Service: "payments", Patch: json.RawMessage(`{"limit": 20}`)},
