@@ -318,3 +318,32 @@ func (s *Store) PutRelease(ctx context.Context, r release.Release, ifRev int64, 
 	}
 	return resp.Header.Revision, nil
 }
+
+// DeleteRelease removes release id if its key is still at ifRev: only for
+// taking back a release that changed nothing (a one-step release whose
+// first change was refused). A release that changed anything stays: its
+// record is the way back. A lost race is a *ConflictError, an unknown id
+// a *NotFoundError.
+func (s *Store) DeleteRelease(ctx context.Context, id string, ifRev int64) error {
+	if err := checkReleaseID(id); err != nil {
+		return err
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	key := s.releasesPrefix() + id
+	resp, err := s.kv.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", ifRev)).
+		Then(clientv3.OpDelete(key)).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return etcdErr("delete release "+id, err)
+	}
+	if !resp.Succeeded {
+		if len(resp.Responses[0].GetResponseRange().GetKvs()) == 0 {
+			return &NotFoundError{Deployment: id, Kind: "release"}
+		}
+		return &ConflictError{Deployment: id, Kind: "release"}
+	}
+	return nil
+}

@@ -212,3 +212,26 @@ func TestReleaseFenced(t *testing.T) {
 		t.Errorf("after the refused write: %v, %v; want rolling_back", got.Status, err)
 	}
 }
+
+func TestDeleteRelease(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	r, rev, err := s.CreateRelease(ctx, newRelease("v2", "shop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRelease(ctx, r.ID, rev-1); !errors.Is(err, ErrConflict) {
+		t.Errorf("DeleteRelease at a stale rev = %v, want ErrConflict", err)
+	}
+	if err := s.DeleteRelease(ctx, r.ID, rev); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRelease(ctx, r.ID, rev); !errors.Is(err, ErrNotFound) {
+		t.Errorf("DeleteRelease again = %v, want ErrNotFound", err)
+	}
+	// Its deployment may open a release again.
+	if _, _, err := s.CreateRelease(ctx, newRelease("v2", "shop")); err != nil {
+		t.Errorf("CreateRelease after the delete = %v", err)
+	}
+}

@@ -26,7 +26,7 @@ const (
 // alarming is whether an event of kind says something went wrong.
 func alarming(kind string) bool {
 	switch kind {
-	case EventFallback, EventFallbackRefused, EventFlagOff, EventCriterionRollback, EventCriterionBreach, rollout.EventAborted:
+	case EventFallback, EventFallbackRefused, EventFlagOff, EventCriterionRollback, EventCriterionBreach, rollout.EventAborted, EventReleaseRollbackFailed:
 		return true
 	}
 	return false

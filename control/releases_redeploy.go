@@ -126,7 +126,7 @@ func (c *Control) Redeploy(ctx context.Context, op Op, previous string, o Redepl
 	if out.Moved.Wrote {
 		c.wrote(out.Moved.Doc)
 	}
-	c.Record(ctx, configstore.Event{Deployment: r.Deployment, Kind: "release_redeployed", Subject: r.ID, Version: out.Moved.Doc.Meta.Version, Reason: reason})
+	c.Record(ctx, configstore.Event{Deployment: r.Deployment, Kind: EventReleaseRedeployed, Subject: r.ID, Version: out.Moved.Doc.Meta.Version, Reason: reason})
 	return out, nil
 }
 

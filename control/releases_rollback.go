@@ -33,6 +33,11 @@ const (
 	EventReleaseRollbackStep   = "release_rollback_step"
 	EventReleaseRolledBack     = "release_rolled_back"
 	EventReleaseRollbackFailed = "release_rollback_failed"
+	// EventReleaseRollback: a rollback was asked for (its plan recorded).
+	EventReleaseRollback = "release_rollback"
+	// EventReleaseRedeployed: a previous release took traffic again on
+	// the standby pool.
+	EventReleaseRedeployed = "release_redeployed"
 )
 
 // ErrNothingToUndo refuses the rollback of an open release that has
@@ -106,7 +111,7 @@ func (c *Control) RequestRollback(ctx context.Context, op Op, idOrName string, o
 	if _, err := c.store.PutRelease(ctx, r, rev); err != nil {
 		return RollbackResult{}, err
 	}
-	c.Record(ctx, configstore.Event{Deployment: r.Deployment, Kind: "release_rollback", Subject: r.ID,
+	c.Record(ctx, configstore.Event{Deployment: r.Deployment, Kind: EventReleaseRollback, Subject: r.ID,
 		Reason: withWhy(fmt.Sprintf("rollback of release %s requested by %s", r.Name, op.Author), op.Reason)})
 	return RollbackResult{Release: r, Steps: steps}, nil
 }

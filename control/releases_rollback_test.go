@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -59,10 +60,9 @@ func newChain(t *testing.T, dialect migrate.Dialect, target int64) *chain {
 	c.before.services = c.serviceConfigs(t)
 	c.before.schema = c.sch.dump(t)
 
-	rel, rev, err := st.CreateRelease(ctx, release.Release{Name: "v2", Deployment: "shop", Pool: "green", Label: "v2",
-		Upstreams: []string{"127.0.0.1:9102"}, Databases: map[string]release.SchemaNeed{"main": {Version: target, MinVersion: 1}},
-		Before: c.capture(t), Author: "alice"})
-	if err != nil {
+	ship := Op{Deployment: "shop", Author: "alice", Reason: "ship v2"}
+	if _, err := c.ctl.StartRelease(ctx, ship, ReleaseRequest{Name: "v2", Pool: "green", Label: "v2", Upstreams: []string{"127.0.0.1:9102"},
+		Databases: map[string]release.SchemaNeed{"main": {Version: target, MinVersion: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	c.update(t, func(cfg *gateway.Config) {
@@ -81,11 +81,12 @@ func newChain(t *testing.T, dialect migrate.Dialect, target int64) *chain {
 		t.Fatal(err)
 	}
 	c.sch.up(t, target)
-	after := c.capture(t)
-	after.ChangeSets = []string{cs.ID}
-	rel.After, rel.Status, rel.Finished = &after, release.Finished, t0
-	if _, err := st.PutRelease(ctx, rel, rev); err != nil {
+	rel, err := c.ctl.FinishRelease(ctx, ship, "v2")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if !slices.Equal(rel.After.ChangeSets, []string{cs.ID}) {
+		t.Fatalf("the release recorded change sets %v, want %s", rel.After.ChangeSets, cs.ID)
 	}
 	c.rel = rel
 	return c
@@ -113,26 +114,6 @@ func (c *chain) update(t *testing.T, edit func(*gateway.Config)) {
 		func(cfg *gateway.Config) error { edit(cfg); return nil }); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// capture is the state a release records, as release start does.
-func (c *chain) capture(t *testing.T) release.State {
-	t.Helper()
-	st := stateOf(c.h.doc())
-	st.Services = map[string]uint64{}
-	for _, name := range services {
-		sd, err := c.h.store.GetService(t.Context(), name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st.Services[name] = sd.Meta.Version
-	}
-	v, err := c.sch.Version(t.Context(), "main")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Databases = map[string]int64{"main": v}
-	return st
 }
 
 func (c *chain) serviceConfigs(t *testing.T) map[string]string {
@@ -180,14 +161,14 @@ func forEachDatabase(t *testing.T, fn func(t *testing.T, dialect migrate.Dialect
 	}
 }
 
-var alice = Op{Author: "alice", Reason: "checkout errors"}
+var oncall = Op{Author: "oncall", Reason: "checkout errors"}
 
 func TestReleaseRollbackForwardAndBack(t *testing.T) {
 	forEachDatabase(t, func(t *testing.T, dialect migrate.Dialect) {
 		c := newChain(t, dialect, 2)
 		ctx := t.Context()
 
-		plan, err := c.ctl.RequestRollback(ctx, alice, "v2", RollbackOptions{Plan: true})
+		plan, err := c.ctl.RequestRollback(ctx, oncall, "v2", RollbackOptions{Plan: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +181,7 @@ func TestReleaseRollbackForwardAndBack(t *testing.T) {
 			t.Fatalf("after a plan the release is %s, want it unchanged (finished)", got)
 		}
 
-		if _, err := c.ctl.RequestRollback(ctx, alice, "v2", RollbackOptions{}); err != nil {
+		if _, err := c.ctl.RequestRollback(ctx, oncall, "v2", RollbackOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if got := c.release(t).Status; got != release.RollingBack {
@@ -219,7 +200,7 @@ func TestReleaseRollbackForwardAndBack(t *testing.T) {
 		}
 		c.checkBack(t)
 
-		again, err := c.ctl.RequestRollback(ctx, alice, r.ID, RollbackOptions{})
+		again, err := c.ctl.RequestRollback(ctx, oncall, r.ID, RollbackOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +213,7 @@ func TestReleaseRollbackForwardAndBack(t *testing.T) {
 func TestReleaseRollbackContractRefusesTheSchemaStep(t *testing.T) {
 	c := newChain(t, migrate.SQLite, 3)
 	ctx := t.Context()
-	plan, err := c.ctl.RequestRollback(ctx, alice, "v2", RollbackOptions{Plan: true})
+	plan, err := c.ctl.RequestRollback(ctx, oncall, "v2", RollbackOptions{Plan: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +223,7 @@ func TestReleaseRollbackContractRefusesTheSchemaStep(t *testing.T) {
 
 	// Unforced, the gate stops traffic going back to blue's v1, which
 	// needs the column the contract dropped.
-	if _, err := c.ctl.RequestRollback(ctx, alice, "v2", RollbackOptions{}); err != nil {
+	if _, err := c.ctl.RequestRollback(ctx, oncall, "v2", RollbackOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	leader := c.h.lead("gw-a")
@@ -263,7 +244,7 @@ func TestReleaseRollbackContractRefusesTheSchemaStep(t *testing.T) {
 
 	// Forced, traffic goes back (recorded), and the schema step is still
 	// refused: no force rolls a contract down.
-	if _, err := c.ctl.RequestRollback(ctx, alice, "v2", RollbackOptions{Force: true}); err != nil {
+	if _, err := c.ctl.RequestRollback(ctx, oncall, "v2", RollbackOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	c.ctl.Tick(ctx, leader, c.h.clock())
@@ -323,7 +304,7 @@ func TestCompatibilityGateRefusesAFlipBack(t *testing.T) {
 func TestReleaseRollbackResumesOnAnotherInstance(t *testing.T) {
 	c := newChain(t, migrate.SQLite, 2)
 	ctx := t.Context()
-	if _, err := c.ctl.RequestRollback(ctx, alice, "v2", RollbackOptions{}); err != nil {
+	if _, err := c.ctl.RequestRollback(ctx, oncall, "v2", RollbackOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// gw-a drives two steps, then stops driving (as if killed).
@@ -376,16 +357,15 @@ func TestReleaseRollbackResumesOnAnotherInstance(t *testing.T) {
 func TestReleaseRollbackRefusals(t *testing.T) {
 	c := newChain(t, migrate.SQLite, 2)
 	ctx := t.Context()
-	if _, err := c.ctl.RequestRollback(ctx, alice, "v9", RollbackOptions{}); !errors.Is(err, configstore.ErrNotFound) {
+	if _, err := c.ctl.RequestRollback(ctx, oncall, "v9", RollbackOptions{}); !errors.Is(err, configstore.ErrNotFound) {
 		t.Errorf("unknown release: %v, want not found", err)
 	}
 	// A release open with nothing done yet has nothing to undo.
-	st := c.capture(t)
-	open, _, err := c.h.store.CreateRelease(ctx, release.Release{Name: "v3", Deployment: "shop", Pool: "blue", Before: st})
+	open, err := c.ctl.StartRelease(ctx, Op{Deployment: "shop", Author: "alice"}, ReleaseRequest{Name: "v3", Pool: "blue"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ctl.RequestRollback(ctx, alice, open.ID, RollbackOptions{}); !errors.Is(err, ErrNothingToUndo) {
+	if _, err := c.ctl.RequestRollback(ctx, oncall, open.ID, RollbackOptions{}); !errors.Is(err, ErrNothingToUndo) {
 		t.Errorf("open release with nothing done: %v, want ErrNothingToUndo", err)
 	}
 	// Without the database configured, a release that needs it is refused.
@@ -394,7 +374,7 @@ func TestReleaseRollbackRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	var fe *gateway.FieldError
-	if _, err := noDB.RequestRollback(ctx, alice, "v2", RollbackOptions{}); !errors.As(err, &fe) || fe.Field != "databases" || !strings.Contains(fe.Error(), `"main"`) {
+	if _, err := noDB.RequestRollback(ctx, oncall, "v2", RollbackOptions{}); !errors.As(err, &fe) || fe.Field != "databases" || !strings.Contains(fe.Error(), `"main"`) {
 		t.Errorf("database not configured: %v, want a field error naming main", err)
 	}
 	if got := c.release(t).Status; got != release.Finished {
