@@ -153,25 +153,30 @@ func standby(doc configstore.Document, own string) (string, error) {
 const healthPoll = 100 * time.Millisecond
 
 // waitHealthy waits until this instance's checks of pool pass in a round
-// that finished after its view reached version v (the checker keeps a
-// pool's state across a change of its upstreams, so an older round speaks
-// of the old ones), or until wait ends.
+// that began after its view reached version v, or until wait ends. The
+// checker keeps a pool's state across a change of its upstreams, and a
+// round under way when they changed probes the old ones; rounds run one
+// after the other, so the round after the first one to finish once the
+// view shows v is the first that surely probed the new upstreams.
 func (c *Control) waitHealthy(ctx context.Context, name, pool string, v uint64, wait time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	t := time.NewTicker(healthPoll)
 	defer t.Stop()
 	last := "no health check of the new upstreams yet"
-	var since time.Time // when the view first showed version v
+	var since, first time.Time // when the view first showed v; the first round finished after
 	for {
 		if view, ok := c.guardView(name); ok && view.Version >= v {
-			if since.IsZero() {
+			h, ok := view.Health[pool]
+			switch {
+			case since.IsZero():
 				since = time.Now()
-			}
-			if h, ok := view.Health[pool]; ok && h.Checked.After(since) {
-				if h.Healthy {
-					return fmt.Sprintf("pool %s passed its health checks at %s", pool, h.Checked.Format(time.RFC3339)), nil
-				}
+			case !ok || !h.Checked.After(since):
+			case first.IsZero():
+				first = h.Checked
+			case h.Checked.After(first) && h.Healthy:
+				return fmt.Sprintf("pool %s passed its health checks at %s", pool, h.Checked.Format(time.RFC3339)), nil
+			case h.Checked.After(first):
 				last = "failing: " + h.Error
 			}
 		}
