@@ -17,6 +17,7 @@ import (
 	"github.com/a8e2c47e/switchback/internal/testharness"
 	"github.com/a8e2c47e/switchback/migrate"
 	"github.com/a8e2c47e/switchback/release"
+	"github.com/a8e2c47e/switchback/rollout"
 )
 
 // chain is one release of shop taken all the way forward: it raised flag
@@ -181,7 +182,12 @@ func TestReleaseRollbackForwardAndBack(t *testing.T) {
 			t.Fatalf("after a plan the release is %s, want it unchanged (finished)", got)
 		}
 
-		if _, err := c.ctl.RequestRollback(ctx, oncall, "v2", RollbackOptions{}); err != nil {
+		// The bad release's writes, which the data snapshot taken before
+		// its migration undoes.
+		if _, err := c.sch.dbs["main"].db.ExecContext(ctx, "UPDATE orders SET total = 0, note = 'bad'"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ctl.RequestRollback(ctx, oncall, "v2", RollbackOptions{RestoreData: true}); err != nil {
 			t.Fatal(err)
 		}
 		if got := c.release(t).Status; got != release.RollingBack {
@@ -199,6 +205,9 @@ func TestReleaseRollbackForwardAndBack(t *testing.T) {
 			}
 		}
 		c.checkBack(t)
+		if got := c.sch.totals(t); got != "1:100 2:250" {
+			t.Errorf("orders after the rollback with --restore-data: %s, want the totals from before the release, 1:100 2:250", got)
+		}
 
 		again, err := c.ctl.RequestRollback(ctx, oncall, r.ID, RollbackOptions{})
 		if err != nil {
@@ -301,6 +310,26 @@ func TestCompatibilityGateRefusesAFlipBack(t *testing.T) {
 	}
 }
 
+func TestCompatibilityGateAbortsARolloutBack(t *testing.T) {
+	c := newChain(t, migrate.SQLite, 3)
+	ctx := t.Context()
+	if _, err := c.ctl.Start(ctx, Op{Deployment: "shop", Author: "alice"}, rollout.Request{Target: "pool:blue", Steps: []float64{10, 100}, Bake: "1m"}); err != nil {
+		t.Fatal(err)
+	}
+	before := c.h.doc().Meta.Version
+	c.ctl.Tick(ctx, c.h.lead("gw-a"), c.h.clock())
+	r, _, err := c.ctl.Rollout(ctx, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != rollout.Aborted || !strings.Contains(r.Message, "compatibility gate") || !strings.Contains(r.Message, "00003_orders_drop_total.sql") {
+		t.Errorf("rollout %s: %q; want it aborted by the gate, naming the contract", r.State, r.Message)
+	}
+	if got := c.h.doc().Config.Weights; got["blue"] != 0 {
+		t.Errorf("weights %v (from version %d), want no traffic onto blue", got, before)
+	}
+}
+
 func TestReleaseRollbackResumesOnAnotherInstance(t *testing.T) {
 	c := newChain(t, migrate.SQLite, 2)
 	ctx := t.Context()
@@ -352,6 +381,43 @@ func TestReleaseRollbackResumesOnAnotherInstance(t *testing.T) {
 	if byB != 2 {
 		t.Errorf("gw-b recorded %d steps, want the last 2", byB)
 	}
+}
+
+func TestReleaseRollbackWaitsForAHealthyTarget(t *testing.T) {
+	c := newChain(t, migrate.SQLite, 2)
+	ctx := t.Context()
+	sick, err := New(Options{Store: c.h.store, Instance: "gw-a", Now: c.h.clock, Schemas: c.sch,
+		GuardView: func(name string) (guard.View, bool) {
+			now := c.h.clock()
+			return guard.View{Deployment: name, Updated: now, Health: map[string]guard.PoolHealth{
+				"blue": {Healthy: false, Checked: now, LastHealthy: now.Add(-time.Hour), Error: "127.0.0.1:9001: connection refused"}}}, true
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sick.RequestRollback(ctx, oncall, "v2", RollbackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.h.lead("gw-a")
+	sick.Tick(ctx, leader, c.h.clock())
+	r := c.release(t)
+	if s := r.Rollback.Steps[1]; r.Status != release.RollbackFailed || s.Status != release.StepFailed ||
+		!strings.Contains(s.Result, "pool blue") || !strings.Contains(s.Result, "connection refused") {
+		t.Fatalf("release %s, traffic step %s %q; want it failed on blue's health", r.Status, s.Status, s.Result)
+	}
+	if s := r.Rollback.Steps[0]; s.Status != release.StepDone {
+		t.Errorf("flags step %s, want done before the traffic step", s.Status)
+	}
+	// Once blue is healthy, asking again finishes the rest.
+	if _, err := c.ctl.RequestRollback(ctx, oncall, "v2", RollbackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.ctl.Tick(ctx, leader, c.h.clock())
+	r = c.release(t)
+	if r.Status != release.RolledBack || r.Rollback.Steps[0].Status != release.StepSkipped {
+		t.Fatalf("second rollback: release %s, flags step %s; want rolled back, the flags skipped (back already)", r.Status, r.Rollback.Steps[0].Status)
+	}
+	c.checkBack(t)
 }
 
 func TestReleaseRollbackRefusals(t *testing.T) {

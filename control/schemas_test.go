@@ -3,9 +3,11 @@ package control
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/a8e2c47e/switchback/internal/testharness"
@@ -94,6 +96,28 @@ func (s *sqlSchemas) dump(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return sc.String()
+}
+
+// totals lists main's orders as "id:total", by id.
+func (s *sqlSchemas) totals(t *testing.T) string {
+	t.Helper()
+	rows, err := s.dbs["main"].db.QueryContext(t.Context(), "SELECT id, total FROM orders ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id, total int
+		if err := rows.Scan(&id, &total); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%d:%d", id, total))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(out, " ")
 }
 
 func (s *sqlSchemas) Names() []string { return []string{"main"} }

@@ -1,4 +1,5 @@
 -- +switchback expand
+-- +switchback snapshot orders
 -- +goose Up
 ALTER TABLE orders ADD COLUMN note TEXT;
 -- +goose Down
