@@ -331,7 +331,7 @@ func (c *Control) runStep(ctx context.Context, by actor, r release.Release, i in
 	case release.StepTraffic:
 		return c.stepTraffic(ctx, by, r, s, meta)
 	case release.StepConfig:
-		return c.stepConfig(ctx, r, s, meta)
+		return c.stepConfig(ctx, by, r, s, meta)
 	case release.StepSchema:
 		return c.stepSchema(ctx, by, s)
 	}
@@ -459,7 +459,11 @@ func (c *Control) recentlyHealthy(doc configstore.Document, pool string) (string
 	return fmt.Sprintf("pool %s (%s) passed its health checks at %s", pool, retained, h.LastHealthy.Format(time.RFC3339)), nil
 }
 
-func (c *Control) stepConfig(ctx context.Context, r release.Release, s release.Step, meta configstore.Meta) (string, error) {
+// stepConfig reverts the release's change sets, then restores the
+// services it changed outside them. A change set's revert is not fenced
+// (it is one transaction over many targets); run twice, the second finds
+// it reverted already, so a deposed driver's revert changes nothing more.
+func (c *Control) stepConfig(ctx context.Context, by actor, r release.Release, s release.Step, meta configstore.Meta) (string, error) {
 	var did []string
 	for _, id := range s.ChangeSets {
 		cs, err := c.store.RevertChangeSet(ctx, id, r.Rollback.Force, meta)
@@ -474,7 +478,7 @@ func (c *Control) stepConfig(ctx context.Context, r release.Release, s release.S
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.Services)) {
-		res, err := c.store.RestoreService(ctx, name, s.Services[name], 0, meta)
+		res, err := c.store.RestoreService(ctx, name, s.Services[name], 0, meta, by.opts()...)
 		if err != nil {
 			return "", fmt.Errorf("service %s: %w", name, err)
 		}
