@@ -304,7 +304,7 @@ func (c *Control) rollbackStep(ctx context.Context, by actor, id string) (bool, 
 	s.Status, s.Result = release.StepDone, result
 	kind := EventReleaseRollbackStep
 	if stepErr != nil {
-		s.Status, s.Result = release.StepFailed, stepErr.Error()
+		s.Status, s.Result = release.StepFailed, stepErr.Error()+"; once it is fixed, ask for the rollback again: steps that are done are skipped"
 		r.Status, rb.Finished = release.RollbackFailed, s.Finished
 		kind = EventReleaseRollbackFailed
 	}
