@@ -43,8 +43,9 @@ var commands = []CommandInfo{
 		"Read, change, undo and deliver a service's versioned configuration"},
 	{"changeset", "apply FILE | list | show ID | revert ID [--force]",
 		"Change several services and deployments in one transaction, or undo such a change"},
-	{"release", "rollback ID|NAME [--plan] [--restore-data] [--force] | redeploy PREVIOUS [--force] [--wait D]",
-		"Roll a release back (flags, traffic, configuration, schema, in that order), or redeploy a previous release"},
+	{"release", "start DEPLOYMENT NAME --pool P [UPSTREAM...] [--label L] [--database DB=V] [--apply FILE] | finish ID | list [DEPLOYMENT] | show ID | " +
+		"rollback ID|NAME [--plan] [--restore-data] [--force] | redeploy PREVIOUS [--force] [--wait D]",
+		"Record a release (code, traffic, flags, service configuration, schema) as one, with its timeline; roll it back in a safe order, or redeploy a previous one"},
 }
 
 // CommandInfo describes one subcommand.
@@ -87,8 +88,11 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	if cmd.Name == "config" || cmd.Name == "changeset" {
 		return runConfigCLI(ctx, cmd, args[1:], stdout, stderr, env)
 	}
-	if cmd.Name == "release" && IsReleaseRollbackVerb(releaseVerb(args[1:])) {
-		return runReleaseRollbackCLI(ctx, cmd, args[1:], stdout, stderr, env)
+	if cmd.Name == "release" {
+		if IsReleaseRollbackVerb(releaseVerb(args[1:])) {
+			return runReleaseRollbackCLI(ctx, cmd, args[1:], stdout, stderr, env)
+		}
+		return runReleaseCLI(ctx, cmd, args[1:], stdout, stderr, env)
 	}
 	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)

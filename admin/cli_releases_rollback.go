@@ -52,7 +52,8 @@ func IsReleaseRollbackVerb(verb string) bool { return verb == "rollback" || verb
 // releaseVerb is the first argument of "switchback release" that is not
 // an option or an option's value: options may come before the verb.
 func releaseVerb(args []string) string {
-	valued := map[string]bool{"admin": true, "token": true, "reason": true, "wait": true, "if-match": true}
+	valued := map[string]bool{"admin": true, "token": true, "reason": true, "wait": true, "if-match": true,
+		"pool": true, "label": true, "database": true, "apply": true}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {

@@ -140,6 +140,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	s.rolloutRoutes()
 	s.releaseRollbackRoutes()
 	s.serviceRoutes()
+	s.releaseRoutes()
 	s.Handle("GET /api/v1/events", http.HandlerFunc(s.handleEvents), RoleViewer)
 	s.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), RoleViewer)
 	s.Handle("GET /healthz", http.HandlerFunc(s.handleHealth), RoleViewer)

@@ -69,7 +69,7 @@ func (s *Server) handleReleaseRollback(w http.ResponseWriter, r *http.Request) {
 		control.RollbackOptions{Plan: req.Plan, RestoreData: req.RestoreData, Force: req.Force})
 	m.rec.Deployment = res.Release.Deployment
 	if err != nil {
-		s.fail(w, m, releaseErr(err))
+		s.fail(w, m, rollbackErr(err))
 		return
 	}
 	status := http.StatusAccepted
@@ -104,7 +104,7 @@ func (s *Server) handleReleaseRedeploy(w http.ResponseWriter, r *http.Request) {
 		r.PathValue("id"), control.RedeployOptions{Wait: wait, Force: req.Force})
 	m.rec.Deployment = res.Release.Deployment
 	if err != nil {
-		s.fail(w, m, releaseErr(err))
+		s.fail(w, m, rollbackErr(err))
 		return
 	}
 	m.rec.Version, m.rec.From = res.Moved.Doc.Meta.Version, res.Deployed.Prev.Meta.Version
@@ -115,21 +115,16 @@ func (s *Server) handleReleaseRedeploy(w http.ResponseWriter, r *http.Request) {
 		Deployed: res.Deployed.Doc.Meta.Version, Moved: res.Moved.Doc.Meta.Version, Health: res.Health})
 }
 
-// releaseErr answers control's release refusals: nothing to undo, the
-// compatibility gate and a refused schema down are conflicts with the
-// state, not bad input; an unknown release names the id.
-func releaseErr(err error) error {
-	var (
-		ie *release.IncompatibleError
-		nf *configstore.NotFoundError
-	)
+// rollbackErr answers control's rollback and redeploy refusals: nothing
+// to undo, the compatibility gate and a refused schema down are conflicts
+// with the state, not bad input; the rest as every release error.
+func rollbackErr(err error) error {
+	var ie *release.IncompatibleError
 	switch {
 	case errors.Is(err, control.ErrNothingToUndo), errors.As(err, &ie), errors.Is(err, control.ErrSchemaRefused):
 		return &apiError{status: http.StatusConflict, msg: err.Error()}
-	case errors.As(err, &nf) && nf.Kind == "release":
-		return &apiError{status: http.StatusNotFound, field: "id", msg: err.Error()}
 	}
-	return err
+	return releaseErr(err)
 }
 
 // gate asks the compatibility gate about a traffic change to deployment

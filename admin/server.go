@@ -30,6 +30,7 @@
 //	POST   /api/v1/deployments/{name}/rollouts/abort   {"reason"}; the target goes back where it was
 //	GET    /api/v1/events?deployment=&limit=&follow=1 the events log; follow streams server-sent events
 //	...    /api/v1/services/..., /api/v1/changesets/... service configuration and change sets (services.go)
+//	...    /api/v1/releases/...                       releases: start, finish, list, show with timeline (releases.go)
 //	GET    /metrics
 //	GET    /healthz
 //

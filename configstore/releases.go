@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -27,6 +28,9 @@ import (
 // The store keeps them and enforces what needs a transaction: at most one
 // open release per deployment. What a release captures and how it rolls
 // back is control's business.
+
+// MaxReleaseLabel is the most characters of a release's label.
+const MaxReleaseLabel = 200
 
 func (s *Store) releasesPrefix() string { return s.prefix + "/releases/" }
 
@@ -68,10 +72,11 @@ func checkRelease(r release.Release) error {
 			return err
 		}
 	}
-	if r.Label != "" {
-		if err := gateway.CheckName("label", r.Label); err != nil {
-			return err
-		}
+	// A label is free-form, as a pool's release label is: only its size
+	// and control characters are refused.
+	if n := utf8.RuneCountInString(r.Label); n > MaxReleaseLabel || strings.ContainsFunc(r.Label, unicode.IsControl) {
+		return &gateway.FieldError{Field: "label", Value: strconv.Quote(r.Label),
+			Want: "a label of at most " + strconv.Itoa(MaxReleaseLabel) + " characters without control characters, like v2.1 or a commit"}
 	}
 	for i, u := range r.Upstreams {
 		if strings.TrimSpace(u) == "" || strings.ContainsAny(u, " \t\r\n") {

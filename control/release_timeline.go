@@ -102,20 +102,19 @@ func (c *Control) ReleaseTimeline(ctx context.Context, r release.Release) ([]Tim
 	ids := []string(nil)
 	if r.After != nil {
 		ids = r.After.ChangeSets
-	} else if ids, err = c.changeSetsSince(ctx, r.Started, time.Time{}); err != nil {
+	} else if ids, err = c.changeSetsSince(ctx, r.Started); err != nil {
 		return nil, err
 	}
-	if len(ids) > 0 {
-		all, err := c.store.ListChangeSets(ctx, 0)
+	for _, id := range ids {
+		cs, err := c.store.GetChangeSet(ctx, id)
+		if errors.Is(err, configstore.ErrNotFound) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
-		for _, cs := range all {
-			if slices.Contains(ids, cs.ID) {
-				out = append(out, TimelineEntry{Time: cs.Time, Kind: TimelineChangeSet, ChangeSet: cs.ID, Author: cs.Author,
-					Source: cs.Source, Summary: changeSetSummary(cs)})
-			}
-		}
+		out = append(out, TimelineEntry{Time: cs.Time, Kind: TimelineChangeSet, ChangeSet: cs.ID, Author: cs.Author,
+			Source: cs.Source, Summary: changeSetSummary(cs)})
 	}
 
 	evs, err := c.store.Events(ctx, r.Deployment, 0)

@@ -102,7 +102,7 @@ func (c *Control) StartRelease(ctx context.Context, op Op, req ReleaseRequest) (
 	if err != nil {
 		return release.Release{}, err
 	}
-	c.recordRelease(ctx, EventReleaseStarted, r, r.Before.DeploymentVersion, "started by "+op.Author)
+	c.recordRelease(ctx, EventReleaseStarted, r, r.Before.DeploymentVersion, "started by "+op.Author, r.Reason)
 	return r, nil
 }
 
@@ -186,14 +186,22 @@ func (c *Control) databaseNames() []string {
 func (c *Control) checkDatabases(needs map[string]release.SchemaNeed) error {
 	known := c.databaseNames()
 	for _, db := range slices.Sorted(maps.Keys(needs)) {
+		need, field := needs[db], "databases."+db
 		if slices.Contains(known, db) {
+			if need.Version < 0 {
+				return &gateway.FieldError{Field: field + ".version", Value: strconv.FormatInt(need.Version, 10), Want: "want a migration version, 0 or more"}
+			}
+			if need.MinVersion < 0 || need.MinVersion > need.Version {
+				return &gateway.FieldError{Field: field + ".min_version", Value: strconv.FormatInt(need.MinVersion, 10),
+					Want: "want 0 to the version the release needs, " + strconv.FormatInt(need.Version, 10)}
+			}
 			continue
 		}
 		want := "a database configured with `database NAME DSN` in the switchback global option; none is configured"
 		if len(known) > 0 {
 			want = "a configured database: " + strings.Join(known, ", ")
 		}
-		return &gateway.FieldError{Field: "databases." + db, Value: strconv.Quote(db), Want: want}
+		return &gateway.FieldError{Field: field, Value: strconv.Quote(db), Want: want}
 	}
 	return nil
 }
@@ -283,7 +291,7 @@ func (c *Control) FinishRelease(ctx context.Context, op Op, idOrName string) (re
 		if err != nil {
 			return release.Release{}, err
 		}
-		if after.ChangeSets, err = c.changeSetsSince(ctx, r.Started, time.Time{}); err != nil {
+		if after.ChangeSets, err = c.changeSetsSince(ctx, r.Started); err != nil {
 			return release.Release{}, err
 		}
 		if p, ok := after.Pools[r.Pool]; ok {
@@ -301,21 +309,21 @@ func (c *Control) FinishRelease(ctx context.Context, op Op, idOrName string) (re
 			}
 			return release.Release{}, err
 		}
-		c.recordRelease(ctx, EventReleaseFinished, r, after.DeploymentVersion, "finished by "+op.Author)
+		c.recordRelease(ctx, EventReleaseFinished, r, after.DeploymentVersion, "finished by "+op.Author, op.Reason)
 		return r, nil
 	}
 }
 
-// changeSetsSince lists the ids of the change sets applied from since
-// until until (zero: now), oldest first.
-func (c *Control) changeSetsSince(ctx context.Context, since, until time.Time) ([]string, error) {
+// changeSetsSince lists the ids of the change sets applied from since on,
+// oldest first.
+func (c *Control) changeSetsSince(ctx context.Context, since time.Time) ([]string, error) {
 	list, err := c.store.ListChangeSets(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
 	var ids []string
 	for _, cs := range slices.Backward(list) {
-		if cs.Time.Before(since) || (!until.IsZero() && cs.Time.After(until)) {
+		if cs.Time.Before(since) {
 			continue
 		}
 		ids = append(ids, cs.ID)
@@ -349,7 +357,6 @@ func (c *Control) ApplyRelease(ctx context.Context, op Op, req ReleaseRequest, a
 	if err != nil {
 		return release.Release{}, err
 	}
-	c.recordRelease(ctx, EventReleaseStarted, r, r.Before.DeploymentVersion, "started by "+op.Author)
 
 	source := req.Source
 	if source == "" {
@@ -365,6 +372,8 @@ func (c *Control) ApplyRelease(ctx context.Context, op Op, req ReleaseRequest, a
 			return release.Release{}, prefixField(err, "apply")
 		}
 	}
+	// Recorded once the release is sure to stay.
+	c.recordRelease(ctx, EventReleaseStarted, r, r.Before.DeploymentVersion, "started by "+op.Author, r.Reason)
 	for _, w := range c.applyWrites(req, apply) {
 		res, err := c.store.Edit(ctx, r.Deployment, 0, meta, w.edit)
 		if err != nil {
@@ -398,6 +407,9 @@ func (c *Control) applyWrites(req ReleaseRequest, apply ReleaseApply) []deployme
 	if len(apply.Weights) > 0 {
 		out = append(out, deploymentWrite{"weights", func(_ configstore.Document, next *gateway.Config) error {
 			next.Weights = maps.Clone(apply.Weights)
+			if err := next.Validate(); err != nil {
+				return err // an unknown pool or a wrong sum says more than a missing one
+			}
 			return gateway.CheckWeightsCover(apply.Weights, next.Pools)
 		}})
 	}
@@ -449,7 +461,7 @@ func prefixField(err error, prefix string) error {
 	return err
 }
 
-func (c *Control) recordRelease(ctx context.Context, kind string, r release.Release, version uint64, what string) {
+func (c *Control) recordRelease(ctx context.Context, kind string, r release.Release, version uint64, what, reason string) {
 	c.Record(ctx, configstore.Event{Deployment: r.Deployment, Kind: kind, Subject: "release:" + r.ID, Version: version,
-		Reason: withWhy(fmt.Sprintf("release %s (%s) of pool %s %s", r.ID, r.Name, r.Pool, what), r.Reason)})
+		Reason: withWhy(fmt.Sprintf("release %s (%s) of pool %s %s", r.ID, r.Name, r.Pool, what), reason)})
 }

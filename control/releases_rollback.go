@@ -162,7 +162,7 @@ func (c *Control) releaseNow(ctx context.Context, r release.Release) (release.No
 		}
 		v, err := c.schemas.Version(ctx, db)
 		if err != nil {
-			return release.Now{}, fmt.Errorf("database %s: %w", db, err)
+			return release.Now{}, &SchemaError{Database: db, Err: err}
 		}
 		if now.Databases == nil {
 			now.Databases = map[string]int64{}
@@ -174,7 +174,7 @@ func (c *Control) releaseNow(ctx context.Context, r release.Release) (release.No
 		}
 		st, err := c.schemas.Applied(ctx, db)
 		if err != nil {
-			return release.Now{}, fmt.Errorf("database %s: %w", db, err)
+			return release.Now{}, &SchemaError{Database: db, Err: err}
 		}
 		var undo []migrate.Status
 		for _, s := range slices.Backward(st) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
@@ -261,6 +262,9 @@ func TestApplyRelease(t *testing.T) {
 	if list, err := h.store.ListReleases(ctx, ""); err != nil || len(list) != 0 || h.doc().Meta.Version != 1 {
 		t.Fatalf("after the refusals: releases %v (%v), shop at %d; want nothing written", list, err, h.doc().Meta.Version)
 	}
+	if evs := h.events(); len(evs) != 0 {
+		t.Errorf("events after the refusals: %+v; want none", evs)
+	}
 
 	r, err := h.ctl.ApplyRelease(ctx, Op{Deployment: "shop", Author: "ci", Reason: "pipeline 12"}, v2Request(), apply)
 	if err != nil {
@@ -285,5 +289,59 @@ func TestApplyRelease(t *testing.T) {
 	}
 	if len(summaries) != 3 || !strings.Contains(summaries[0], "pools.green") || !strings.Contains(summaries[1], "weights") || !strings.Contains(summaries[2], "flags") {
 		t.Errorf("deployment versions in the timeline: %q; want pool, weights, flags in that order", summaries)
+	}
+}
+
+// TestReleaseTimelineRollback: the timeline holds the deployment's events
+// (a fallback) from the release's start to the end of its rollback, and
+// the rollback's steps with their durations.
+func TestReleaseTimelineRollback(t *testing.T) {
+	t.Parallel()
+	h, _ := releaseHarness(t)
+	ctx := t.Context()
+	r, err := h.ctl.StartRelease(ctx, alice, ReleaseRequest{Name: "v2", Pool: "green"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err = h.ctl.FinishRelease(ctx, Op{Author: "ci"}, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	h.ctl.Record(ctx, configstore.Event{Deployment: "shop", Kind: "fallback", Subject: "pool:green", Reason: "error rate 12%"})
+	h.ctl.Record(ctx, configstore.Event{Deployment: "web", Kind: "fallback", Reason: "another deployment's"})
+
+	stored, rev, err := h.store.GetRelease(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := h.events()
+	end := evs[len(evs)-1].Time
+	stored.Status = release.RolledBack
+	stored.Rollback = &release.Rollback{Requested: end, Finished: end, Steps: []release.Step{
+		{Kind: release.StepFlags, Status: release.StepSkipped, Plan: "no flag raised"},
+		{Kind: release.StepTraffic, Status: release.StepDone, Started: end.Add(-3 * time.Second), Finished: end.Add(-time.Second), Result: "wrote version 2"},
+	}}
+	if _, err := h.store.PutRelease(ctx, stored, rev); err != nil {
+		t.Fatal(err)
+	}
+	// After the rollback's end: not the release's.
+	h.ctl.Record(ctx, configstore.Event{Deployment: "shop", Kind: "fallback", Reason: "later"})
+
+	tl, err := h.ctl.ReleaseTimeline(ctx, stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range tl {
+		switch e.Kind {
+		case TimelineEvent:
+			got = append(got, e.Event+": "+e.Summary)
+		case TimelineRollbackStep:
+			got = append(got, fmt.Sprintf("%s %s %s: %s", e.Step, e.Status, time.Duration(e.Duration), e.Summary))
+		}
+	}
+	want := []string{"traffic done 2s: wrote version 2", "release_started: release " + r.ID + " (v2) of pool green started by alice: ship v2",
+		"release_finished: release " + r.ID + " (v2) of pool green finished by ci", "fallback: error rate 12%"}
+	if !slices.Equal(got, want) {
+		t.Errorf("timeline:\n got %q\nwant %q", got, want)
 	}
 }
