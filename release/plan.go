@@ -166,6 +166,18 @@ func planTraffic(before, after, now State, force bool) Step {
 		s.Pools[pool] = b
 		did = append(did, fmt.Sprintf("pool %s back to %s", pool, poolText(b)))
 	}
+	for _, pool := range sortedKeys(before.Weights, nil) {
+		b, inB := before.Pools[pool]
+		n, inN := now.Pools[pool]
+		_, putBack := s.Pools[pool]
+		if before.Weights[pool] <= now.Weights[pool] || !inB || !inN || putBack || samePool(n, b) {
+			continue
+		}
+		// Not the release's change, so not the rollback's to undo: the
+		// way back now runs other code, which the operator must know.
+		s.Drift = append(s.Drift, fmt.Sprintf("pool %s, which takes traffic back, changed since the release started: it ran %s, it runs %s now; traffic goes to what it runs now",
+			pool, poolText(b), poolText(n)))
+	}
 	if len(did) == 0 {
 		return skipped("traffic is as before the release: "+weights(now.Weights), s.Drift)
 	}

@@ -125,6 +125,16 @@ func TestPlanRollbackReportsDrift(t *testing.T) {
 	}
 }
 
+func TestPlanRollbackReportsAChangedWayBack(t *testing.T) {
+	r := shipped()
+	now := live(r)
+	now.Pools = map[string]PoolState{"blue": {Upstreams: []string{"b:9"}, Label: "v1-hotfix"}, "green": r.After.Pools["green"]}
+	s := step(t, PlanRollback(r, now, PlanOptions{}), StepTraffic)
+	if _, ok := s.Pools["blue"]; ok || len(s.Drift) != 1 || !strings.Contains(s.Drift[0], "pool blue, which takes traffic back, changed since the release started: it ran b:1 (v1), it runs b:9 (v1-hotfix) now") {
+		t.Errorf("pools %v, drift %q; want blue left as it is and the change reported", s.Pools, s.Drift)
+	}
+}
+
 func TestPlanRollbackSkipsWhatIsBackAlready(t *testing.T) {
 	r := shipped()
 	now := Now{State: r.Before, Reverted: map[string]string{"cs-1": "cs-2"}}
