@@ -100,7 +100,7 @@ func (c *Control) RequestRollback(ctx context.Context, op Op, idOrName string, o
 	}
 	steps := release.PlanRollback(r, now, release.PlanOptions{RestoreData: o.RestoreData, Force: o.Force})
 	if !release.Undoes(steps) && r.Status == release.Open {
-		return RollbackResult{Release: r, Steps: steps}, fmt.Errorf("%w: release %s (%s) is open and has changed nothing yet; finish or abandon it instead", ErrNothingToUndo, r.Name, r.ID)
+		return RollbackResult{Release: r, Steps: steps}, fmt.Errorf("%w: release %s (%s) is open and has changed nothing yet, so there is nothing to roll back: make its changes and finish it (switchback release finish %s)", ErrNothingToUndo, r.Name, r.ID, r.ID)
 	}
 	if o.Plan {
 		return RollbackResult{Release: r, Steps: steps}, nil
