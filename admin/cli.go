@@ -43,8 +43,9 @@ var commands = []CommandInfo{
 		"Read, change, undo and deliver a service's versioned configuration"},
 	{"changeset", "apply FILE | list | show ID | revert ID [--force]",
 		"Change several services and deployments in one transaction, or undo such a change"},
-	{"release", "start DEPLOYMENT NAME --pool P [UPSTREAM...] [--label L] [--database DB=V] [--apply FILE] | finish ID | list [DEPLOYMENT] | show ID",
-		"Record a release (code, traffic, flags, service configuration, schema) as one, with its timeline"},
+	{"release", "start DEPLOYMENT NAME --pool P [UPSTREAM...] [--label L] [--database DB=V] [--apply FILE] | finish ID | list [DEPLOYMENT] | show ID | " +
+		"rollback ID|NAME [--plan] [--restore-data] [--force] | redeploy PREVIOUS [--force] [--wait D]",
+		"Record a release (code, traffic, flags, service configuration, schema) as one, with its timeline; roll it back in a safe order, or redeploy a previous one"},
 }
 
 // CommandInfo describes one subcommand.
@@ -88,6 +89,9 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		return runConfigCLI(ctx, cmd, args[1:], stdout, stderr, env)
 	}
 	if cmd.Name == "release" {
+		if IsReleaseRollbackVerb(releaseVerb(args[1:])) {
+			return runReleaseRollbackCLI(ctx, cmd, args[1:], stdout, stderr, env)
+		}
 		return runReleaseCLI(ctx, cmd, args[1:], stdout, stderr, env)
 	}
 	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
@@ -122,6 +126,8 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	case "pool":
 		fs.StringVar(&release, "release", "", "the pool's release label")
 		fs.BoolVar(&inv.wo.Force, "force", false, "replace the pool even while it is the retained rollback target")
+	case "flip", "weights":
+		fs.BoolVar(&inv.wo.Force, "force", false, "send traffic even where the compatibility gate refuses (recorded in the version's reason)")
 	case "flag":
 		fs.BoolVar(&del, "delete", false, "remove the flag")
 	case "restore":

@@ -87,7 +87,7 @@ func runReleaseCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, 
 	}
 	inv.c = c
 	if len(pos) == 0 {
-		return inv.usagef("want a verb: start, finish, list or show")
+		return inv.usagef("want a verb: start, finish, list, show, rollback or redeploy")
 	}
 	verb, rest := pos[0], pos[1:]
 	if verb != "start" {

@@ -69,7 +69,8 @@ type WriteOptions struct {
 	// IfMatch, when not 0, makes the change conditional on the deployment
 	// still being at this version; otherwise the API answers 409.
 	IfMatch uint64
-	// Force replaces a pool that is the retained rollback target (SetPool).
+	// Force replaces a pool that is the retained rollback target (SetPool),
+	// or sends traffic past the compatibility gate (Flip, SetWeights).
 	Force bool
 }
 
@@ -90,12 +91,12 @@ func (c *Client) Status(ctx context.Context, name string) (Deployment, error) {
 // Flip sends all traffic to the pool of a two-pool deployment that has less
 // of it now.
 func (c *Client) Flip(ctx context.Context, name string, o WriteOptions) (Deployment, error) {
-	return c.write(ctx, http.MethodPost, deploymentPath(name)+"/flip", flipRequest{writeFields{o.Reason}}, o)
+	return c.write(ctx, http.MethodPost, deploymentPath(name)+"/flip", gatedFlipRequest{Force: o.Force, writeFields: writeFields{o.Reason}}, o)
 }
 
 // SetWeights replaces a deployment's weights; pools left out get 0.
 func (c *Client) SetWeights(ctx context.Context, name string, weights map[string]float64, o WriteOptions) (Deployment, error) {
-	return c.write(ctx, http.MethodPut, deploymentPath(name)+"/weights", weightsRequest{weights, writeFields{o.Reason}}, o)
+	return c.write(ctx, http.MethodPut, deploymentPath(name)+"/weights", weightsRequest{Weights: weights, Force: o.Force, writeFields: writeFields{o.Reason}}, o)
 }
 
 // SetPool replaces an existing pool's upstreams and release.

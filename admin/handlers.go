@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,8 +81,15 @@ type (
 	flipRequest struct {
 		writeFields
 	}
+	// gatedFlipRequest is a flip's body: Force sends traffic past the
+	// compatibility gate (recorded in the version's reason).
+	gatedFlipRequest struct {
+		Force bool `json:"force,omitempty"`
+		writeFields
+	}
 	weightsRequest struct {
 		Weights map[string]float64 `json:"weights"`
+		Force   bool               `json:"force,omitempty"`
 		writeFields
 	}
 	poolRequest struct {
@@ -130,6 +138,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	s.Handle("GET "+d+"/guard", http.HandlerFunc(s.handleGuard), RoleViewer)
 	s.Handle("GET "+d+"/triage", http.HandlerFunc(s.handleTriage), RoleViewer)
 	s.rolloutRoutes()
+	s.releaseRollbackRoutes()
 	s.serviceRoutes()
 	s.releaseRoutes()
 	s.Handle("GET /api/v1/events", http.HandlerFunc(s.handleEvents), RoleViewer)
@@ -291,12 +300,17 @@ func parseVersion(field, v string) (uint64, *apiError) {
 // writer's change, two flips would cancel out.
 
 func (s *Server) handleFlip(w http.ResponseWriter, r *http.Request) {
-	var req flipRequest
+	var req gatedFlipRequest
 	m, ok := s.begin(w, r, "flip", "", &req)
 	if !ok {
 		return
 	}
-	res, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, flip, configstore.Pinned())
+	checked, err := s.gate(r.Context(), m, req.Force, flip)
+	if err != nil {
+		s.fail(w, m, err)
+		return
+	}
+	res, err := s.store.Update(r.Context(), m.rec.Deployment, cmp.Or(m.rec.IfMatch, checked), m.meta, flip, configstore.Pinned())
 	s.finish(w, r, m, res, err)
 }
 
@@ -339,13 +353,19 @@ func (s *Server) handleWeights(w http.ResponseWriter, r *http.Request) {
 			msg: `weights: want the percentage of every pool, for example {"blue": 70, "green": 30}`})
 		return
 	}
-	res, err := s.store.Update(r.Context(), m.rec.Deployment, m.rec.IfMatch, m.meta, func(c *gateway.Config) error {
+	setWeights := func(c *gateway.Config) error {
 		c.Weights = req.Weights
 		if err := c.Validate(); err != nil {
 			return err // an unknown pool or a wrong sum says more than a missing one
 		}
 		return gateway.CheckWeightsCover(req.Weights, c.Pools)
-	})
+	}
+	checked, err := s.gate(r.Context(), m, req.Force, setWeights)
+	if err != nil {
+		s.fail(w, m, err)
+		return
+	}
+	res, err := s.store.Update(r.Context(), m.rec.Deployment, cmp.Or(m.rec.IfMatch, checked), m.meta, setWeights)
 	s.finish(w, r, m, res, err)
 }
 

@@ -42,7 +42,8 @@ var examples = map[string][]string{
 	"changeset": {"switchback changeset apply raise.json", `switchback changeset revert 01764441480123456789-a1b2c3d4 --reason "latency up"`},
 	"release": {`switchback release start checkout v2.1 --pool green 10.0.0.7:8080 --label v2.1 --database main=7..8 --reason "ship v2.1"`,
 		"switchback release finish v2.1", "switchback release show v2.1",
-		`switchback release start checkout v2.1 --pool green 10.0.0.7:8080 --apply '{"pool_upstreams": true, "weights": {"blue": 0, "green": 100}}'`},
+		`switchback release start checkout v2.1 --pool green 10.0.0.7:8080 --apply '{"pool_upstreams": true, "weights": {"blue": 0, "green": 100}}'`,
+		"switchback release rollback v2.1 --plan", `switchback release rollback v2.1 --reason "checkout errors"`, "switchback release redeploy v2.0"},
 	"rollout": {`switchback rollout start checkout --target pool:green --steps 10,50,100 --bake 30m --reason "ship v2"`, "switchback rollout status checkout"},
 }
 

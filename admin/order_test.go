@@ -44,6 +44,7 @@ func TestOptionsEitherSide(t *testing.T) {
 			before: []string{"config", "--reason", "r", "put", "payments", `{"timeout_ms": 800}`}},
 		{command: "changeset", prep: []string{"config", "put", "payments", `{"timeout_ms": 800}`}, after: []string{"changeset", "list", "--limit", "1"},
 			before: []string{"changeset", "--limit", "1", "list"}},
+		{command: "release", after: []string{"release", "rollback", "v9", "--plan"}, before: []string{"release", "--plan", "rollback", "v9"}},
 		{command: "rollout", after: []string{"rollout", "start", "shop", "--target", "pool:green", "--steps", "10,100", "--bake", "1m"},
 			before: []string{"rollout", "--target", "pool:green", "--steps", "10,100", "--bake", "1m", "start", "shop"}},
 		{command: "release", after: []string{"release", "start", "shop", "v2", "127.0.0.1:9012", "--pool", "green", "--label", "v2", "--reason", "r"},

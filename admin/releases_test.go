@@ -12,6 +12,7 @@ import (
 	"github.com/a8e2c47e/switchback/cmdline"
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/control"
+	"github.com/a8e2c47e/switchback/migrate"
 	"github.com/a8e2c47e/switchback/release"
 )
 
@@ -36,6 +37,18 @@ func (k knownSchemas) Version(_ context.Context, db string) (int64, error) {
 		return 0, fmt.Errorf("no database %q", db)
 	}
 	return v, nil
+}
+
+// knownSchemas applies no migrations, so it has none to list or roll
+// down (releases_rollback_test.go rolls real ones down).
+func (k knownSchemas) Applied(context.Context, string) ([]migrate.Status, error) { return nil, nil }
+
+func (k knownSchemas) PlanDown(context.Context, string, int64) ([]migrate.Status, error) {
+	return nil, nil
+}
+
+func (k knownSchemas) Down(_ context.Context, db string, _ int64, _ bool) ([]migrate.Status, error) {
+	return nil, fmt.Errorf("database %q: this test's databases have no migrations to roll down", db)
 }
 
 // newReleaseHarness is a harness whose Control knows database main at

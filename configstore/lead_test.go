@@ -2,6 +2,7 @@ package configstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -59,6 +60,11 @@ func TestLeadFenced(t *testing.T) {
 	s := newStore(t)
 	ctx := t.Context()
 	bootstrap(t, s, "shop")
+	for _, cfg := range []string{`{"limit": 1}`, `{"limit": 2}`} {
+		if _, err := s.PutService(ctx, "payments", json.RawMessage(cfg), 0, testMeta("setup")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	first, err := s.Lead(ctx, "driver", "a")
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +87,15 @@ func TestLeadFenced(t *testing.T) {
 	}
 	if v := currentVersion(t, s, "shop"); v != 2 {
 		t.Errorf("version %d after the deposed leader's write, want 2", v)
+	}
+	if _, err := s.RestoreService(ctx, "payments", 1, 0, testMeta("deposed"), Fence(first)); !errors.Is(err, ErrNotLeader) {
+		t.Errorf("deposed leader's RestoreService = %v, want ErrNotLeader", err)
+	}
+	if sd, err := s.GetService(ctx, "payments"); err != nil || sd.Meta.Version != 2 {
+		t.Errorf("service payments at %d (%v) after the deposed leader's restore, want 2", sd.Meta.Version, err)
+	}
+	if _, err := s.RestoreService(ctx, "payments", 1, 0, testMeta("new leader"), Fence(next)); err != nil {
+		t.Errorf("new leader's RestoreService = %v", err)
 	}
 	wrote(t)(s.Update(ctx, "shop", 0, testMeta("new leader"), setWeights(30), Fence(next)))
 	if _, err := s.PutRecord(ctx, "rollouts", "shop", testRecord{"new leader"}, 0, Fence(next)); err != nil {

@@ -312,12 +312,15 @@ func (s *Store) writeService(ctx context.Context, name string, ifVersion uint64,
 		if err != nil || !wrote {
 			return ServiceResult{Doc: doc, Prev: doc}, err
 		}
-		resp, err := s.kv.Txn(ctx).If(p.cmps...).Then(p.ops...).Commit()
+		resp, err := s.kv.Txn(ctx).If(wo.leader.fence(p.cmps...)...).Then(p.ops...).Else(wo.leader.check()...).Commit()
 		if err != nil {
 			return ServiceResult{}, etcdErr("write service "+name, err)
 		}
 		if resp.Succeeded {
 			return ServiceResult{Doc: doc, Prev: st.doc, Wrote: true}, nil
+		}
+		if err := wo.leader.deposed(resp); err != nil {
+			return ServiceResult{}, err
 		}
 		if ifVersion == 0 {
 			if err := sleep(ctx, conflictBackoff(attempt)); err != nil {
@@ -351,9 +354,10 @@ func (s *Store) PatchService(ctx context.Context, name string, patch json.RawMes
 	})
 }
 
-// RestoreService writes a new version with version v's content.
-func (s *Store) RestoreService(ctx context.Context, name string, v, ifVersion uint64, meta Meta) (ServiceResult, error) {
-	return s.writeService(ctx, name, ifVersion, meta, writeOptions{}, true, func(ctx context.Context, _ serviceState) (next, error) {
+// RestoreService writes a new version with version v's content. With
+// Fence, a deposed leader writes nothing and gets ErrNotLeader.
+func (s *Store) RestoreService(ctx context.Context, name string, v, ifVersion uint64, meta Meta, opts ...WriteOption) (ServiceResult, error) {
+	return s.writeService(ctx, name, ifVersion, meta, writeOpts(opts), true, func(ctx context.Context, _ serviceState) (next, error) {
 		src, err := s.serviceVersion(ctx, name, v)
 		return next{cfg: src.Config, gray: src.Gray, from: v}, err
 	})

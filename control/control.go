@@ -53,8 +53,9 @@ type Options struct {
 	// never knows the health: rollouts hold once their first step has
 	// baked.
 	GuardView func(name string) (guard.View, bool)
-	// Schemas reads the databases' migration versions for releases; nil
-	// means no databases are configured.
+	// Schemas are the databases releases need; nil means none is
+	// configured: the compatibility gate checks nothing and a release
+	// that names a database cannot be rolled back.
 	Schemas Schemas
 }
 

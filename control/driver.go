@@ -87,18 +87,17 @@ func (c *Control) lead(ctx context.Context) error {
 	}
 }
 
-// Tick moves every running rollout one decision further at now, writing
-// as leader: it asks rollout.Next with the deployment's current document
+// Tick moves every running rollout one decision further at now, and runs
+// every release rollback under way to its end, writing as leader: it asks rollout.Next with the deployment's current document
 // and the guard's view (Options.GuardView), and writes what it says. A
 // record that does not decode is skipped rather than let it stop the
 // others; a write that fails is decided again on the next tick.
 func (c *Control) Tick(ctx context.Context, leader *configstore.Leader, now time.Time) {
+	by := actor{author: c.instance, leader: leader}
 	recs, err := c.store.ListRecords(ctx, rollout.RecordKind)
 	if err != nil {
 		c.log.Debug("rollouts: listing", zap.Error(err))
-		return
 	}
-	by := actor{author: c.instance, leader: leader}
 	for _, rec := range recs {
 		r, err := rollout.Decode(rec.Name, rec.Value)
 		if err != nil {
@@ -111,6 +110,7 @@ func (c *Control) Tick(ctx context.Context, leader *configstore.Leader, now time
 			}
 		}
 	}
+	c.tickReleases(ctx, by)
 }
 
 func (c *Control) logDriveErr(r rollout.Rollout, err error) {
@@ -169,6 +169,12 @@ func (c *Control) drive(ctx context.Context, by actor, r rollout.Rollout, rev in
 // the rollout.
 func (c *Control) step(ctx context.Context, by actor, r rollout.Rollout, rev int64, doc configstore.Document, d rollout.Decision, now time.Time) error {
 	reason := rollout.StepReason(r, d.Step)
+	if next := doc.Config.Clone(); d.Mutate(&next) == nil {
+		if e := c.CheckTraffic(ctx, r.Deployment, doc.Config, next); e != nil {
+			return c.abort(ctx, by, r, rev, rollout.Decision{Action: rollout.Abort, Value: r.From, Mutate: rollout.Rollback(r),
+				Message: fmt.Sprintf("before step %d/%d, refused by the compatibility gate: %v", d.Step+1, len(r.Steps), e)}, doc.Meta.Version, now)
+		}
+	}
 	res, err := c.store.Update(ctx, r.Deployment, doc.Meta.Version, configstore.Meta{
 		Author: by.author,
 		Source: configstore.SourceRollout,

@@ -26,7 +26,7 @@ const (
 // alarming is whether an event of kind says something went wrong.
 func alarming(kind string) bool {
 	switch kind {
-	case EventFallback, EventFallbackRefused, EventFlagOff, EventCriterionRollback, EventCriterionBreach, rollout.EventAborted:
+	case EventFallback, EventFallbackRefused, EventFlagOff, EventCriterionRollback, EventCriterionBreach, rollout.EventAborted, EventReleaseRollbackFailed:
 		return true
 	}
 	return false
@@ -58,6 +58,10 @@ func (c *Control) FallBack(ctx context.Context, name string, act guard.Action) (
 	}
 	wctx, cancel := context.WithTimeout(ctx, fallbackTimeout)
 	defer cancel()
+	if refused := c.gateFallback(wctx, name, act); refused != "" {
+		c.Record(ctx, configstore.Event{Deployment: name, Kind: EventFallbackRefused, Subject: act.Subject, Version: act.Version, Reason: refused})
+		return configstore.Result{}, fmt.Errorf("guard: fallback of %s: %s", name, refused)
+	}
 	res, err := c.store.Update(wctx, name, act.Version, configstore.Meta{
 		Author:   c.instance,
 		Source:   configstore.SourceGuard,
@@ -93,4 +97,25 @@ func (c *Control) LastFallback(name string) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lastGuardWrite[name]
+}
+
+// gateFallback asks the compatibility gate about a fallback's move and
+// says why it is refused, or "": a fallback onto code that cannot run on
+// the schema would turn a partial failure into a total one.
+func (c *Control) gateFallback(ctx context.Context, name string, act guard.Action) string {
+	if act.Kind != guard.Fallback || !c.Gates() {
+		return "" // without databases, a fallback reads nothing more
+	}
+	doc, err := c.store.Version(ctx, name, act.Version)
+	if err != nil {
+		return ""
+	}
+	next := doc.Config.Clone()
+	if act.Apply(&next) != nil {
+		return ""
+	}
+	if e := c.CheckTraffic(ctx, name, doc.Config, next); e != nil {
+		return trimReason(act.Reason + "; not falling back: " + e.Error())
+	}
+	return ""
 }

@@ -15,13 +15,8 @@ import (
 	"github.com/a8e2c47e/switchback/release"
 )
 
-// Schemas is what releases need of the databases the gateway knows
-// (`database NAME DSN` global option). Another package (databases)
-// implements it.
-type Schemas interface {
-	Names() []string
-	Version(ctx context.Context, db string) (int64, error)
-}
+// Schemas (schemas.go) is what releases need of the databases the gateway
+// knows (`database NAME DSN` global option).
 
 // SchemaError is a configured database whose migration version could not
 // be read: the DSN fails, the database is down. Nothing was written.

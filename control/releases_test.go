@@ -13,6 +13,7 @@ import (
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/migrate"
 	"github.com/a8e2c47e/switchback/release"
 )
 
@@ -48,6 +49,19 @@ func (s *schemaVersions) Version(_ context.Context, db string) (int64, error) {
 		return 0, fmt.Errorf("no database %q", db)
 	}
 	return v, nil
+}
+
+// The migrations themselves are not this test's: schemaVersions applies
+// none, so it has none to list or roll down (releases_rollback_test.go
+// rolls real ones down).
+func (s *schemaVersions) Applied(context.Context, string) ([]migrate.Status, error) { return nil, nil }
+
+func (s *schemaVersions) PlanDown(context.Context, string, int64) ([]migrate.Status, error) {
+	return nil, nil
+}
+
+func (s *schemaVersions) Down(_ context.Context, db string, _ int64, _ bool) ([]migrate.Status, error) {
+	return nil, fmt.Errorf("database %q: this test's databases have no migrations to roll down", db)
 }
 
 func (s *schemaVersions) set(db string, v int64) {

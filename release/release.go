@@ -136,9 +136,12 @@ type Rollback struct {
 	By        string    `json:"by,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
 	// RestoreData restores the data snapshots after the schema step.
-	RestoreData bool      `json:"restore_data,omitempty"`
-	Steps       []Step    `json:"steps"`
-	Finished    time.Time `json:"finished,omitzero"`
+	RestoreData bool `json:"restore_data,omitempty"`
+	// Force overwrote what changed since the release and passed the
+	// compatibility gate and the health check; recorded so it is seen.
+	Force    bool      `json:"force,omitempty"`
+	Steps    []Step    `json:"steps"`
+	Finished time.Time `json:"finished,omitzero"`
 }
 
 // Step is one rollback step and its outcome.
@@ -153,6 +156,21 @@ type Step struct {
 	// Result names what the step wrote: a deployment version, service
 	// versions, migrations rolled down; or why it failed and what to do.
 	Result string `json:"result,omitempty"`
+	// Drift names what changed since the release and how the step treats
+	// it (left alone, or overwritten with force).
+	Drift []string `json:"drift,omitempty"`
+
+	// What the step sets, fixed when the plan is made so that a rollback
+	// resumed on another instance does exactly what was planned.
+	Flags       map[string]float64   `json:"flags,omitempty"`
+	RemoveFlags []string             `json:"remove_flags,omitempty"`
+	Weights     map[string]float64   `json:"weights,omitempty"`
+	Pools       map[string]PoolState `json:"pools,omitempty"`
+	ChangeSets  []string             `json:"changesets,omitempty"`
+	Services    map[string]uint64    `json:"services,omitempty"`
+	// Databases maps a database to the version its down goes to.
+	Databases   map[string]int64 `json:"databases,omitempty"`
+	RestoreData bool             `json:"restore_data,omitempty"`
 }
 
 // Step statuses.

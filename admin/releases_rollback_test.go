@@ -1,0 +1,170 @@
+package admin
+
+import (
+	"context"
+	"database/sql"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/a8e2c47e/switchback/control"
+	"github.com/a8e2c47e/switchback/migrate"
+	"github.com/a8e2c47e/switchback/release"
+)
+
+// contracted is database main on a real SQLite file, migrated to version
+// 2: a contract that dropped the column v1.1.0's code reads.
+type contracted struct{ db *sql.DB }
+
+var contractFS = fstest.MapFS{
+	"00001_orders.sql": {Data: []byte("-- +goose Up\nCREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER);\n-- +goose Down\nDROP TABLE orders;\n")},
+	"00002_drop_total.sql": {Data: []byte("-- +switchback contract\n-- +goose Up\nALTER TABLE orders DROP COLUMN total;\n" +
+		"-- +goose Down\nALTER TABLE orders ADD COLUMN total INTEGER;\n")},
+}
+
+func newContracted(t *testing.T) *contracted {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "main.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	c := &contracted{db: db}
+	m, err := c.migrator(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Up(t.Context(), 2); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (c *contracted) migrator(ctx context.Context) (*migrate.Migrator, error) {
+	return migrate.OpenDB(ctx, c.db, migrate.SQLite, contractFS)
+}
+
+func (c *contracted) Names() []string { return []string{"main"} }
+
+func (c *contracted) Version(ctx context.Context, db string) (int64, error) {
+	st, err := c.Applied(ctx, db)
+	if err != nil || len(st) == 0 {
+		return 0, err
+	}
+	return st[len(st)-1].Version, nil
+}
+
+func (c *contracted) Applied(ctx context.Context, _ string) ([]migrate.Status, error) {
+	m, err := c.migrator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	st, err := m.Status(ctx)
+	return slices.DeleteFunc(st, func(s migrate.Status) bool { return s.State != "applied" }), err
+}
+
+func (c *contracted) PlanDown(ctx context.Context, db string, to int64) ([]migrate.Status, error) {
+	st, err := c.Applied(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	st = slices.DeleteFunc(st, func(s migrate.Status) bool { return s.Version <= to })
+	slices.Reverse(st)
+	return st, control.RefuseDown(db, st)
+}
+
+func (c *contracted) Down(ctx context.Context, db string, to int64, _ bool) ([]migrate.Status, error) {
+	return c.PlanDown(ctx, db, to) // every down here is a contract's: refused
+}
+
+// gatedHarness serves shop (blue v1.0.0 100%, green v1.1.0) with release
+// v1.1.0 of green open, recorded as needing main at version 1, which a
+// contract took to version 2 before the release started.
+func gatedHarness(t *testing.T) *harness {
+	t.Helper()
+	h := newHarness(t, nil)
+	ctl, err := control.New(control.Options{Store: h.store, Instance: "host-a", Schemas: newContracted(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = newHarnessOn(t, h.store, func(o *Options) { o.Control = ctl })
+	before := release.State{Weights: map[string]float64{"blue": 100, "green": 0}, Flags: map[string]float64{"new-cart": 10},
+		Databases: map[string]int64{"main": 2}}
+	if _, _, err := h.store.CreateRelease(t.Context(), release.Release{Name: "v1.1.0", Deployment: "shop", Pool: "green", Label: "v1.1.0",
+		Databases: map[string]release.SchemaNeed{"main": {Version: 1, MinVersion: 1}}, Before: before}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestCompatibilityGateOnFlipAndWeights(t *testing.T) {
+	h := gatedHarness(t)
+	for _, req := range []struct{ method, path, body string }{
+		{http.MethodPost, "/api/v1/deployments/shop/flip", `{"reason": "ship"}`},
+		{http.MethodPut, "/api/v1/deployments/shop/weights", `{"weights": {"blue": 90, "green": 10}}`},
+	} {
+		resp := h.do(req.method, req.path, req.body)
+		if resp.status != http.StatusConflict {
+			t.Fatalf("%s %s: %d %s, want 409", req.method, req.path, resp.status, resp.body)
+		}
+		e := resp.errorBody(t)
+		for _, want := range []string{"compatibility gate", "release v1.1.0", "00002_drop_total.sql", "--force"} {
+			if !strings.Contains(e.Error, want) {
+				t.Errorf("%s: refusal %q does not say %q", req.path, e.Error, want)
+			}
+		}
+		if v := h.current("shop").Meta.Version; v != 1 {
+			t.Errorf("%s: the refusal wrote version %d", req.path, v)
+		}
+	}
+	resp := h.do(http.MethodPost, "/api/v1/deployments/shop/flip", `{"reason": "ship", "force": true}`)
+	if resp.status != http.StatusOK {
+		t.Fatalf("forced flip: %d %s", resp.status, resp.body)
+	}
+	doc := h.current("shop")
+	if doc.Config.Weights["green"] != 100 || !strings.Contains(doc.Meta.Reason, "ship; forced past the compatibility gate") {
+		t.Errorf("forced flip wrote weights %v with reason %q, want green 100%% and the override recorded", doc.Config.Weights, doc.Meta.Reason)
+	}
+}
+
+func TestReleaseRollbackAPIAndCLI(t *testing.T) {
+	h := gatedHarness(t)
+	resp := h.do(http.MethodPost, "/api/v1/releases/v1.1.0/rollback", `{"plan": true}`)
+	if resp.status != http.StatusConflict || !strings.Contains(resp.errorBody(t).Error, "changed nothing yet") {
+		t.Errorf("rollback of an open release with nothing done: %d %s, want 409 saying so", resp.status, resp.body)
+	}
+	resp = h.do(http.MethodPost, "/api/v1/releases/nope/rollback", `{}`)
+	if resp.status != http.StatusNotFound || resp.errorBody(t).Field != "id" {
+		t.Errorf("unknown release: %d %s, want 404 on field id", resp.status, resp.body)
+	}
+	if resp := h.do(http.MethodPost, "/api/v1/deployments/shop/flip", `{"force": true}`); resp.status != http.StatusOK {
+		t.Fatalf("forced flip: %d %s", resp.status, resp.body)
+	}
+
+	env := map[string]string{"SWITCHBACK_ADMIN": h.srv.URL}
+	code, stdout, stderr := runCLI(t, env, "release", "rollback", "v1.1.0", "--plan")
+	if code != 0 || !strings.Contains(stdout, "plan for the rollback of release v1.1.0") || !strings.Contains(stdout, "traffic  pending  weights blue 0%, green 100% → blue 100%, green 0%") {
+		t.Errorf("release rollback --plan: exit %d\n%s%s", code, stdout, stderr)
+	}
+	var got ReleaseRollback
+	resp = h.do(http.MethodPost, "/api/v1/releases/v1.1.0/rollback", `{"reason": "errors"}`)
+	resp.decode(t, &got)
+	if resp.status != http.StatusAccepted || got.Release.Status != release.RollingBack || got.Release.Rollback.Reason != "errors" {
+		t.Errorf("rollback: %d %s, want 202 and the release rolling back", resp.status, resp.body)
+	}
+	code, stdout, _ = runCLI(t, env, "release", "rollback", "v1.1.0")
+	if code != 0 || !strings.Contains(stdout, "is being rolled back since") {
+		t.Errorf("second rollback: exit %d %q, want a no-op that says so", code, stdout)
+	}
+	if code, _, stderr := runCLI(t, env, "release", "redeploy", "v1.1.0", "--plan"); code != 2 || !strings.Contains(stderr, "--plan and --restore-data are for release rollback") {
+		t.Errorf("redeploy --plan: exit %d %q, want a usage error", code, stderr)
+	}
+	if last := h.audit.last(t); last.Action != "release-rollback" || last.Deployment != "shop" || last.Target != "v1.1.0" {
+		t.Errorf("audit %+v, want the release rollback of shop", last)
+	}
+}
