@@ -9,6 +9,7 @@ import (
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/control"
+	"github.com/a8e2c47e/switchback/databases"
 	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/release"
 )
@@ -121,7 +122,7 @@ func (s *Server) handleReleaseRedeploy(w http.ResponseWriter, r *http.Request) {
 func rollbackErr(err error) error {
 	var ie *release.IncompatibleError
 	switch {
-	case errors.Is(err, control.ErrNothingToUndo), errors.As(err, &ie), errors.Is(err, control.ErrSchemaRefused):
+	case errors.Is(err, control.ErrNothingToUndo), errors.As(err, &ie), errors.Is(err, databases.ErrRefused):
 		return &apiError{status: http.StatusConflict, msg: err.Error()}
 	}
 	return releaseErr(err)

@@ -1,85 +1,48 @@
 package admin
 
 import (
-	"context"
-	"database/sql"
 	"net/http"
+	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
-	"testing/fstest"
 
 	"github.com/a8e2c47e/switchback/control"
+	"github.com/a8e2c47e/switchback/databases"
 	"github.com/a8e2c47e/switchback/migrate"
 	"github.com/a8e2c47e/switchback/release"
 )
 
-// contracted is database main on a real SQLite file, migrated to version
-// 2: a contract that dropped the column v1.1.0's code reads.
-type contracted struct{ db *sql.DB }
-
-var contractFS = fstest.MapFS{
-	"00001_orders.sql": {Data: []byte("-- +goose Up\nCREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER);\n-- +goose Down\nDROP TABLE orders;\n")},
-	"00002_drop_total.sql": {Data: []byte("-- +switchback contract\n-- +goose Up\nALTER TABLE orders DROP COLUMN total;\n" +
-		"-- +goose Down\nALTER TABLE orders ADD COLUMN total INTEGER;\n")},
-}
-
-func newContracted(t *testing.T) *contracted {
+// newContracted is the gateway's databases (package databases) with
+// database main on a real SQLite file, migrated to version 2: a contract
+// that dropped the column v1.1.0's code reads.
+func newContracted(t *testing.T) *databases.Registry {
 	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "main.db"))
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"00001_orders.sql": "-- +goose Up\nCREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER);\n-- +goose Down\nDROP TABLE orders;\n",
+		"00002_drop_total.sql": "-- +switchback contract\n-- +goose Up\nALTER TABLE orders DROP COLUMN total;\n" +
+			"-- +goose Down\nALTER TABLE orders ADD COLUMN total INTEGER;\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "main.db")
+	m, err := migrate.Open(t.Context(), dsn, os.DirFS(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
-	c := &contracted{db: db}
-	m, err := c.migrator(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
 	if _, err := m.Up(t.Context(), 2); err != nil {
 		t.Fatal(err)
 	}
-	return c
-}
-
-func (c *contracted) migrator(ctx context.Context) (*migrate.Migrator, error) {
-	return migrate.OpenDB(ctx, c.db, migrate.SQLite, contractFS)
-}
-
-func (c *contracted) Names() []string { return []string{"main"} }
-
-func (c *contracted) Version(ctx context.Context, db string) (int64, error) {
-	st, err := c.Applied(ctx, db)
-	if err != nil || len(st) == 0 {
-		return 0, err
-	}
-	return st[len(st)-1].Version, nil
-}
-
-func (c *contracted) Applied(ctx context.Context, _ string) ([]migrate.Status, error) {
-	m, err := c.migrator(ctx)
+	m.Close()
+	reg, err := databases.New([]databases.Config{{Name: "main", DSN: dsn, Migrations: dir}})
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	defer m.Close()
-	st, err := m.Status(ctx)
-	return slices.DeleteFunc(st, func(s migrate.Status) bool { return s.State != "applied" }), err
-}
-
-func (c *contracted) PlanDown(ctx context.Context, db string, to int64) ([]migrate.Status, error) {
-	st, err := c.Applied(ctx, db)
-	if err != nil {
-		return nil, err
-	}
-	st = slices.DeleteFunc(st, func(s migrate.Status) bool { return s.Version <= to })
-	slices.Reverse(st)
-	return st, control.RefuseDown(db, st)
-}
-
-func (c *contracted) Down(ctx context.Context, db string, to int64, _ bool) ([]migrate.Status, error) {
-	return c.PlanDown(ctx, db, to) // every down here is a contract's: refused
+	t.Cleanup(func() { reg.Close() })
+	return reg
 }
 
 // gatedHarness serves shop (blue v1.0.0 100%, green v1.1.0) with release

@@ -270,7 +270,7 @@ func TestReleaseRollbackContractRefusesTheSchemaStep(t *testing.T) {
 		t.Errorf("the traffic version's reason %q does not record the override", reason)
 	}
 	schema := r.Rollback.Steps[3]
-	for _, want := range []string{"00003_orders_drop_total.sql", "contract", "switchback migrate snapshot restore 3"} {
+	for _, want := range []string{"00003_orders_drop_total.sql", "contract", "snapshot restore 3"} {
 		if schema.Status != release.StepFailed || !strings.Contains(schema.Result, want) {
 			t.Errorf("schema step %s: %q; want failed, saying %q", schema.Status, schema.Result, want)
 		}

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
+	"github.com/a8e2c47e/switchback/databases"
 	"github.com/a8e2c47e/switchback/internal/testharness"
 	"github.com/a8e2c47e/switchback/migrate"
 )
@@ -18,9 +18,11 @@ import (
 // contract dropping orders.total (3), with a snapshot of orders.
 var migrationsDir = os.DirFS("testdata/migrations")
 
-// sqlSchemas is Schemas over the migrate package and real databases, as
-// package databases implements it for the gateway.
+// sqlSchemas is the gateway's own Schemas (package databases) over a real
+// database "main", with the test's own handle on it to migrate up, dump
+// the schema and read rows.
 type sqlSchemas struct {
+	*databases.Registry
 	dbs map[string]schemaDB
 }
 
@@ -58,7 +60,12 @@ func newSchemas(t *testing.T, dialect migrate.Dialect) *sqlSchemas {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s := &sqlSchemas{dbs: map[string]schemaDB{"main": {dialect: dialect, db: db}}}
+	reg, err := databases.New([]databases.Config{{Name: "main", DSN: tg.URL, Migrations: "testdata/migrations"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	s := &sqlSchemas{Registry: reg, dbs: map[string]schemaDB{"main": {dialect: dialect, db: db}}}
 	s.up(t, 1)
 	if _, err := db.ExecContext(t.Context(), "INSERT INTO orders (id, total) VALUES (1, 100), (2, 250)"); err != nil {
 		t.Fatal(err)
@@ -118,68 +125,6 @@ func (s *sqlSchemas) totals(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return strings.Join(out, " ")
-}
-
-func (s *sqlSchemas) Names() []string { return []string{"main"} }
-
-func (s *sqlSchemas) Version(ctx context.Context, db string) (int64, error) {
-	applied, err := s.Applied(ctx, db)
-	if err != nil || len(applied) == 0 {
-		return 0, err
-	}
-	return applied[len(applied)-1].Version, nil
-}
-
-func (s *sqlSchemas) Applied(ctx context.Context, db string) ([]migrate.Status, error) {
-	m, err := s.migrator(ctx, db)
-	if err != nil {
-		return nil, err
-	}
-	defer m.Close()
-	st, err := m.Status(ctx)
-	return slices.DeleteFunc(st, func(s migrate.Status) bool { return s.State != "applied" }), err
-}
-
-func (s *sqlSchemas) PlanDown(ctx context.Context, db string, to int64) ([]migrate.Status, error) {
-	applied, err := s.Applied(ctx, db)
-	if err != nil {
-		return nil, err
-	}
-	var undo []migrate.Status
-	for _, st := range slices.Backward(applied) {
-		if st.Version > to {
-			undo = append(undo, st)
-		}
-	}
-	if err := RefuseDown(db, undo); err != nil {
-		return nil, err
-	}
-	return undo, nil
-}
-
-func (s *sqlSchemas) Down(ctx context.Context, db string, to int64, restoreData bool) ([]migrate.Status, error) {
-	undo, err := s.PlanDown(ctx, db, to)
-	if err != nil {
-		return nil, err
-	}
-	m, err := s.migrator(ctx, db)
-	if err != nil {
-		return nil, err
-	}
-	defer m.Close()
-	if _, err := m.Down(ctx, to); err != nil {
-		return nil, err
-	}
-	if restoreData {
-		for _, st := range undo {
-			if len(st.Snapshot) > 0 {
-				if _, err := m.RestoreSnapshot(ctx, st.Version); err != nil {
-					return nil, err
-				}
-			}
-		}
-	}
-	return undo, nil
 }
 
 var _ Schemas = (*sqlSchemas)(nil)
