@@ -79,11 +79,14 @@ const (
 	// SourceRollout marks the versions a rollout writes: its steps and its
 	// rollbacks.
 	SourceRollout Source = "rollout"
+	// SourceRelease marks the versions a release rollback or redeploy
+	// writes.
+	SourceRelease Source = "release"
 )
 
 func (s Source) valid() bool {
 	switch s {
-	case SourceAPI, SourceCLI, SourceGuard, SourceBootstrap, SourceRollout:
+	case SourceAPI, SourceCLI, SourceGuard, SourceBootstrap, SourceRollout, SourceRelease:
 		return true
 	}
 	return false

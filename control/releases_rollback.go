@@ -45,8 +45,8 @@ const (
 var ErrNothingToUndo = errors.New("control: nothing to undo")
 
 // releaseSource is the source of the versions a release rollback writes:
-// like a rollout's, they are the control plane's, not an operator's.
-const releaseSource = configstore.SourceRollout
+// the control plane's, not an operator's.
+const releaseSource = configstore.SourceRelease
 
 // healthMaxAge bounds how long ago, in health-check intervals, a pool
 // taking traffic back must have passed its checks.
