@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -174,24 +173,12 @@ func (s *Store) ApplyChangeSet(ctx context.Context, specs []ChangeSpec, meta Met
 		for i, c := range specs {
 			t, err := s.prepareSpec(ctx, c, meta)
 			if err != nil {
-				return nil, prefixField(err, "changes["+strconv.Itoa(i)+"]")
+				return nil, gateway.PrefixField(err, "changes["+strconv.Itoa(i)+"]")
 			}
 			targets = append(targets, t)
 		}
 		return targets, nil
 	})
-}
-
-// prefixField puts a change's position in front of a validation error's
-// field, so "db.pool.max" reads "changes[1].db.pool.max".
-func prefixField(err error, prefix string) error {
-	var fe *gateway.FieldError
-	if errors.As(err, &fe) {
-		c := *fe
-		c.Field = prefix + "." + fe.Field
-		return &c
-	}
-	return err
 }
 
 func (s *Store) prepareSpec(ctx context.Context, c ChangeSpec, meta Meta) (csTarget, error) {

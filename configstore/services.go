@@ -227,7 +227,7 @@ func (s *Store) prepareService(st serviceState, n next) (ServiceDoc, []Change, p
 	}
 	if n.gray != nil && st.schema != nil {
 		if err := st.schema.Validate(n.gray.Config); err != nil {
-			return ServiceDoc{}, nil, prepared{}, false, prefixField(err, "gray")
+			return ServiceDoc{}, nil, prepared{}, false, gateway.PrefixField(err, "gray")
 		}
 	}
 	changes := DiffJSON(st.doc.Config, cfg)

@@ -70,7 +70,7 @@ func (s *Store) StartGray(ctx context.Context, name string, patch json.RawMessag
 			return next{}, err
 		}
 		if cfg, err = ParseServiceConfig(cfg); err != nil {
-			return next{}, prefixField(err, "gray")
+			return next{}, gateway.PrefixField(err, "gray")
 		}
 		changes := DiffJSON(st.doc.Config, cfg)
 		if len(changes) == 0 {

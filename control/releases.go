@@ -367,9 +367,9 @@ func (c *Control) ApplyRelease(ctx context.Context, op Op, req ReleaseRequest, a
 		if _, err := c.store.ApplyChangeSet(ctx, apply.Changes, meta); err != nil {
 			// Nothing but the record was written: take it back.
 			if derr := c.store.DeleteRelease(context.WithoutCancel(ctx), r.ID, rev); derr != nil {
-				return release.Release{}, fmt.Errorf("%w (release %s stays open with nothing applied: %v)", prefixField(err, "apply"), r.ID, derr)
+				return release.Release{}, fmt.Errorf("%w (release %s stays open with nothing applied: %v)", gateway.PrefixField(err, "apply"), r.ID, derr)
 			}
-			return release.Release{}, prefixField(err, "apply")
+			return release.Release{}, gateway.PrefixField(err, "apply")
 		}
 	}
 	// Recorded once the release is sure to stay.
@@ -441,24 +441,13 @@ func (c *Control) checkApply(doc configstore.Document, req ReleaseRequest, apply
 	cfg := doc.Config.Clone()
 	for _, w := range c.applyWrites(req, apply) {
 		if err := w.edit(doc, &cfg); err != nil {
-			return prefixField(err, "apply")
+			return gateway.PrefixField(err, "apply")
 		}
 	}
 	if err := cfg.Validate(); err != nil {
-		return prefixField(err, "apply")
+		return gateway.PrefixField(err, "apply")
 	}
 	return nil
-}
-
-// prefixField puts prefix in front of a *gateway.FieldError's field.
-func prefixField(err error, prefix string) error {
-	var fe *gateway.FieldError
-	if errors.As(err, &fe) {
-		c := *fe
-		c.Field = prefix + "." + fe.Field
-		return &c
-	}
-	return err
 }
 
 func (c *Control) recordRelease(ctx context.Context, kind string, r release.Release, version uint64, what, reason string) {

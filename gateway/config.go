@@ -11,6 +11,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -81,6 +82,20 @@ type FieldError struct {
 	Field string
 	Value string
 	Want  string
+}
+
+// PrefixField puts prefix in front of the field of err when it is a
+// *FieldError, so that an error about "db.pool.max" found inside the
+// second change reads "changes[1].db.pool.max"; other errors pass as they
+// are.
+func PrefixField(err error, prefix string) error {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		c := *fe
+		c.Field = prefix + "." + fe.Field
+		return &c
+	}
+	return err
 }
 
 func (e *FieldError) Error() string {
