@@ -147,16 +147,10 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	}
 	inv.wo.IfMatch = ifMatch
 
-	c, err := NewClient(*admin, *token)
-	if err != nil {
-		return inv.usagef("%v", err)
+	if code, ok := inv.connect(*admin, *token, 30*time.Second); !ok {
+		return code
 	}
-	c.Agent = "cli"
-	c.HTTP = &http.Client{Timeout: 30 * time.Second}
-	if inv.json {
-		c.raw = func(b []byte) { inv.raw = b }
-	}
-	inv.c = c
+	c := inv.c
 
 	switch cmd.Name {
 	case "status":
@@ -249,6 +243,23 @@ type invocation struct {
 	raw    []byte // the last answer, for --json
 	stdout io.Writer
 	stderr io.Writer
+}
+
+// connect sets up the invocation's client for the admin API at addr,
+// waiting at most timeout for an answer; with --json it keeps the raw
+// answer to print. It returns the usage exit code when addr is no API.
+func (inv *invocation) connect(addr, token string, timeout time.Duration) (int, bool) {
+	c, err := NewClient(addr, token)
+	if err != nil {
+		return inv.usagef("%v", err), false
+	}
+	c.Agent = "cli"
+	c.HTTP = &http.Client{Timeout: timeout}
+	if inv.json {
+		c.raw = func(b []byte) { inv.raw = b }
+	}
+	inv.c = c
+	return 0, true
 }
 
 func (inv *invocation) usagef(format string, args ...any) int {

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -74,16 +73,9 @@ func runConfigCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, s
 	if err != nil {
 		return cmdline.ExitUsage
 	}
-	c, err := NewClient(*admin, *token)
-	if err != nil {
-		return inv.usagef("%v", err)
+	if code, ok := inv.connect(*admin, *token, 30*time.Second); !ok {
+		return code
 	}
-	c.Agent = "cli"
-	c.HTTP = &http.Client{Timeout: 30 * time.Second}
-	if inv.json {
-		c.raw = func(b []byte) { inv.raw = b }
-	}
-	inv.c = c
 	if len(pos) == 0 {
 		return inv.usagef("want a verb")
 	}

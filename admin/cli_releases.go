@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -76,16 +75,9 @@ func runReleaseCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, 
 	if err != nil {
 		return cmdline.ExitUsage
 	}
-	c, err := NewClient(*admin, *token)
-	if err != nil {
-		return inv.usagef("%v", err)
+	if code, ok := inv.connect(*admin, *token, 60*time.Second); !ok {
+		return code
 	}
-	c.Agent = "cli"
-	c.HTTP = &http.Client{Timeout: 60 * time.Second}
-	if inv.json {
-		c.raw = func(b []byte) { inv.raw = b }
-	}
-	inv.c = c
 	if len(pos) == 0 {
 		return inv.usagef("want a verb: start, finish, list, show, rollback or redeploy")
 	}

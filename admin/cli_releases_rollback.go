@@ -109,21 +109,15 @@ func runReleaseRollbackCLI(ctx context.Context, cmd CommandInfo, args []string, 
 	if verb == "rollback" && set["wait"] {
 		return inv.usagef("--wait is for release redeploy")
 	}
-	c, err := NewClient(*admin, *token)
-	if err != nil {
-		return inv.usagef("%v", err)
-	}
-	c.Agent = "cli"
-	c.HTTP = &http.Client{Timeout: 30 * time.Second}
+	timeout := 30 * time.Second
 	if verb == "redeploy" {
-		c.HTTP.Timeout = max(wait, time.Minute) + 30*time.Second
+		timeout = max(wait, time.Minute) + 30*time.Second // the answer comes once the target is healthy
 	}
-	if inv.json {
-		c.raw = func(b []byte) { inv.raw = b }
+	if code, ok := inv.connect(*admin, *token, timeout); !ok {
+		return code
 	}
-	inv.c = c
 	if verb == "redeploy" {
-		res, err := c.RedeployRelease(ctx, id, ro.Force, wait, inv.wo)
+		res, err := inv.c.RedeployRelease(ctx, id, ro.Force, wait, inv.wo)
 		if err != nil {
 			return inv.fail(err)
 		}
@@ -132,7 +126,7 @@ func runReleaseRollbackCLI(ctx context.Context, cmd CommandInfo, args []string, 
 				res.Release.Name, res.Release.ID, res.Pool, res.Deployed, res.Moved, res.Health)
 		})
 	}
-	res, err := c.RollbackRelease(ctx, id, ro, inv.wo)
+	res, err := inv.c.RollbackRelease(ctx, id, ro, inv.wo)
 	if err != nil {
 		return inv.fail(err)
 	}
