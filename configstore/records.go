@@ -35,14 +35,14 @@ type Record struct {
 
 // reservedKinds are the key segments the store uses itself.
 var reservedKinds = map[string]bool{"deployments": true, "instances": true, "events": true,
-	"services": true, "changesets": true, "summaries": true}
+	"services": true, "changesets": true, "summaries": true, "releases": true}
 
 func checkKind(kind string) error {
 	ok := kind != "" && len(kind) <= 32 && !reservedKinds[kind] &&
 		!strings.ContainsFunc(kind, func(r rune) bool { return r < 'a' || r > 'z' })
 	if !ok {
 		return &gateway.FieldError{Field: "kind", Value: strconv.Quote(kind),
-			Want: "want 1 to 32 lowercase letters other than deployments, instances, events, services and changesets, like rollouts"}
+			Want: "want 1 to 32 lowercase letters other than deployments, instances, events, services, changesets, summaries and releases, like rollouts"}
 	}
 	return nil
 }

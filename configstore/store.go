@@ -16,6 +16,7 @@
 //	<prefix>/events/<id>                                 the events log (events.go)
 //	<prefix>/services/<name>/...                         service configuration documents (services.go)
 //	<prefix>/changesets/<id>                             change sets (changesets.go)
+//	<prefix>/releases/<id>                               release records (releases.go)
 //	<prefix>/<kind>/<name>                               a record, such as kind rollouts (records.go)
 //	<prefix>/<role>-leader/<lease>                       a leadership election (lead.go)
 //
