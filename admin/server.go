@@ -29,6 +29,7 @@
 //	POST   /api/v1/deployments/{name}/rollouts/resume  {"reason"}; the step's bake starts again
 //	POST   /api/v1/deployments/{name}/rollouts/abort   {"reason"}; the target goes back where it was
 //	GET    /api/v1/events?deployment=&limit=&follow=1 the events log; follow streams server-sent events
+//	GET    /api/v1/releases/{id}/affected?format=json|csv  non-read requests the release served, every instance's (affected.go)
 //	...    /api/v1/services/..., /api/v1/changesets/... service configuration and change sets (services.go)
 //	GET    /metrics
 //	GET    /healthz
@@ -56,6 +57,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/a8e2c47e/switchback/affected"
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/control"
 	"github.com/a8e2c47e/switchback/guard"
@@ -99,6 +101,9 @@ type Options struct {
 	// Measured returns what this instance measured of a deployment, for
 	// GET /api/v1/deployments/{name}/triage.
 	Measured func(name string) (triage.Measured, bool)
+	// Affected returns what this instance recorded of a release of a
+	// deployment, for GET /api/v1/releases/{id}/affected.
+	Affected func(deployment, release string) (affected.Log, bool)
 }
 
 // Server is the admin API. It is an http.Handler; mount it on a listener of
@@ -123,6 +128,9 @@ type Server struct {
 	control        *control.Control
 	pages          map[string]http.Handler // Mount's prefixes
 	measured       func(name string) (triage.Measured, bool)
+	affected       func(deployment, release string) (affected.Log, bool)
+	// peers asks the other instances' admin APIs (affected.go).
+	peers *http.Client
 }
 
 // New builds a Server. It reads the tokens file once; a file that does not
@@ -142,6 +150,8 @@ func New(opts Options) (*Server, error) {
 		now:            opts.Now,
 		guard:          opts.Guard,
 		measured:       opts.Measured,
+		affected:       opts.Affected,
+		peers:          &http.Client{},
 		mux:            http.NewServeMux(),
 		cop:            http.NewCrossOriginProtection(),
 		hub:            newServiceHub(opts.Store),

@@ -87,8 +87,7 @@ const DefaultKeep = 16
 // request path reads, and the rings of the releases that record or
 // recorded, until they are too old to keep.
 type Recorder struct {
-	capacity int
-	keep     int
+	keep int
 	now      func() time.Time
 
 	set atomic.Pointer[Set]
@@ -100,18 +99,17 @@ type Recorder struct {
 	stopped []string
 }
 
-// NewRecorder returns a recorder whose rings hold capacity entries each
-// (DefaultCapacity when 0) and which keeps the entries of the last keep
+// NewRecorder returns a recorder that keeps the entries of the last keep
 // stopped releases (DefaultKeep when 0); now is the clock (time.Now when
 // nil).
-func NewRecorder(capacity, keep int, now func() time.Time) *Recorder {
+func NewRecorder(keep int, now func() time.Time) *Recorder {
 	if keep <= 0 {
 		keep = DefaultKeep
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Recorder{capacity: capacity, keep: keep, now: now, rings: map[string]*Ring{}}
+	return &Recorder{keep: keep, now: now, rings: map[string]*Ring{}}
 }
 
 // Active is the set recording now, nil when no release records: the
@@ -119,9 +117,10 @@ func NewRecorder(capacity, keep int, now func() time.Time) *Recorder {
 func (r *Recorder) Active() *Set { return r.set.Load() }
 
 // Update makes rules the releases that record: a release new to it gets
-// a ring, one that left it stops (and keeps what it recorded), one that
-// comes back records again into its ring.
-func (r *Recorder) Update(rules []Rule) {
+// a ring of capacity entries (DefaultCapacity when 0), one that left it
+// stops (and keeps what it recorded), one that comes back records again
+// into its ring.
+func (r *Recorder) Update(rules []Rule, capacity int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
@@ -131,7 +130,7 @@ func (r *Recorder) Update(rules []Rule) {
 		ring, ok := r.rings[ru.Release]
 		switch {
 		case !ok:
-			ring = NewRing(r.capacity, now)
+			ring = NewRing(capacity, now)
 			r.rings[ru.Release] = ring
 		case slices.Contains(r.stopped, ru.Release):
 			r.stopped = slices.DeleteFunc(r.stopped, func(id string) bool { return id == ru.Release })

@@ -33,11 +33,11 @@ func TestRuleMatches(t *testing.T) {
 
 func TestRecorderStartsStopsAndKeeps(t *testing.T) {
 	clock := time.Unix(1000, 0)
-	r := NewRecorder(10, 2, func() time.Time { return clock })
+	r := NewRecorder(2, func() time.Time { return clock })
 	if r.Active() != nil {
 		t.Fatal("a new recorder has an active set")
 	}
-	r.Update([]Rule{{Release: "r1", Pool: "green"}})
+	r.Update([]Rule{{Release: "r1", Pool: "green"}}, 10)
 	e := Entry{Time: clock, Method: "POST", Path: "/orders", Pool: "green"}
 	s := r.Active()
 	if s == nil || !s.Matches("green", "", "") || s.Matches("blue", "", "") {
@@ -47,7 +47,7 @@ func TestRecorderStartsStopsAndKeeps(t *testing.T) {
 	s.Add(Entry{Time: clock, Method: "POST", Pool: "blue"}, "")
 
 	clock = clock.Add(time.Minute)
-	r.Update(nil) // r1 rolled back
+	r.Update(nil, 10) // r1 rolled back
 	if r.Active() != nil {
 		t.Error("a recorder with no rules still has an active set")
 	}
@@ -62,8 +62,8 @@ func TestRecorderStartsStopsAndKeeps(t *testing.T) {
 
 	// Only the last two stopped releases are kept.
 	for _, id := range []string{"r2", "r3"} {
-		r.Update([]Rule{{Release: id, Pool: "green"}})
-		r.Update(nil)
+		r.Update([]Rule{{Release: id, Pool: "green"}}, 10)
+		r.Update(nil, 10)
 	}
 	for id, want := range map[string]bool{"r1": false, "r2": true, "r3": true} {
 		if _, ok := r.Log(id); ok != want {
@@ -107,8 +107,8 @@ func TestRules(t *testing.T) {
 // alone (nothing loaded, locked or allocated); for a POST, the set's load,
 // the match and one append.
 func BenchmarkRecord(b *testing.B) {
-	r := NewRecorder(DefaultCapacity, 0, nil)
-	r.Update([]Rule{{Release: "r1", Pool: "green", Label: "v2", Flags: []string{"new_checkout"}}})
+	r := NewRecorder(0, nil)
+	r.Update([]Rule{{Release: "r1", Pool: "green", Label: "v2", Flags: []string{"new_checkout"}}}, DefaultCapacity)
 	record := func(method string) {
 		if IsRead(method) {
 			return

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,7 @@ func (a *App) startAdmin() error {
 		Guard:        a.guardView,
 		Control:      a.control,
 		Measured:     a.measured,
+		Affected:     a.affectedLog,
 		Tokens:       a.AdminTokens,
 		AllowedHosts: a.AdminHosts,
 		Registry:     a.ctx.GetMetricsRegistry(),
@@ -64,6 +66,7 @@ func (a *App) startAdmin() error {
 		return fmt.Errorf("switchback admin %q: %w", a.Admin, err)
 	}
 	a.adminLn = lnAny.(net.Listener)
+	a.adminURL = cmp.Or(a.AdminURL, advertisedAdmin(a.adminLn.Addr()))
 	base, cancelStreams := context.WithCancel(context.Background())
 	a.cancelStreams = cancelStreams
 	a.admin = &http.Server{
