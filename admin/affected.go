@@ -179,21 +179,25 @@ func (s *Server) mergeAffected(r *http.Request, rel release.Release, out *Affect
 			serving[s.instance] = 0
 		}
 	}
+	asks := map[string]string{} // instance → admin URL
+	for inst := range serving {
+		base, ok := admins[inst]
+		switch {
+		case inst == s.instance:
+			s.addAffected(out, s.localAffected(rel))
+		case !ok:
+			out.Missing = append(out.Missing, MissingInstance{Instance: inst,
+				Error: "publishes no admin API address (its admin API is off, or it has not published it yet)"})
+		default:
+			asks[inst] = base
+		}
+	}
+	// mu protects out while the instances answer.
 	var (
 		mu sync.Mutex
 		wg sync.WaitGroup
 	)
-	for inst := range serving {
-		if inst == s.instance {
-			s.addAffected(out, s.localAffected(rel))
-			continue
-		}
-		base, ok := admins[inst]
-		if !ok {
-			out.Missing = append(out.Missing, MissingInstance{Instance: inst,
-				Error: "publishes no admin API address (its admin API is off, or it has not published it yet)"})
-			continue
-		}
+	for inst, base := range asks {
 		wg.Go(func() {
 			part, err := s.peerAffected(r.Context(), base, rel.ID, r.Header.Get("Authorization"))
 			mu.Lock()

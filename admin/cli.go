@@ -43,6 +43,8 @@ var commands = []CommandInfo{
 		"Read, change, undo and deliver a service's versioned configuration"},
 	{"changeset", "apply FILE | list | show ID | revert ID [--force]",
 		"Change several services and deployments in one transaction, or undo such a change"},
+	{"release", "affected ID|NAME [--format text|csv|json]",
+		"List the requests other than reads a release served on every instance, to reconcile what it wrote"},
 }
 
 // CommandInfo describes one subcommand.
@@ -84,6 +86,9 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	}
 	if cmd.Name == "config" || cmd.Name == "changeset" {
 		return runConfigCLI(ctx, cmd, args[1:], stdout, stderr, env)
+	}
+	if cmd.Name == "release" {
+		return runReleaseCLI(ctx, cmd, args[1:], stdout, stderr, env)
 	}
 	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)

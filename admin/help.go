@@ -21,6 +21,7 @@ var helpGroups = []struct {
 	{"Something is wrong", []string{"triage", "status", "history", "diff", "rollback", "restore"}},
 	{"Change traffic", []string{"flip", "weights", "flag", "pool", "rollout"}},
 	{"Configuration of services", []string{"config", "changeset"}},
+	{"Releases", []string{"release"}},
 }
 
 // examples are shown by each command's --help.
@@ -39,6 +40,7 @@ var examples = map[string][]string{
 		"switchback config diff payments", `switchback config rollback payments --reason "latency up"`,
 		"switchback config watch payments --write /etc/payments.json --signal 1234:SIGHUP"},
 	"changeset": {"switchback changeset apply raise.json", `switchback changeset revert 01764441480123456789-a1b2c3d4 --reason "latency up"`},
+	"release":   {"switchback release affected v2.3 --format csv > affected.csv"},
 	"rollout":   {`switchback rollout start checkout --target pool:green --steps 10,50,100 --bake 30m --reason "ship v2"`, "switchback rollout status checkout"},
 }
 
