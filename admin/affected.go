@@ -83,7 +83,7 @@ var affectedCSVHeader = []string{"time", "instance", "subject", "method", "path"
 // peerTimeout bounds one instance's answer; peerMaxBody its size (a full
 // ring of 100,000 entries is some 25 MB of JSON).
 const (
-	peerTimeout = 20 * time.Second
+	peerTimeout = 10 * time.Second
 	peerMaxBody = 512 << 20
 )
 

@@ -42,6 +42,7 @@ func TestOptionsEitherSide(t *testing.T) {
 			before: []string{"changeset", "--limit", "1", "list"}},
 		{command: "rollout", after: []string{"rollout", "start", "shop", "--target", "pool:green", "--steps", "10,100", "--bake", "1m"},
 			before: []string{"rollout", "--target", "pool:green", "--steps", "10,100", "--bake", "1m", "start", "shop"}},
+		{command: "release", after: []string{"release", "affected", "v9", "--format", "csv"}, before: []string{"release", "--format", "csv", "affected", "v9"}},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
