@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
 	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/internal/testharness"
 	"github.com/a8e2c47e/switchback/internal/testharness/caddytest"
@@ -164,5 +166,34 @@ func TestAffectedRecordsWhatTheReleaseServed(t *testing.T) {
 	var ae *admin.APIError
 	if !errors.As(err, &ae) || ae.Status != http.StatusNotFound || !strings.Contains(ae.Message, `"r-20991231-000000-beef"`) || ae.Field != "id" {
 		t.Errorf("unknown release: %v", err)
+	}
+}
+
+// TestAffectedCaddyfile: admin_url and affected_capacity adapt into the
+// app; bad values are refused with the line and what is accepted.
+func TestAffectedCaddyfile(t *testing.T) {
+	const site = ":8080 {\n\tswitchback checkout {\n\t\tpool blue 127.0.0.1:1\n\t\tpool green 127.0.0.1:2\n\t}\n}\n"
+	global := func(lines string) string { return "{\n\tswitchback {\n\t\t" + lines + "\n\t}\n}\n" + site }
+	tests := []struct {
+		name, lines string
+		want        []string
+	}{
+		{"capacity not a number", "affected_capacity lots", []string{`affected_capacity "lots"`, "1 or more", "Caddyfile:3"}},
+		{"capacity zero", "affected_capacity 0", []string{`affected_capacity "0"`, "Caddyfile:3"}},
+		{"admin_url without scheme", "admin_url 10.0.0.5:9180", []string{`admin_url "10.0.0.5:9180"`, "http://host:port", "Caddyfile:3"}},
+		{"admin_url with a path", "admin_url http://10.0.0.5:9180/api", []string{`admin_url "http://10.0.0.5:9180/api"`, "Caddyfile:3"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { wantAdaptError(t, global(tt.lines), tt.want) })
+	}
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(global("admin_url https://gw-a.internal:9180\n\t\taffected_capacity 5000")),
+		map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"admin_url":"https://gw-a.internal:9180"`, `"affected_capacity":5000`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("adapted config lacks %s:\n%s", want, out)
+		}
 	}
 }
