@@ -43,8 +43,8 @@ var commands = []CommandInfo{
 		"Read, change, undo and deliver a service's versioned configuration"},
 	{"changeset", "apply FILE | list | show ID | revert ID [--force]",
 		"Change several services and deployments in one transaction, or undo such a change"},
-	{"release", "affected ID|NAME [--format text|csv|json]",
-		"List the requests other than reads a release served on every instance, to reconcile what it wrote"},
+	{"release", "start DEPLOYMENT NAME --pool P [UPSTREAM...] [--label L] [--database DB=V] [--apply FILE] | finish ID | list [DEPLOYMENT] | show ID | affected ID [--format text|csv|json]",
+		"Record a release (code, traffic, flags, service configuration, schema) as one, with its timeline, and list the requests it served that may have written data"},
 }
 
 // CommandInfo describes one subcommand.

@@ -3,15 +3,12 @@ package admin
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/a8e2c47e/switchback/cmdline"
 )
@@ -79,44 +76,6 @@ func (c *Client) getRaw(ctx context.Context, path string, read func(*http.Respon
 		return fmt.Errorf("admin API at %s: read answer: %w", c.base, err)
 	}
 	return nil
-}
-
-// runReleaseCLI runs "switchback release VERB ...": for now the verb
-// affected, "switchback release affected ID|NAME [--format text|csv|json]".
-func runReleaseCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, stderr io.Writer, env func(string) string) int {
-	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
-	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { commandUsage(stderr, cmd, fs) }
-	admin := fs.String("admin", firstNonEmpty(env("SWITCHBACK_ADMIN"), DefaultAdminURL), "admin API `URL` ($SWITCHBACK_ADMIN)")
-	token := fs.String("token", env("SWITCHBACK_TOKEN"), "bearer `token` ($SWITCHBACK_TOKEN)")
-	fs.BoolVar(&inv.json, "json", false, "print the API's JSON answer")
-	format := fs.String("format", "text", "affected: `text` (a table), csv (with a header row) or json")
-	pos, err := cmdline.Parse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return cmdline.ExitOK
-	}
-	if err != nil {
-		return cmdline.ExitUsage
-	}
-	c, err := NewClient(*admin, *token)
-	if err != nil {
-		return inv.usagef("%v", err)
-	}
-	c.Agent = "cli"
-	c.HTTP = &http.Client{Timeout: 2 * time.Minute}
-	if inv.json {
-		c.raw = func(b []byte) { inv.raw = b }
-	}
-	inv.c = c
-	if len(pos) == 0 {
-		return inv.usagef("want a verb")
-	}
-	switch pos[0] {
-	case "affected":
-		return inv.releaseAffected(ctx, pos[1:], *format)
-	}
-	return inv.usagef("unknown verb %q", pos[0])
 }
 
 // releaseAffected runs "switchback release affected ID|NAME".

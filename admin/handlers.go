@@ -131,6 +131,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	s.Handle("GET "+d+"/triage", http.HandlerFunc(s.handleTriage), RoleViewer)
 	s.rolloutRoutes()
 	s.serviceRoutes()
+	s.releaseRoutes()
 	s.Handle("GET /api/v1/events", http.HandlerFunc(s.handleEvents), RoleViewer)
 	s.Handle("GET /api/v1/releases/{id}/affected", http.HandlerFunc(s.handleAffected), RoleViewer)
 	s.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), RoleViewer)

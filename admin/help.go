@@ -40,8 +40,10 @@ var examples = map[string][]string{
 		"switchback config diff payments", `switchback config rollback payments --reason "latency up"`,
 		"switchback config watch payments --write /etc/payments.json --signal 1234:SIGHUP"},
 	"changeset": {"switchback changeset apply raise.json", `switchback changeset revert 01764441480123456789-a1b2c3d4 --reason "latency up"`},
-	"release":   {"switchback release affected v2.3 --format csv > affected.csv"},
-	"rollout":   {`switchback rollout start checkout --target pool:green --steps 10,50,100 --bake 30m --reason "ship v2"`, "switchback rollout status checkout"},
+	"release": {`switchback release start checkout v2.1 --pool green 10.0.0.7:8080 --label v2.1 --database main=7..8 --reason "ship v2.1"`,
+		"switchback release finish v2.1", "switchback release show v2.1", "switchback release affected v2.1 --format csv > affected.csv",
+		`switchback release start checkout v2.1 --pool green 10.0.0.7:8080 --apply '{"pool_upstreams": true, "weights": {"blue": 0, "green": 100}}'`},
+	"rollout": {`switchback rollout start checkout --target pool:green --steps 10,50,100 --bake 30m --reason "ship v2"`, "switchback rollout status checkout"},
 }
 
 // Example returns a command's examples, one per line; "" if it has none.

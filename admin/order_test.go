@@ -11,6 +11,10 @@ import (
 // stamps are the times in CLI output, which differ between two harnesses.
 var stamps = regexp.MustCompile(`\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?Z?`)
 
+// releaseIDs are the release ids in CLI output, which carry a time and a
+// random suffix.
+var releaseIDs = regexp.MustCompile(`r-\d{8}-\d{6}-[0-9a-f]{4}`)
+
 // TestOptionsEitherSide: every command accepts its options before or after
 // the names, with the same outcome. A command added without a row here
 // fails the test.
@@ -42,6 +46,8 @@ func TestOptionsEitherSide(t *testing.T) {
 			before: []string{"changeset", "--limit", "1", "list"}},
 		{command: "rollout", after: []string{"rollout", "start", "shop", "--target", "pool:green", "--steps", "10,100", "--bake", "1m"},
 			before: []string{"rollout", "--target", "pool:green", "--steps", "10,100", "--bake", "1m", "start", "shop"}},
+		{command: "release", after: []string{"release", "start", "shop", "v2", "127.0.0.1:9012", "--pool", "green", "--label", "v2", "--reason", "r"},
+			before: []string{"release", "--pool", "green", "--label", "v2", "--reason", "r", "start", "shop", "v2", "127.0.0.1:9012"}},
 		{command: "release", after: []string{"release", "affected", "v9", "--format", "csv"}, before: []string{"release", "--format", "csv", "affected", "v9"}},
 	}
 	covered := map[string]bool{}
@@ -58,6 +64,7 @@ func TestOptionsEitherSide(t *testing.T) {
 				}
 				code, out, errOut := runCLI(t, env, args...)
 				out = strings.ReplaceAll(stamps.ReplaceAllString(out+errOut, "TIME"), h.srv.URL, "URL")
+				out = releaseIDs.ReplaceAllString(out, "RELEASE")
 				return code, out, h.current("shop").Meta.Version
 			}
 			codeA, outA, vA := run(tt.after)

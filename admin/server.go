@@ -31,6 +31,7 @@
 //	GET    /api/v1/events?deployment=&limit=&follow=1 the events log; follow streams server-sent events
 //	GET    /api/v1/releases/{id}/affected?format=json|csv  non-read requests the release served, every instance's (affected.go)
 //	...    /api/v1/services/..., /api/v1/changesets/... service configuration and change sets (services.go)
+//	...    /api/v1/releases/...                       releases: start, finish, list, show with timeline (releases.go)
 //	GET    /metrics
 //	GET    /healthz
 //

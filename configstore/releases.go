@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -27,6 +28,9 @@ import (
 // The store keeps them and enforces what needs a transaction: at most one
 // open release per deployment. What a release captures and how it rolls
 // back is control's business.
+
+// MaxReleaseLabel is the most characters of a release's label.
+const MaxReleaseLabel = 200
 
 func (s *Store) releasesPrefix() string { return s.prefix + "/releases/" }
 
@@ -68,10 +72,11 @@ func checkRelease(r release.Release) error {
 			return err
 		}
 	}
-	if r.Label != "" {
-		if err := gateway.CheckName("label", r.Label); err != nil {
-			return err
-		}
+	// A label is free-form, as a pool's release label is: only its size
+	// and control characters are refused.
+	if n := utf8.RuneCountInString(r.Label); n > MaxReleaseLabel || strings.ContainsFunc(r.Label, unicode.IsControl) {
+		return &gateway.FieldError{Field: "label", Value: strconv.Quote(r.Label),
+			Want: "a label of at most " + strconv.Itoa(MaxReleaseLabel) + " characters without control characters, like v2.1 or a commit"}
 	}
 	for i, u := range r.Upstreams {
 		if strings.TrimSpace(u) == "" || strings.ContainsAny(u, " \t\r\n") {
@@ -317,4 +322,33 @@ func (s *Store) PutRelease(ctx context.Context, r release.Release, ifRev int64, 
 		return 0, &ConflictError{Deployment: r.Deployment, Kind: "release " + r.ID}
 	}
 	return resp.Header.Revision, nil
+}
+
+// DeleteRelease removes release id if its key is still at ifRev: only for
+// taking back a release that changed nothing (a one-step release whose
+// first change was refused). A release that changed anything stays: its
+// record is the way back. A lost race is a *ConflictError, an unknown id
+// a *NotFoundError.
+func (s *Store) DeleteRelease(ctx context.Context, id string, ifRev int64) error {
+	if err := checkReleaseID(id); err != nil {
+		return err
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	key := s.releasesPrefix() + id
+	resp, err := s.kv.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", ifRev)).
+		Then(clientv3.OpDelete(key)).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return etcdErr("delete release "+id, err)
+	}
+	if !resp.Succeeded {
+		if len(resp.Responses[0].GetResponseRange().GetKvs()) == 0 {
+			return &NotFoundError{Deployment: id, Kind: "release"}
+		}
+		return &ConflictError{Deployment: id, Kind: "release"}
+	}
+	return nil
 }

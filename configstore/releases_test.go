@@ -12,7 +12,7 @@ import (
 )
 
 func newRelease(name, deployment string) release.Release {
-	return release.Release{Name: name, Deployment: deployment, Pool: "green", Label: "v2",
+	return release.Release{Name: name, Deployment: deployment, Pool: "green", Label: "v2.1+build 7",
 		Upstreams: []string{"10.0.0.2:8080"}, Databases: map[string]release.SchemaNeed{"main": {Version: 5, MinVersion: 4}},
 		Before: release.State{DeploymentVersion: 3, Weights: map[string]float64{"blue": 100, "green": 0}}}
 }
@@ -118,7 +118,7 @@ func TestReleaseRejected(t *testing.T) {
 		{"bad name", func(r *release.Release) { r.Name = "no spaces" }, "name"},
 		{"no deployment", func(r *release.Release) { r.Deployment = "" }, "deployment"},
 		{"bad pool", func(r *release.Release) { r.Pool = "a/b" }, "pool"},
-		{"bad label", func(r *release.Release) { r.Label = "v 2" }, "label"},
+		{"bad label", func(r *release.Release) { r.Label = "v2\x1b[2J" }, "label"},
 		{"bad upstream", func(r *release.Release) { r.Upstreams = []string{" "} }, "upstreams[0]"},
 		{"bad database", func(r *release.Release) { r.Databases = map[string]release.SchemaNeed{"a b": {}} }, "databases"},
 		{"negative version", func(r *release.Release) { r.Databases = map[string]release.SchemaNeed{"main": {Version: -1}} }, "databases.main.version"},
@@ -210,5 +210,28 @@ func TestReleaseFenced(t *testing.T) {
 	}
 	if got, _, err := s.GetRelease(ctx, r.ID); err != nil || got.Status != release.RollingBack {
 		t.Errorf("after the refused write: %v, %v; want rolling_back", got.Status, err)
+	}
+}
+
+func TestDeleteRelease(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	r, rev, err := s.CreateRelease(ctx, newRelease("v2", "shop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRelease(ctx, r.ID, rev-1); !errors.Is(err, ErrConflict) {
+		t.Errorf("DeleteRelease at a stale rev = %v, want ErrConflict", err)
+	}
+	if err := s.DeleteRelease(ctx, r.ID, rev); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRelease(ctx, r.ID, rev); !errors.Is(err, ErrNotFound) {
+		t.Errorf("DeleteRelease again = %v, want ErrNotFound", err)
+	}
+	// Its deployment may open a release again.
+	if _, _, err := s.CreateRelease(ctx, newRelease("v2", "shop")); err != nil {
+		t.Errorf("CreateRelease after the delete = %v", err)
 	}
 }

@@ -53,6 +53,9 @@ type Options struct {
 	// never knows the health: rollouts hold once their first step has
 	// baked.
 	GuardView func(name string) (guard.View, bool)
+	// Schemas reads the databases' migration versions for releases; nil
+	// means no databases are configured.
+	Schemas Schemas
 }
 
 // Control does the control plane's writes for one instance. Its methods
@@ -66,6 +69,7 @@ type Control struct {
 	recorded  func(configstore.Event)
 	wrote     func(configstore.Document)
 	guardView func(string) (guard.View, bool)
+	schemas   Schemas
 
 	// leading is whether this instance holds the driver's leadership.
 	leading atomic.Bool
@@ -90,6 +94,7 @@ func New(opts Options) (*Control, error) {
 		recorded:       opts.Recorded,
 		wrote:          opts.Wrote,
 		guardView:      opts.GuardView,
+		schemas:        opts.Schemas,
 		lastGuardWrite: make(map[string]time.Time),
 	}
 	if c.now == nil {

@@ -12,6 +12,7 @@ import (
 var valueFlags = []string{
 	// admin commands
 	"admin", "token", "reason", "if-match", "limit", "from", "to", "release", "before", "before-version", "target", "steps", "bake",
+	"pool", "label", "database", "apply",
 	// migrate
 	"db", "dir", "lock-timeout", "now", "phase", "usage",
 }
