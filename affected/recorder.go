@@ -88,7 +88,7 @@ const DefaultKeep = 16
 // recorded, until they are too old to keep.
 type Recorder struct {
 	keep int
-	now      func() time.Time
+	now  func() time.Time
 
 	set atomic.Pointer[Set]
 
