@@ -98,19 +98,47 @@ func (a *App) affectedLog(deployment, id string) (affected.Log, bool) {
 }
 
 // advertisedAdmin is the URL other instances reach an admin API listening
-// on addr at: the address itself, or this host's name with its port when
-// it listens on every address.
+// on addr at: the address itself or, when it listens on every address,
+// this host's first global unicast address (an IP address, which the
+// admin API's Host check accepts as the address a request arrived on),
+// else its name.
 func advertisedAdmin(addr net.Addr) string {
 	host, port, err := net.SplitHostPort(addr.String())
 	if err != nil {
 		return ""
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		if host, err = os.Hostname(); err != nil {
+		host = hostAddress()
+		if host == "" {
 			return ""
 		}
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// hostAddress is this host's first global unicast address, IPv4 first,
+// or its name.
+func hostAddress() string {
+	var v6 string
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok || !ipn.IP.IsGlobalUnicast() {
+				continue
+			}
+			if ipn.IP.To4() != nil {
+				return ipn.IP.String()
+			}
+			if v6 == "" {
+				v6 = ipn.IP.String()
+			}
+		}
+	}
+	if v6 != "" {
+		return v6
+	}
+	name, _ := os.Hostname()
+	return name
 }
 
 // recordAffected records a request that may have written data, for every

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -194,6 +195,28 @@ func TestAffectedCaddyfile(t *testing.T) {
 	for _, want := range []string{`"admin_url":"https://gw-a.internal:9180"`, `"affected_capacity":5000`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("adapted config lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+func TestAdvertisedAdmin(t *testing.T) {
+	tests := []struct {
+		addr string
+		want func(string) bool
+	}{
+		{"127.0.0.1:9180", func(u string) bool { return u == "http://127.0.0.1:9180" }},
+		{"[::1]:9180", func(u string) bool { return u == "http://[::1]:9180" }},
+		{"0.0.0.0:9180", func(u string) bool {
+			return strings.HasPrefix(u, "http://") && strings.HasSuffix(u, ":9180") && !strings.Contains(u, "0.0.0.0") && checkAdminURL(u) == nil
+		}},
+	}
+	for _, tt := range tests {
+		addr, err := net.ResolveTCPAddr("tcp", tt.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := advertisedAdmin(addr); !tt.want(got) {
+			t.Errorf("advertisedAdmin(%s) = %q", tt.addr, got)
 		}
 	}
 }

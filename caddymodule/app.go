@@ -67,8 +67,8 @@ type App struct {
 	Fleet string `json:"fleet,omitempty"`
 	// AdminURL is where the other instances reach this one's admin API
 	// (to merge the requests each recorded for a release); default:
-	// http:// and the admin listener's address, or this host's name and
-	// its port when it listens on every address.
+	// http:// and the admin listener's address, or this host's first
+	// global address and the port when it listens on every address.
 	AdminURL string `json:"admin_url,omitempty"`
 	// AffectedCapacity is how many requests this instance records per
 	// release before dropping the oldest (and counting them); default
