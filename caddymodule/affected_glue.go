@@ -16,23 +16,26 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/affected"
+	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/release"
 )
 
-// affectedInterval is how often each instance reads the releases to start
-// and stop recording their requests: one read of the store a second, so a
+// affectedInterval is how often each instance checks the releases, to
+// start and stop recording their requests: one small read of the store a
+// second (the releases are listed again only when one changed), so a
 // release records from about a second after it starts, and stops about a
 // second after its rollback finishes.
 const affectedInterval = time.Second
 
 // runAffected keeps every served deployment's recording in step with the
-// releases in the store, and publishes where this instance's admin API is,
-// until ctx ends.
+// releases in the store and the live flags, and publishes where this
+// instance's admin API is, until ctx ends.
 func (a *App) runAffected(ctx context.Context) {
 	t := time.NewTicker(affectedInterval)
 	defer t.Stop()
 	published := a.adminURL == ""
+	var known releasesSeen
 	for {
 		if !published {
 			err := a.store.PublishAdmin(ctx, a.Instance, a.adminURL)
@@ -41,7 +44,12 @@ func (a *App) runAffected(ctx context.Context) {
 				a.logger.Debug("publishing the admin API's URL", zap.Error(err))
 			}
 		}
-		a.refreshAffected(ctx)
+		known.refresh(ctx, a.store, a.logger)
+		if known.listed {
+			// Not before: a reload while the store is away must not stop
+			// what the previous config's loop had recording.
+			a.refreshAffected(known.byDeployment)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -50,19 +58,39 @@ func (a *App) runAffected(ctx context.Context) {
 	}
 }
 
-// refreshAffected reads the releases and gives each served deployment the
-// rules of those that record. A store it cannot read changes nothing: the
-// releases recording go on recording.
-func (a *App) refreshAffected(ctx context.Context) {
-	rels, err := a.store.ListReleases(ctx, "")
+// releasesSeen is the releases as last listed, by deployment.
+type releasesSeen struct {
+	mark         configstore.ReleasesMark
+	listed       bool
+	byDeployment map[string][]release.Release
+}
+
+// refresh lists the releases again if their mark moved. A store it cannot
+// read changes nothing: the releases recording go on recording.
+func (rs *releasesSeen) refresh(ctx context.Context, store *configstore.Store, log *zap.Logger) {
+	mark, err := store.ReleasesMark(ctx)
 	if err != nil {
-		a.logger.Debug("reading releases for their affected requests", zap.Error(err))
+		log.Debug("reading releases for their affected requests", zap.Error(err))
 		return
 	}
-	byDeployment := map[string][]release.Release{}
-	for _, r := range rels {
-		byDeployment[r.Deployment] = append(byDeployment[r.Deployment], r)
+	if rs.listed && mark == rs.mark {
+		return
 	}
+	rels, err := store.ListReleases(ctx, "")
+	if err != nil {
+		log.Debug("reading releases for their affected requests", zap.Error(err))
+		return
+	}
+	rs.mark, rs.listed = mark, true
+	rs.byDeployment = map[string][]release.Release{}
+	for _, r := range rels {
+		rs.byDeployment[r.Deployment] = append(rs.byDeployment[r.Deployment], r)
+	}
+}
+
+// refreshAffected gives each served deployment the rules of its releases
+// that record, under its live flags.
+func (a *App) refreshAffected(byDeployment map[string][]release.Release) {
 	deployments.Range(func(k, v any) bool {
 		entry := v.(deploymentEntry)
 		var flags map[string]float64
