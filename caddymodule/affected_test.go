@@ -220,3 +220,37 @@ func TestAdvertisedAdmin(t *testing.T) {
 		}
 	}
 }
+
+// TestAffectedRecordsFailedProxying: a write the proxy could not complete
+// may still have reached the upstream, so it is recorded, with the status
+// the gateway answered.
+func TestAffectedRecordsFailedProxying(t *testing.T) {
+	e := etcdtest.Start(t)
+	store := e.Store(t)
+	ups := testharness.StartBackends(t)
+	aport := testharness.FreePort(t)
+	adminURL := fmt.Sprintf("http://127.0.0.1:%d", aport)
+	base := caddytest.Start(t, fmt.Sprintf("switchback {\n\t\tstore etcd %s\n\t\tadmin 127.0.0.1:%d\n\t\tinstance gw-a\n\t\tstate_dir %s\n\t}",
+		e.Endpoint(), aport, t.TempDir()), fmt.Sprintf(`
+	switchback checkout {
+		pool blue %s
+		pool green 127.0.0.1:%d
+		live green
+		sticky header X-User-ID
+	}`, testharness.HostPort(ups.Blue), testharness.FreePort(t)))
+	rel, _, err := store.CreateRelease(t.Context(), release.Release{Name: "v2", Deployment: "checkout", Pool: "green"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testharness.WaitFor(t, "gw-a to record the release", func() bool {
+		a := localAffected(t, adminURL, rel.ID)
+		return len(a.Instances) == 1 && a.Instances[0].Recorded
+	})
+	if got := send(t, base, "POST", "/orders", "alice", "req-1"); got != http.StatusBadGateway {
+		t.Fatalf("POST to a pool that is down: %d, want 502", got)
+	}
+	a := localAffected(t, adminURL, rel.ID)
+	if len(a.Entries) != 1 || a.Entries[0].Status != http.StatusBadGateway || a.Entries[0].RequestID != "req-1" {
+		t.Errorf("entries %+v, want the POST with status 502", a.Entries)
+	}
+}
