@@ -9,23 +9,24 @@ import (
 )
 
 // Rule says which requests one release served on one deployment: those of
-// its pool (while the pool runs its release label, when it has one) and
-// those in the cohort of a flag it raised.
+// its pool and those in the cohort of a flag it raised.
+//
+// The pool's release label is not compared with the release's: a label is
+// put on the pool by hand or with the release's one-step apply, and a
+// release whose label never reached its pool would record nothing. A
+// release stops recording its pool when a later one ships there (Rules).
 type Rule struct {
 	Release string
 	// Pool is the pool the release ships to; "" when it ships to none.
 	Pool string
-	// Label is the release label the pool runs while the release is
-	// there; "" matches the pool whatever its label.
-	Label string
 	// Flags are the flags the release raised.
 	Flags []string
 }
 
-// matches reports whether a request served by pool, running label, with
-// flags on (comma-separated, as in X-Switchback-Flags) is the rule's.
-func (ru *Rule) matches(pool, label, flags string) bool {
-	if ru.Pool != "" && pool == ru.Pool && (ru.Label == "" || label == ru.Label) {
+// matches reports whether a request served by pool with flags on
+// (comma-separated, as in X-Switchback-Flags) is the rule's.
+func (ru *Rule) matches(pool, flags string) bool {
+	if ru.Pool != "" && pool == ru.Pool {
 		return true
 	}
 	for _, f := range ru.Flags {
@@ -61,20 +62,19 @@ type recording struct {
 
 // Matches reports whether any release of the set served the request (see
 // Rule). Check it before computing what only a recorded entry needs.
-func (s *Set) Matches(pool, label, flags string) bool {
+func (s *Set) Matches(pool, flags string) bool {
 	for i := range s.recs {
-		if s.recs[i].rule.matches(pool, label, flags) {
+		if s.recs[i].rule.matches(pool, flags) {
 			return true
 		}
 	}
 	return false
 }
 
-// Add appends e to the ring of every release that served it; label is the
-// release label of the pool that served it.
-func (s *Set) Add(e Entry, label string) {
+// Add appends e to the ring of every release that served it.
+func (s *Set) Add(e Entry) {
 	for i := range s.recs {
-		if s.recs[i].rule.matches(e.Pool, label, e.Flags) {
+		if s.recs[i].rule.matches(e.Pool, e.Flags) {
 			s.recs[i].ring.Add(e)
 		}
 	}

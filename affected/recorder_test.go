@@ -9,25 +9,25 @@ import (
 )
 
 func TestRuleMatches(t *testing.T) {
-	ru := Rule{Release: "r1", Pool: "green", Label: "v2", Flags: []string{"new_checkout"}}
+	ru := Rule{Release: "r1", Pool: "green", Flags: []string{"new_checkout"}}
 	tests := []struct {
-		pool, label, flags string
-		want               bool
+		pool, flags string
+		want        bool
 	}{
-		{"green", "v2", "", true},
-		{"green", "v1", "", false}, // the pool runs other code now
-		{"blue", "v1", "", false},
-		{"blue", "v1", "dark,new_checkout", true},
-		{"blue", "v1", "new_checkout_old", false},
-		{"blue", "v1", "new", false},
+		{"green", "", true},
+		{"green", "dark", true},
+		{"blue", "", false},
+		{"blue", "dark,new_checkout", true},
+		{"blue", "new_checkout_old", false},
+		{"blue", "new", false},
 	}
 	for _, tt := range tests {
-		if got := ru.matches(tt.pool, tt.label, tt.flags); got != tt.want {
-			t.Errorf("matches(%q, %q, %q) = %v, want %v", tt.pool, tt.label, tt.flags, got, tt.want)
+		if got := ru.matches(tt.pool, tt.flags); got != tt.want {
+			t.Errorf("matches(%q, %q) = %v, want %v", tt.pool, tt.flags, got, tt.want)
 		}
 	}
-	if !(&Rule{Pool: "green"}).matches("green", "anything", "") {
-		t.Error("a rule without a label should match its pool whatever the label")
+	if (&Rule{Flags: []string{"x"}}).matches("", "") {
+		t.Error("a rule without a pool matched a request of no pool")
 	}
 }
 
@@ -40,18 +40,18 @@ func TestRecorderStartsStopsAndKeeps(t *testing.T) {
 	r.Update([]Rule{{Release: "r1", Pool: "green"}}, 10)
 	e := Entry{Time: clock, Method: "POST", Path: "/orders", Pool: "green"}
 	s := r.Active()
-	if s == nil || !s.Matches("green", "", "") || s.Matches("blue", "", "") {
+	if s == nil || !s.Matches("green", "") || s.Matches("blue", "") {
 		t.Fatalf("set %+v should match green only", s)
 	}
-	s.Add(e, "")
-	s.Add(Entry{Time: clock, Method: "POST", Pool: "blue"}, "")
+	s.Add(e)
+	s.Add(Entry{Time: clock, Method: "POST", Pool: "blue"})
 
 	clock = clock.Add(time.Minute)
 	r.Update(nil, 10) // r1 rolled back
 	if r.Active() != nil {
 		t.Error("a recorder with no rules still has an active set")
 	}
-	s.Add(e, "") // a request that loaded the old set finishes after the stop
+	s.Add(e) // a request that loaded the old set finishes after the stop
 	l, ok := r.Log("r1")
 	if !ok || len(l.Entries) != 1 || l.Entries[0] != e || !l.Until.Equal(clock) || !l.Since.Equal(time.Unix(1000, 0)) {
 		t.Fatalf("log of stopped r1 = %+v, %v; want its one entry, since 1000, until a minute later", l, ok)
@@ -75,29 +75,29 @@ func TestRecorderStartsStopsAndKeeps(t *testing.T) {
 func TestRules(t *testing.T) {
 	at := func(m int) time.Time { return time.Date(2026, 11, 29, 20, m, 0, 0, time.UTC) }
 	rels := []release.Release{
-		{ID: "r1", Deployment: "shop", Pool: "green", Label: "v1", Status: release.Finished, Started: at(1),
+		{ID: "r1", Deployment: "shop", Pool: "green", Status: release.Finished, Started: at(1),
 			Before: release.State{Flags: map[string]float64{"a": 10}}, After: &release.State{Flags: map[string]float64{"a": 10}}},
-		{ID: "r2", Deployment: "shop", Pool: "blue", Label: "v2", Status: release.Finished, Started: at(2),
+		{ID: "r2", Deployment: "shop", Pool: "blue", Status: release.Finished, Started: at(2),
 			Before: release.State{Flags: map[string]float64{"a": 10, "b": 50}},
 			After:  &release.State{Flags: map[string]float64{"a": 50, "b": 50, "c": 20}}},
-		{ID: "r3", Deployment: "shop", Pool: "green", Label: "v3", Status: release.RolledBack, Started: at(3)},
+		{ID: "r3", Deployment: "shop", Pool: "green", Status: release.RolledBack, Started: at(3)},
 		{ID: "r4", Deployment: "shop", Pool: "", Status: release.Open, Started: at(4),
 			Before: release.State{Flags: map[string]float64{"a": 50, "b": 50, "c": 0, "d": 0}}},
-		{ID: "r0", Deployment: "shop", Pool: "blue", Label: "v0", Status: release.Finished, Started: at(0)},
+		{ID: "r0", Deployment: "shop", Pool: "blue", Status: release.Finished, Started: at(0)},
 	}
 	live := map[string]float64{"a": 50, "b": 50, "c": 0, "d": 5}
 	got := Rules(rels, live)
 	want := []Rule{
 		// r1 records: r3, later on green, was rolled back.
-		{Release: "r1", Pool: "green", Label: "v1"},
+		{Release: "r1", Pool: "green"},
 		// a raised and still up; b not raised; c raised but lowered again.
-		{Release: "r2", Pool: "blue", Label: "v2", Flags: []string{"a"}},
+		{Release: "r2", Pool: "blue", Flags: []string{"a"}},
 		// open: the live percentage counts; it raised d.
 		{Release: "r4", Flags: []string{"d"}},
 		// r0: superseded on blue by r2.
 	}
 	if !slices.EqualFunc(got, want, func(a, b Rule) bool {
-		return a.Release == b.Release && a.Pool == b.Pool && a.Label == b.Label && slices.Equal(a.Flags, b.Flags)
+		return a.Release == b.Release && a.Pool == b.Pool && slices.Equal(a.Flags, b.Flags)
 	}) {
 		t.Errorf("Rules =\n%+v\nwant\n%+v", got, want)
 	}
@@ -108,17 +108,17 @@ func TestRules(t *testing.T) {
 // the match and one append.
 func BenchmarkRecord(b *testing.B) {
 	r := NewRecorder(0, nil)
-	r.Update([]Rule{{Release: "r1", Pool: "green", Label: "v2", Flags: []string{"new_checkout"}}}, DefaultCapacity)
+	r.Update([]Rule{{Release: "r1", Pool: "green", Flags: []string{"new_checkout"}}}, DefaultCapacity)
 	record := func(method string) {
 		if IsRead(method) {
 			return
 		}
 		s := r.Active()
-		if s == nil || !s.Matches("green", "v2", "dark") {
+		if s == nil || !s.Matches("green", "dark") {
 			return
 		}
 		s.Add(Entry{Time: time.Now(), Subject: "u42", Method: method, Path: "/orders", Status: 201,
-			RequestID: "0f8c2a5e-4a4e-4b8e-9a47-2f1d7c1e3b6a", Pool: "green", Flags: "dark"}, "v2")
+			RequestID: "0f8c2a5e-4a4e-4b8e-9a47-2f1d7c1e3b6a", Pool: "green", Flags: "dark"})
 	}
 	for _, method := range []string{"GET", "POST"} {
 		b.Run(method, func(b *testing.B) {

@@ -30,7 +30,7 @@ func Rules(releases []release.Release, flags map[string]float64) []Rule {
 		if !slices.Contains(recordingStatuses, rel.Status) || superseded(rel, releases) {
 			continue
 		}
-		ru := Rule{Release: rel.ID, Pool: rel.Pool, Label: rel.Label}
+		ru := Rule{Release: rel.ID, Pool: rel.Pool}
 		for _, name := range slices.Sorted(maps.Keys(flags)) {
 			before := rel.Before.Flags[name]
 			raised := flags[name] > before

@@ -179,7 +179,7 @@ func (h *Handler) recordAffected(snap *gateway.Snapshot, d gateway.Decision, sub
 	}
 	pool := &snap.Pools()[d.Pool]
 	flags := snap.FlagsHeader(d.Flags)
-	if !set.Matches(pool.Name, pool.Release, flags) {
+	if !set.Matches(pool.Name, flags) {
 		return
 	}
 	status, _ := proxied(r)
@@ -188,7 +188,7 @@ func (h *Handler) recordAffected(snap *gateway.Snapshot, d gateway.Decision, sub
 		status = he.StatusCode
 	}
 	set.Add(affected.Entry{Time: start, Subject: subject, Method: r.Method, Path: r.URL.Path, Status: status,
-		RequestID: requestID(r), Pool: pool.Name, Flags: flags}, pool.Release)
+		RequestID: requestID(r), Pool: pool.Name, Flags: flags})
 }
 
 // requestID is the client's X-Request-ID, or Caddy's {http.request.uuid},
