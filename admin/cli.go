@@ -44,8 +44,8 @@ var commands = []CommandInfo{
 	{"changeset", "apply FILE | list | show ID | revert ID [--force]",
 		"Change several services and deployments in one transaction, or undo such a change"},
 	{"release", "start DEPLOYMENT NAME --pool P [UPSTREAM...] [--label L] [--database DB=V] [--apply FILE] | finish ID | list [DEPLOYMENT] | show ID | " +
-		"rollback ID|NAME [--plan] [--restore-data] [--force] | redeploy PREVIOUS [--force] [--wait D]",
-		"Record a release (code, traffic, flags, service configuration, schema) as one, with its timeline; roll it back in a safe order, or redeploy a previous one"},
+		"rollback ID|NAME [--plan] [--restore-data] [--force] | redeploy PREVIOUS [--force] [--wait D] | affected ID [--format text|csv|json]",
+		"Record a release (code, traffic, flags, service configuration, schema) as one, with its timeline; roll it back in a safe order, redeploy a previous one, or list the requests it served that may have written data"},
 }
 
 // CommandInfo describes one subcommand.

@@ -68,6 +68,7 @@ func runReleaseCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, 
 	fs.StringVar(&f.label, "label", "", "start: the release's `LABEL` (code version), put on the pool with --apply")
 	fs.Var(f.databases, "database", "start: the schema the code needs, `NAME=VERSION` or NAME=MIN..VERSION (repeatable)")
 	fs.StringVar(&f.apply, "apply", "", "start: make the release in one step: a JSON `FILE` (- for standard input) with pool_upstreams, changes, weights, flags")
+	format := fs.String("format", "text", "affected: `text` (a table), csv (with a header row) or json")
 	pos, err := cmdline.Parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return cmdline.ExitOK
@@ -79,7 +80,7 @@ func runReleaseCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, 
 		return code
 	}
 	if len(pos) == 0 {
-		return inv.usagef("want a verb: start, finish, list, show, rollback or redeploy")
+		return inv.usagef("want a verb: start, finish, list, show, rollback, redeploy or affected")
 	}
 	verb, rest := pos[0], pos[1:]
 	if verb != "start" {
@@ -90,6 +91,9 @@ func runReleaseCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, 
 				return inv.usagef("--%s is for release start", name)
 			}
 		}
+	}
+	if verb == "affected" {
+		return inv.releaseAffected(ctx, rest, *format)
 	}
 	return inv.release(ctx, verb, rest, f)
 }
@@ -136,7 +140,7 @@ func (inv *invocation) release(ctx context.Context, verb string, rest []string, 
 		}
 		return inv.print(func(w io.Writer) { printReleases(w, list) })
 	}
-	return inv.usagef("unknown verb %q: want start, finish, list or show", verb)
+	return inv.usagef("unknown verb %q: want start, finish, list, show, rollback, redeploy or affected", verb)
 }
 
 // readApply reads --apply's JSON as strictly as the API would, so a

@@ -143,6 +143,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	s.releaseRoutes()
 	s.Handle("GET /api/v1/events", http.HandlerFunc(s.handleEvents), RoleViewer)
 	s.Handle("GET /api/v1/databases", http.HandlerFunc(s.handleDatabases), RoleViewer)
+	s.Handle("GET /api/v1/releases/{id}/affected", http.HandlerFunc(s.handleAffected), RoleViewer)
 	s.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), RoleViewer)
 	s.Handle("GET /healthz", http.HandlerFunc(s.handleHealth), RoleViewer)
 }

@@ -43,7 +43,8 @@ var examples = map[string][]string{
 	"release": {`switchback release start checkout v2.1 --pool green 10.0.0.7:8080 --label v2.1 --database main=7..8 --reason "ship v2.1"`,
 		"switchback release finish v2.1", "switchback release show v2.1",
 		`switchback release start checkout v2.1 --pool green 10.0.0.7:8080 --apply '{"pool_upstreams": true, "weights": {"blue": 0, "green": 100}}'`,
-		"switchback release rollback v2.1 --plan", `switchback release rollback v2.1 --reason "checkout errors"`, "switchback release redeploy v2.0"},
+		"switchback release rollback v2.1 --plan", `switchback release rollback v2.1 --reason "checkout errors"`, "switchback release redeploy v2.0",
+		"switchback release affected v2.1 --format csv > affected.csv"},
 	"rollout": {`switchback rollout start checkout --target pool:green --steps 10,50,100 --bake 30m --reason "ship v2"`, "switchback rollout status checkout"},
 }
 

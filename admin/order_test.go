@@ -49,6 +49,7 @@ func TestOptionsEitherSide(t *testing.T) {
 			before: []string{"rollout", "--target", "pool:green", "--steps", "10,100", "--bake", "1m", "start", "shop"}},
 		{command: "release", after: []string{"release", "start", "shop", "v2", "127.0.0.1:9012", "--pool", "green", "--label", "v2", "--reason", "r"},
 			before: []string{"release", "--pool", "green", "--label", "v2", "--reason", "r", "start", "shop", "v2", "127.0.0.1:9012"}},
+		{command: "release", after: []string{"release", "affected", "v9", "--format", "csv"}, before: []string{"release", "--format", "csv", "affected", "v9"}},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {

@@ -29,6 +29,7 @@
 //	POST   /api/v1/deployments/{name}/rollouts/resume  {"reason"}; the step's bake starts again
 //	POST   /api/v1/deployments/{name}/rollouts/abort   {"reason"}; the target goes back where it was
 //	GET    /api/v1/events?deployment=&limit=&follow=1 the events log; follow streams server-sent events
+//	GET    /api/v1/releases/{id}/affected?format=json|csv  non-read requests the release served, every instance's (affected.go)
 //	...    /api/v1/services/..., /api/v1/changesets/... service configuration and change sets (services.go)
 //	...    /api/v1/releases/...                       releases: start, finish, list, show with timeline (releases.go)
 //	GET    /api/v1/databases                         the gateway's databases: migration version, pending, last contract; never a DSN
@@ -58,6 +59,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/a8e2c47e/switchback/affected"
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/control"
 	"github.com/a8e2c47e/switchback/databases"
@@ -105,6 +107,9 @@ type Options struct {
 	// Databases are the gateway's named databases, listed at GET
 	// /api/v1/databases; nil lists none.
 	Databases *databases.Registry
+	// Affected returns what this instance recorded of a release of a
+	// deployment, for GET /api/v1/releases/{id}/affected.
+	Affected func(deployment, release string) (affected.Log, bool)
 }
 
 // Server is the admin API. It is an http.Handler; mount it on a listener of
@@ -130,6 +135,9 @@ type Server struct {
 	pages          map[string]http.Handler // Mount's prefixes
 	measured       func(name string) (triage.Measured, bool)
 	databases      *databases.Registry
+	affected       func(deployment, release string) (affected.Log, bool)
+	// peers asks the other instances' admin APIs (affected.go).
+	peers *http.Client
 }
 
 // New builds a Server. It reads the tokens file once; a file that does not
@@ -150,6 +158,8 @@ func New(opts Options) (*Server, error) {
 		guard:          opts.Guard,
 		measured:       opts.Measured,
 		databases:      opts.Databases,
+		affected:       opts.Affected,
+		peers:          &http.Client{},
 		mux:            http.NewServeMux(),
 		cop:            http.NewCrossOriginProtection(),
 		hub:            newServiceHub(opts.Store),

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,7 @@ func (a *App) startAdmin() error {
 		Control:      a.control,
 		Measured:     a.measured,
 		Databases:    a.dbs,
+		Affected:     a.affectedLog,
 		Tokens:       a.AdminTokens,
 		AllowedHosts: a.AdminHosts,
 		Registry:     a.ctx.GetMetricsRegistry(),
@@ -65,6 +67,7 @@ func (a *App) startAdmin() error {
 		return fmt.Errorf("switchback admin %q: %w", a.Admin, err)
 	}
 	a.adminLn = lnAny.(net.Listener)
+	a.adminURL = cmp.Or(a.AdminURL, advertisedAdmin(a.adminLn.Addr()))
 	base, cancelStreams := context.WithCancel(context.Background())
 	a.cancelStreams = cancelStreams
 	a.admin = &http.Server{

@@ -73,6 +73,15 @@ type App struct {
 	// summary every second and judges by the fleet's merged windows; or
 	// "off": each instance judges by its own traffic alone.
 	Fleet string `json:"fleet,omitempty"`
+	// AdminURL is where the other instances reach this one's admin API
+	// (to merge the requests each recorded for a release); default:
+	// http:// and the admin listener's address, or this host's first
+	// global address and the port when it listens on every address.
+	AdminURL string `json:"admin_url,omitempty"`
+	// AffectedCapacity is how many requests this instance records per
+	// release before dropping the oldest (and counting them); default
+	// 100,000.
+	AffectedCapacity int `json:"affected_capacity,omitempty"`
 
 	ctx      caddy.Context
 	logger   *zap.Logger
@@ -116,8 +125,14 @@ type App struct {
 	watched chan struct{} // closed when the watch goroutine has returned
 	judged  chan struct{} // closed when the guard goroutine has returned
 	rolled  chan struct{} // closed when the rollout driver has returned
-	admin   *http.Server
-	adminLn net.Listener
+	// affecting is closed when the loop keeping releases' recording in
+	// step has returned.
+	affecting chan struct{}
+	// adminURL is AdminURL or, by default, the listener's; "" with no
+	// admin API.
+	adminURL string
+	admin    *http.Server
+	adminLn  net.Listener
 	// cancelStreams ends the admin API's open requests (events streams).
 	cancelStreams context.CancelFunc
 	ofrep         *ofrepListener
@@ -177,6 +192,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("switchback: on_damaged_data %q: want %s or %s", a.OnDamagedData, onDamagedFail, onDamagedServeLK)
 	case a.Store.Kind != "embedded":
 		return fmt.Errorf("switchback: on_damaged_data %q: applies to the embedded store only, not to store %s", a.OnDamagedData, a.Store.Kind)
+	}
+	if a.AdminURL != "" {
+		if err := checkAdminURL(a.AdminURL); err != nil {
+			return fmt.Errorf("switchback: %w", err)
+		}
+	}
+	if a.AffectedCapacity < 0 {
+		return fmt.Errorf("switchback: affected_capacity %d: want 1 or more, or 0 for the default", a.AffectedCapacity)
 	}
 	a.metrics = newAppMetrics(ctx.GetMetricsRegistry())
 	if err := ctx.GetMetricsRegistry().Register(trafficCollector{}); err != nil {
@@ -249,6 +272,11 @@ func (a *App) Start() error {
 		defer close(a.rolled)
 		a.runRollouts(ctx)
 	}()
+	a.affecting = make(chan struct{})
+	go func() {
+		defer close(a.affecting)
+		a.runAffected(ctx)
+	}()
 	return nil
 }
 
@@ -260,6 +288,7 @@ func (a *App) Stop() error {
 		<-a.watched
 		<-a.judged
 		<-a.rolled
+		<-a.affecting
 	}
 	err := errors.Join(a.stopAdmin(), a.stopOFREP())
 	if a.stopRecorder != nil {

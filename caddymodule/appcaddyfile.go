@@ -2,11 +2,14 @@ package caddymodule
 
 import (
 	"net"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/a8e2c47e/switchback/affected"
 )
 
 func init() {
@@ -36,6 +39,8 @@ func init() {
 //			migrations <dir>                          # lets the gateway read phases and roll down
 //		}
 //		fleet on | off                                # judge by every instance's windows; default on
+//		admin_url    http://10.0.0.5:9180             # where other instances reach this admin API; default from admin
+//		affected_capacity 100000                      # requests recorded per release and instance
 //	}
 //
 // on_damaged_data decides what a gateway does when the embedded etcd's data
@@ -161,8 +166,27 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.Errf("on_damaged_data %q: want %s or %s", v, onDamagedFail, onDamagedServeLK)
 			}
 			app.OnDamagedData = v
+		case "admin_url":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkAdminURL(v); err != nil {
+				return nil, d.Errf("%v", err)
+			}
+			app.AdminURL = v
+		case "affected_capacity":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return nil, d.Errf("affected_capacity %q: want a number of requests, 1 or more (default %d)", v, affected.DefaultCapacity)
+			}
+			app.AffectedCapacity = n
 		default:
-			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, ofrep, instance, state_dir, on_damaged_data, database, fleet", d.Val())
+			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, ofrep, instance, state_dir, on_damaged_data, database, fleet, admin_url, affected_capacity", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "switchback", Value: caddyconfig.JSON(app, nil)}, nil

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/a8e2c47e/switchback/affected"
 	"github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/guard"
 )
@@ -43,6 +44,9 @@ type deploymentEntry struct {
 	// probes is what the health checker probes the live pools through:
 	// the transports of the proxies built for them.
 	probes *atomic.Pointer[probeTransports]
+	// affected records the requests that may have written data for the
+	// releases that served them.
+	affected *affected.Recorder
 }
 
 func (deploymentEntry) Destruct() error { return nil }
@@ -103,6 +107,7 @@ type Handler struct {
 	deployment *gateway.Deployment
 	meters     *guard.Registry
 	probes     *atomic.Pointer[probeTransports]
+	affected   *affected.Recorder
 	detach     func()
 
 	// route is what the request path reads: the live snapshot and one
@@ -175,7 +180,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	val, _, err := deployments.LoadOrNew(h.Deployment, func() (caddy.Destructor, error) {
 		return deploymentEntry{Deployment: gateway.NewDeployment(h.Deployment), meters: guard.NewRegistry(),
-			probes: new(atomic.Pointer[probeTransports])}, nil
+			probes: new(atomic.Pointer[probeTransports]), affected: affected.NewRecorder(0, nil)}, nil
 	})
 	if err != nil {
 		return err
@@ -183,6 +188,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.deployment = val.(deploymentEntry).Deployment
 	h.meters = val.(deploymentEntry).meters
 	h.probes = val.(deploymentEntry).probes
+	h.affected = val.(deploymentEntry).affected
 	if h.detach, err = h.deployment.Attach(h); err != nil {
 		return fmt.Errorf("switchback %s: %w", h.Deployment, err)
 	}
@@ -355,7 +361,7 @@ func (h *Handler) Cleanup() error {
 // if a new version goes live meanwhile.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	rt := h.route.Load()
-	d := h.decide(rt.snap, w, r)
+	d, subject := h.decide(rt.snap, w, r)
 	gateway.StripClientHeaders(r.Header)
 	gateway.StripClientTrailers(r)
 	rt.snap.SetUpstreamHeaders(r.Header, d)
@@ -371,6 +377,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			}
 			rt.meter.Record(d.Pool, d.Flags, err != nil || rt.snap.IsError(status), latency)
 		}
+	}
+	// Reads cost nothing more: the method is checked before anything else.
+	if !affected.IsRead(r.Method) {
+		h.recordAffected(rt.snap, d, subject, r, start, err)
 	}
 	return err
 }
@@ -391,20 +401,23 @@ func proxied(r *http.Request) (status int, latency time.Duration) {
 	return status, latency
 }
 
-func (h *Handler) decide(snap *gateway.Snapshot, w http.ResponseWriter, r *http.Request) gateway.Decision {
+// decide returns the request's decision and its subject ("" when placed at
+// random).
+func (h *Handler) decide(snap *gateway.Snapshot, w http.ResponseWriter, r *http.Request) (gateway.Decision, string) {
 	var clientIP string
 	if h.sticky.Kind == gateway.StickyIP {
 		clientIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	}
 	if subject, ok := h.sticky.Subject(r, clientIP); ok {
-		return snap.Decide(subject)
+		return snap.Decide(subject), subject
 	}
 	if h.sticky.Kind == gateway.StickyCookie {
 		// First visit: issue the subject now, so this very request is
 		// bucketed as every later one will be.
-		return snap.Decide(h.sticky.IssueSubject(w.Header(), r.TLS != nil))
+		subject := h.sticky.IssueSubject(w.Header(), r.TLS != nil)
+		return snap.Decide(subject), subject
 	}
-	return snap.DecideRandom()
+	return snap.DecideRandom(), ""
 }
 
 // Interface guards

@@ -271,7 +271,7 @@ func BenchmarkHandlerDecide(b *testing.B) {
 	w := httptest.NewRecorder()
 	b.ReportAllocs()
 	for b.Loop() {
-		d := h.decide(snap, w, r)
+		d, _ := h.decide(snap, w, r)
 		gateway.StripClientHeaders(r.Header)
 		snap.SetUpstreamHeaders(r.Header, d)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +54,7 @@ type leaseKeeper struct {
 	id      clientv3.LeaseID     // 0 while there is none
 	ready   chan struct{}        // closed when id != 0
 	reports map[[2]string]uint64 // {instance, deployment} → version
+	kept    map[string]string    // other keys to rewrite under a new lease (keepPut)
 	stop    context.CancelFunc   // nil until the keeper goroutine starts
 	closed  bool
 }
@@ -260,7 +262,16 @@ func (k *leaseKeeper) rewrite(ctx context.Context, id clientv3.LeaseID) {
 	for key, v := range k.reports {
 		reports[key] = v
 	}
+	kept := maps.Clone(k.kept)
 	k.mu.Unlock()
+	for key, v := range kept {
+		pctx, cancel := k.store.op(ctx)
+		_, err := k.store.kv.Put(pctx, key, v, clientv3.WithLease(id))
+		cancel()
+		if err != nil {
+			return
+		}
+	}
 	for key, v := range reports {
 		pctx, cancel := k.store.op(ctx)
 		_, err := k.store.kv.Put(pctx, k.store.appliedKey(key[0], key[1]), strconv.FormatUint(v, 10), clientv3.WithLease(id))

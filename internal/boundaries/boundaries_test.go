@@ -179,6 +179,7 @@ func TestModuleImports(t *testing.T) {
 		"printable":            {},
 		"cmdline":              {},
 		"rollout":              {"gateway", "printable"},
+		"affected":             {"release"},
 		"configstore":          {"gateway", "printable", "release"},
 		"release":              {},
 		"migrate":              {"cmdline", "printable"},
