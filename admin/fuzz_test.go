@@ -30,6 +30,10 @@ var fuzzRoutes = []struct{ method, path string }{
 	{http.MethodPost, "/api/v1/deployments/shop/rollouts/pause"},
 	{http.MethodPost, "/api/v1/deployments/shop/rollouts/resume"},
 	{http.MethodPost, "/api/v1/deployments/shop/rollouts/abort"},
+	{http.MethodPost, "/api/v1/releases"},
+	{http.MethodPost, "/api/v1/releases/v2/finish"},
+	{http.MethodPost, "/api/v1/releases/v2/rollback"},
+	{http.MethodPost, "/api/v1/releases/v2/redeploy"},
 }
 
 // FuzzMutationBodies sends any body (and If-Match) to every mutation of a
@@ -71,6 +75,14 @@ func FuzzMutationBodies(f *testing.F) {
 		{1, "", `{"weights": {"blue": 100, "green": 0}} {}`},
 		{0, "", `{"reason": "` + strings.Repeat("é", 2000) + `"}`},
 		{1, "", strings.Repeat("[", 20000)},
+		{11, "", `{"name": "v2", "deployment": "shop", "pool": "green", "label": "v2", "upstreams": ["127.0.0.1:9002"], "reason": "ship"}`},
+		{11, "", `{"name": "v3", "deployment": "shop", "pool": "green", "apply": {"weights": {"blue": 0, "green": 100}, "flags": {"new-cart": 50}}}`},
+		{11, "", `{"name": "v4", "deployment": "shop", "pool": "purple"}`},
+		{11, "", `{"name": "v5", "deployment": "shop", "pool": "green", "databases": {"main": {"version": 2, "min_version": 3}}}`},
+		{12, "", `{"reason": "done"}`},
+		{13, "", `{"plan": true}`},
+		{13, "", `{"reason": "errors", "restore_data": true, "force": true}`},
+		{14, "", `{"reason": "back to v1", "force": false}`},
 	}
 	for _, s := range seeds {
 		f.Add(uint8(s.route), s.ifMatch, []byte(s.body))
@@ -102,6 +114,7 @@ func FuzzMutationBodies(f *testing.F) {
 		}
 		rec, _ := store.GetRecord(ctx, rollout.RecordKind, "shop")
 		rolloutRev := rec.Rev
+		releases := releaseStates(t, store)
 
 		req := httptest.NewRequestWithContext(ctx, rt.method, rt.path, bytes.NewReader(body))
 		req.RemoteAddr = "127.0.0.1:40000"
@@ -145,6 +158,9 @@ func FuzzMutationBodies(f *testing.F) {
 			if rec, _ := store.GetRecord(ctx, rollout.RecordKind, "shop"); rec.Rev != rolloutRev {
 				t.Fatalf("%s: refused with %d but the rollout changed (revision %d to %d)", what, status, rolloutRev, rec.Rev)
 			}
+			if now := releaseStates(t, store); now != releases {
+				t.Fatalf("%s: refused with %d but the releases changed:\n%s\nto\n%s", what, status, releases, now)
+			}
 		default:
 			if !json.Valid(w.Body.Bytes()) {
 				t.Fatalf("%s: %d with a body that is not JSON: %s", what, status, w.Body)
@@ -158,6 +174,21 @@ func FuzzMutationBodies(f *testing.F) {
 			}
 		}
 	})
+}
+
+// releaseStates lists every release record with its status and rollback,
+// to tell whether a refused request changed any.
+func releaseStates(t *testing.T, store *configstore.Store) string {
+	t.Helper()
+	rs, err := store.ListReleases(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // isObject says whether body is one well-formed JSON object.
