@@ -9,12 +9,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/a8e2c47e/switchback/drill/result"
 	"github.com/a8e2c47e/switchback/runbook"
 )
 
@@ -128,12 +130,12 @@ func drive(t *testing.T, p *Migration, env *Env) (before, after State, recovered
 func TestMigrationDrillRestoresSchemaAndRows(t *testing.T) {
 	for dialect, db := range databases(t) {
 		t.Run(dialect, func(t *testing.T) {
-			p := &Migration{Rows: 100_000}
+			p := &Migration{Rows: 10_000}
 			env := &Env{Database: db, CLI: inProcess{}}
 			before, after, took := drive(t, p, env)
 			t.Logf("%s: trigger to recovered %v", dialect, took)
-			if !strings.Contains(before["rows drill_accounts"], "100000 rows") {
-				t.Errorf("rows before = %q, want 100000 rows", before["rows drill_accounts"])
+			if !strings.Contains(before["rows drill_accounts"], "10000 rows") {
+				t.Errorf("rows before = %q, want 10000 rows", before["rows drill_accounts"])
 			}
 			for part, b := range before {
 				if after[part] != b {
@@ -204,4 +206,55 @@ func TestMigrationDrillRefusesUsedDatabase(t *testing.T) {
 		t.Errorf("after cleanup: %v", err)
 	}
 	third.Cleanup(t.Context(), env)
+}
+
+// The runner drills the migration as `switchback drill migration` does:
+// it passes, measures trigger to recovered, and with a broken down it
+// fails and shows the column the down left.
+func TestMigrationDrillRun(t *testing.T) {
+	for dialect, db := range databases(t) {
+		t.Run(dialect, func(t *testing.T) {
+			res := Run(t.Context(), &Env{Target: "test", Database: db, CLI: inProcess{}}, &Migration{}, Manual, Options{})
+			if !res.Passed || !res.StateEqual || res.Flagged {
+				t.Fatalf("drill did not pass: %+v", res)
+			}
+			if res.Durations.Recovered == nil || res.Durations.Decided == nil {
+				t.Errorf("durations not measured: %+v", res.Durations)
+			} else {
+				t.Logf("%s: decided %d ms, recovered %d ms, total %d ms", dialect, *res.Durations.Decided, *res.Durations.Recovered, res.Durations.Total)
+			}
+			var commands []string
+			for _, s := range res.Steps {
+				if s.Command != "" {
+					commands = append(commands, s.Command)
+				}
+			}
+			if len(commands) != 3 || !strings.Contains(commands[0], "migrate down --to 2") ||
+				!strings.Contains(commands[1], "migrate snapshot restore 3") || !strings.Contains(commands[2], "migrate down --to 1") {
+				t.Errorf("rollback commands run = %q, want down --to 2, snapshot restore 3, down --to 1", commands)
+			}
+
+			broken := Run(t.Context(), &Env{Target: "test", Database: db, CLI: inProcess{}},
+				&Migration{Rows: 1000, Migrations: os.DirFS("testdata/brokendown")}, Manual, Options{})
+			if broken.Passed || broken.StateEqual {
+				t.Fatalf("drill with a broken down passed: %+v", broken)
+			}
+			var schema *result.Difference
+			for i, d := range broken.Diff {
+				if d.Part == "schema" {
+					schema = &broken.Diff[i]
+				}
+			}
+			if schema == nil || !slices.ContainsFunc(schema.Lines, func(l string) bool {
+				return strings.HasPrefix(l, "+") && strings.Contains(l, "email_verified")
+			}) {
+				t.Errorf("diff does not show the column the down left: %+v", broken.Diff)
+			}
+
+			na := Run(t.Context(), &Env{Target: "test", Database: db, CLI: inProcess{}}, &Migration{}, Guard, Options{})
+			if na.NotApplicable == "" || na.Passed {
+				t.Errorf("guard trigger: %+v, want not applicable", na)
+			}
+		})
+	}
 }
