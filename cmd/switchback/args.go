@@ -24,7 +24,7 @@ func commandFirst(args []string) []string {
 	if len(args) == 0 || !strings.HasPrefix(args[0], "-") {
 		return args
 	}
-	names := []string{"migrate"}
+	names := []string{"migrate", "runbook"}
 	for _, c := range admin.Commands() {
 		names = append(names, c.Name)
 	}
