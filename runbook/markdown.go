@@ -182,7 +182,16 @@ func lastDrill(pattern string, b Book) string {
 	default:
 		s = "FAILED"
 	}
-	s += fmt.Sprintf(" on %s (%s trigger", r.Started.UTC().Format(time.RFC3339), r.Trigger)
+	s += " on " + r.Started.UTC().Format(time.RFC3339)
+	switch {
+	case r.Target == "sandbox" || r.Target == "":
+		s += " in the sandbox"
+	case r.Deployment != "":
+		s += " against " + code(r.Deployment) + " at " + text(r.Target)
+	default:
+		s += " against " + text(r.Target)
+	}
+	s += fmt.Sprintf(" (%s trigger", r.Trigger)
 	if r.Durations.Recovered != nil {
 		s += ", trigger to recovered " + ms(*r.Durations.Recovered)
 	}

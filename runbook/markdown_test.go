@@ -127,7 +127,7 @@ func TestRunbookLastDrill(t *testing.T) {
 	rec := int64(1500)
 	b := Book{Drills: LastDrills([]result.Result{
 		{Pattern: "flip", Trigger: result.Manual, Passed: true, Started: at.Add(-time.Hour), Durations: result.Durations{Recovered: &rec}},
-		{Pattern: "flip", Trigger: result.Guard, Passed: true, Started: at, Durations: result.Durations{Recovered: &rec}, Requests: 300, FailedRequests: 12},
+		{Pattern: "flip", Trigger: result.Guard, Passed: true, Started: at, Target: "http://staging:9180", Deployment: "shop-staging", Durations: result.Durations{Recovered: &rec}, Requests: 300, FailedRequests: 12},
 		{Pattern: "migration", Trigger: result.Guard, NotApplicable: "no guard", Started: at},
 		{Pattern: "migration", Trigger: result.Manual, Started: at.Add(-time.Minute), Error: "state differs",
 			Diff: []result.Difference{{Part: "schema"}}},
@@ -135,8 +135,8 @@ func TestRunbookLastDrill(t *testing.T) {
 	b.Deployment.Name = "shop"
 	md := Markdown(b)
 	for _, want := range []string{
-		"**Last drill.** passed on 2026-11-01T03:00:00Z (guard trigger, trigger to recovered 1.5 s, 12 of 300 requests failed).",
-		"**Last drill.** FAILED on 2026-11-01T02:59:00Z (manual trigger, 0 of 0 requests failed): state differs; the state after differed in schema.",
+		"**Last drill.** passed on 2026-11-01T03:00:00Z against `shop-staging` at http://staging:9180 (guard trigger, trigger to recovered 1.5 s, 12 of 300 requests failed).",
+		"**Last drill.** FAILED on 2026-11-01T02:59:00Z in the sandbox (manual trigger, 0 of 0 requests failed): state differs; the state after differed in schema.",
 		"**Last drill.** never drilled. `switchback drill flag` runs one.",
 	} {
 		if !strings.Contains(md, want) {
