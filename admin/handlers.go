@@ -134,6 +134,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	s.Handle("GET "+d+"/triage", http.HandlerFunc(s.handleTriage), RoleViewer)
 	s.rolloutRoutes()
 	s.serviceRoutes()
+	s.drillRoutes()
 	s.Handle("GET /api/v1/events", http.HandlerFunc(s.handleEvents), RoleViewer)
 	s.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), RoleViewer)
 	s.Handle("GET /healthz", http.HandlerFunc(s.handleHealth), RoleViewer)
