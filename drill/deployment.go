@@ -81,20 +81,39 @@ func pools(d admin.Deployment) (prev, next string, err error) {
 // waitGuardQuiet waits until the guard judges nothing of subject in
 // breach and is out of its cooldown, so a drill starts from a quiet guard
 // and not from the last drill's window.
-func waitGuardQuiet(ctx context.Context, env *Env, subject string, timeout time.Duration) error {
+func waitGuardQuiet(ctx context.Context, env *Env, subjects []string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
 		v, err := env.Admin.Guard(ctx, env.Deployment)
-		if err == nil && !breaching(v, subject) && !dirty(v, subject) && time.Now().After(v.Cooldown) {
+		loud := ""
+		for _, s := range subjects {
+			if err != nil || breaching(v, s) || dirty(v, s) {
+				loud = s
+				break
+			}
+		}
+		if loud == "" && time.Now().After(v.Cooldown) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the guard of %s was still judging %s %s after %s", env.Deployment, subject, describeGuard(v, subject, err), timeout)
+			return fmt.Errorf("the guard of %s was still judging %s %s after %s", env.Deployment, loud, describeGuard(v, loud, err), timeout)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// guardSubjects are the guard's subjects in d: each pool, and flags.
+func guardSubjects(d deploymentPools, flags ...string) []string {
+	var out []string
+	for _, p := range slices.Sorted(maps.Keys(d)) {
+		out = append(out, "pool:"+p)
+	}
+	for _, f := range flags {
+		out = append(out, "flag:"+f)
+	}
+	return out
 }
 
 // dirty reports whether subject's window still holds errors.

@@ -48,12 +48,12 @@ func lineDiff(a, b string) []string {
 			out = append(out, "  "+x[i])
 			i++
 			j++
-		case j < len(y) && (i == len(x) || lcs[i][j+1] >= lcs[i+1][j]):
-			out = append(out, "+ "+y[j])
-			j++
-		default:
+		case i < len(x) && (j == len(y) || lcs[i+1][j] >= lcs[i][j+1]):
 			out = append(out, "- "+x[i])
 			i++
+		default:
+			out = append(out, "+ "+y[j])
+			j++
 		}
 	}
 	return out

@@ -18,8 +18,9 @@ const DrillFlag = "switchback_drill"
 // off for everyone (no answer carries it) and answers are good. The
 // state: the deployment's content, flag percentages included.
 type flagPattern struct {
-	ups  deploymentPools
-	orig original
+	ups     deploymentPools
+	orig    original
+	guarded bool
 }
 
 func (*flagPattern) Name() string { return "flag" }
@@ -53,8 +54,9 @@ func (p *flagPattern) Prepare(ctx context.Context, env *Env) error {
 			return err
 		}
 	}
-	if d.Guard != nil {
-		return waitGuardQuiet(ctx, env, "flag:"+DrillFlag, 30*time.Second)
+	p.guarded = d.Guard != nil
+	if p.guarded {
+		return waitGuardQuiet(ctx, env, guardSubjects(p.ups, DrillFlag), 30*time.Second)
 	}
 	return nil
 }
@@ -99,9 +101,13 @@ func (p *flagPattern) Cleanup(ctx context.Context, env *Env) error {
 	if p.ups == nil {
 		return nil
 	}
-	ferr := p.faults(ctx, env, nil)
-	if err := restoreOriginal(ctx, env, p.orig); err != nil {
+	if err := p.faults(ctx, env, nil); err != nil {
 		return err
 	}
-	return ferr
+	if p.guarded {
+		if err := waitGuardQuiet(ctx, env, guardSubjects(p.ups, DrillFlag), 30*time.Second); err != nil {
+			return err
+		}
+	}
+	return restoreOriginal(ctx, env, p.orig)
 }

@@ -18,6 +18,7 @@ type flipPattern struct {
 	prev, next string
 	ups        deploymentPools
 	orig       original
+	guarded    bool
 }
 
 func (*flipPattern) Name() string { return "flip" }
@@ -60,8 +61,9 @@ func (p *flipPattern) Prepare(ctx context.Context, env *Env) error {
 			return err
 		}
 	}
-	if d.Guard != nil {
-		return waitGuardQuiet(ctx, env, "pool:"+next, 30*time.Second)
+	p.guarded = d.Guard != nil
+	if p.guarded {
+		return waitGuardQuiet(ctx, env, guardSubjects(p.ups), 30*time.Second)
 	}
 	return nil
 }
@@ -102,9 +104,15 @@ func (p *flipPattern) Cleanup(ctx context.Context, env *Env) error {
 	if p.ups == nil {
 		return nil
 	}
-	ferr := setFault(ctx, env, faultURLs(env, p.ups, p.next), nil)
-	if err := restoreOriginal(ctx, env, p.orig); err != nil {
+	if err := setFault(ctx, env, faultURLs(env, p.ups, p.next), nil); err != nil {
 		return err
 	}
-	return ferr
+	// Traffic back on the new pool while its window still holds the
+	// drill's errors would make the guard fall back again.
+	if p.guarded {
+		if err := waitGuardQuiet(ctx, env, guardSubjects(p.ups), 30*time.Second); err != nil {
+			return err
+		}
+	}
+	return restoreOriginal(ctx, env, p.orig)
 }

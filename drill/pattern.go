@@ -12,8 +12,10 @@ import (
 // Trigger and Result are the result package's, so patterns and callers
 // need one import.
 type (
-	Trigger = result.Trigger
-	Result  = result.Result
+	Trigger    = result.Trigger
+	Result     = result.Result
+	Step       = result.Step
+	Difference = result.Difference
 )
 
 // Triggers.
