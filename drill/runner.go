@@ -2,6 +2,7 @@ package drill
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -97,25 +98,34 @@ func RunAll(ctx context.Context, env func(Pattern, Trigger) (*Env, error), patte
 
 // Run drills p with trigger t against env and returns what it measured.
 // Every failure of the target is in the Result, not returned.
-func Run(ctx context.Context, env *Env, p Pattern, t Trigger, o Options) Result {
+func Run(ctx context.Context, env *Env, p Pattern, t Trigger, o Options) (res Result) {
 	o = o.withDefaults()
 	r := &run{res: &Result{Pattern: p.Name(), Trigger: t, Deployment: env.Deployment, Target: env.Target,
 		FlagAfterMS: o.FlagAfter.Milliseconds(), Steps: []result.Step{}}, now: o.Now}
 	r.start = r.now()
 	r.res.Started = r.start.UTC()
-	defer func() { r.res.Durations.Total = r.now().Sub(r.start).Milliseconds() }()
+	// Deferred first, so it runs last: after the cleanup, whose step and
+	// error belong to the result.
+	defer func() {
+		r.res.Durations.Total = r.now().Sub(r.start).Milliseconds()
+		res = *r.res
+	}()
 	if t != Manual && t != Guard {
 		r.fail(fmt.Errorf("trigger %q: want manual or guard", t))
-		return *r.res
+		return
 	}
 	if err := p.Applicable(ctx, env, t); err != nil {
+		if !errors.Is(err, ErrNotApplicable) {
+			r.fail(fmt.Errorf("check: %w", err))
+			return
+		}
 		r.res.NotApplicable = strings.TrimPrefix(err.Error(), ErrNotApplicable.Error()+": ")
-		return *r.res
+		return
 	}
 	// Cleanup gets its own context: a cancelled drill must still clear
 	// the faults it injected.
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 		defer cancel()
 		if err := r.step("cleanup", "", func() (string, error) { return "", p.Cleanup(cctx, env) }); err != nil {
 			r.fail(fmt.Errorf("cleanup: %w", err))
@@ -123,7 +133,7 @@ func Run(ctx context.Context, env *Env, p Pattern, t Trigger, o Options) Result 
 		}
 	}()
 	r.drill(ctx, env, p, t, o)
-	return *r.res
+	return
 }
 
 func (r *run) drill(ctx context.Context, env *Env, p Pattern, t Trigger, o Options) {
@@ -182,6 +192,7 @@ func (r *run) drill(ctx context.Context, env *Env, p Pattern, t Trigger, o Optio
 		r.res.Durations.Decided = result.Ms(r.now().Sub(trigger))
 	}
 
+	r.res.TriggerAtMS = trigger.Sub(r.start).Milliseconds()
 	var rec probeOutcome
 	_ = r.step("wait for recovery", "", func() (string, error) {
 		rec = probes.wait()

@@ -14,6 +14,8 @@ var valueFlags = []string{
 	"admin", "token", "reason", "if-match", "limit", "from", "to", "release", "before", "before-version", "target", "steps", "bake",
 	// migrate
 	"db", "dir", "lock-timeout", "now", "phase", "usage",
+	// drill
+	"trigger", "report", "flag-after", "timeout", "rate", "deployment", "traffic", "database", "service", "pattern",
 }
 
 // commandFirst moves a Switchback command named after options to the
@@ -24,7 +26,7 @@ func commandFirst(args []string) []string {
 	if len(args) == 0 || !strings.HasPrefix(args[0], "-") {
 		return args
 	}
-	names := []string{"migrate", "runbook"}
+	names := []string{"migrate", "drill", "runbook"}
 	for _, c := range admin.Commands() {
 		names = append(names, c.Name)
 	}

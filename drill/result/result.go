@@ -41,6 +41,9 @@ type Result struct {
 	Error string `json:"error,omitempty"`
 
 	Started time.Time `json:"started"`
+	// TriggerAtMS is when the trigger came, from Started, to place the
+	// durations on the steps' timeline.
+	TriggerAtMS int64 `json:"trigger_at_ms"`
 	// Durations are from the trigger, in milliseconds; a nil one was not
 	// reached (or does not apply: Detected for manual triggers).
 	Durations Durations `json:"durations_ms"`
