@@ -26,7 +26,7 @@ func commandFirst(args []string) []string {
 	if len(args) == 0 || !strings.HasPrefix(args[0], "-") {
 		return args
 	}
-	names := []string{"migrate", "drill"}
+	names := []string{"migrate", "drill", "runbook"}
 	for _, c := range admin.Commands() {
 		names = append(names, c.Name)
 	}

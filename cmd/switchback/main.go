@@ -21,7 +21,7 @@ func main() {
 		Commands: []admin.CommandInfo{{Name: "migrate", Short: migrateShort}},
 	}, admin.HelpGroup{
 		Title:    "Drills",
-		Commands: []admin.CommandInfo{{Name: "drill", Short: drillShort}},
+		Commands: []admin.CommandInfo{{Name: "drill", Short: drillShort}, {Name: "runbook", Short: runbookShort}},
 	})
 	os.Args = append(os.Args[:1:1], commandFirst(os.Args[1:])...)
 	caddycmd.Main()
