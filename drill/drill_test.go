@@ -169,3 +169,12 @@ func diffLines(ds []drill.Difference) string {
 	}
 	return b.String()
 }
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
