@@ -56,6 +56,9 @@ func writeMarkdown(b *bytes.Buffer, results []Result, flagAfter time.Duration) {
 		if r.Error != "" {
 			fmt.Fprintf(b, "%s\n\n", r.Error)
 		}
+		for _, n := range r.Notes {
+			fmt.Fprintf(b, "Note: %s\n\n", n)
+		}
 		fmt.Fprintln(b, "| Step | Start | Duration | Command | Error |")
 		fmt.Fprintln(b, "|---|---|---|---|---|")
 		for _, s := range r.Steps {
@@ -257,7 +260,7 @@ recovered is the first of 20 consecutive good answers from the previous state.</
 </table>
 {{range .Drills}}{{if not .NotApplicable}}
 <h2>{{.Pattern}}, {{.Trigger}} trigger: <span class="{{.Class}}">{{.Verdict}}</span></h2>
-{{if .Error}}<p>{{.Error}}</p>{{end}}
+{{if .Error}}<p>{{.Error}}</p>{{end}}{{range .Notes}}<p>Note: {{.}}</p>{{end}}
 <svg viewBox="0 0 900 {{.Height}}" width="900" height="{{.Height}}" role="img" aria-label="Timeline of the {{.Pattern}} drill with the {{.Trigger}} trigger">
 {{$d := .}}{{range .Ticks}}<line class="grid" x1="{{.X}}" y1="50" x2="{{.X}}" y2="{{$d.AxisY}}"/><text x="{{.X}}" y="{{$d.AxisY}}" dy="14" text-anchor="middle">{{.Label}}</text>
 {{end}}<line class="axis" x1="{{.PlotX}}" y1="{{.AxisY}}" x2="{{.PlotEndX}}" y2="{{.AxisY}}"/>
