@@ -88,6 +88,8 @@ func (p *configPattern) Prepare(ctx context.Context, env *Env) error {
 		}
 	}
 	p.good = canonical(goodConfig)
+	// A pattern runs once per trigger: start from no watchers.
+	p.watchers = nil
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.stop = cancel
 	for _, mode := range []configclient.Mode{configclient.Stream, configclient.LongPoll} {

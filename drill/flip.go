@@ -99,7 +99,11 @@ func (p *flipPattern) Rollback(env *Env) []Command {
 
 func (p *flipPattern) Probe(ctx context.Context, env *Env) Answer {
 	a := request(ctx, env)
-	return Answer{Good: !a.failed() && a.status < 400 && a.pool == p.prev, Failed: a.failed(), Detail: a.String()}
+	// An upstream that does not name its pool (no X-Backend-Pool, no
+	// echo) is judged by its status alone: the new pool fails every
+	// request, so a good status is the previous pool's.
+	fromPrev := a.pool == p.prev || a.pool == ""
+	return Answer{Good: !a.failed() && a.status < 400 && fromPrev, Failed: a.failed(), Detail: a.String()}
 }
 
 func (p *flipPattern) GuardSubject(*Env) string { return "pool:" + p.next }
