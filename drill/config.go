@@ -13,6 +13,7 @@ import (
 
 	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configclient"
+	"github.com/a8e2c47e/switchback/runbook"
 )
 
 // configPattern: a service's configuration has a good version that its
@@ -87,6 +88,8 @@ func (p *configPattern) Prepare(ctx context.Context, env *Env) error {
 		}
 	}
 	p.good = canonical(goodConfig)
+	// A pattern runs once per trigger: start from no watchers.
+	p.watchers = nil
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.stop = cancel
 	for _, mode := range []configclient.Mode{configclient.Stream, configclient.LongPoll} {
@@ -157,7 +160,8 @@ func (p *configPattern) Break(ctx context.Context, env *Env, _ Trigger) error {
 }
 
 func (p *configPattern) Rollback(env *Env) []Command {
-	return rollbackCommands("config", rollbackParams{Service: p.service, Reason: env.reason("roll back the bad configuration")})
+	return Commands(runbook.Rollback("config", runbook.Params{Admin: env.AdminURL, Services: map[string]uint64{p.service: 0},
+		Reason: env.reason("roll back the bad configuration")}))
 }
 
 // Probe: good when every watcher runs the previous content; failed while

@@ -17,7 +17,9 @@
 //	          runbook prints it (the trigger is the first command)
 //	          guard trigger: the trigger is the fault; nothing is run, the
 //	          gateway's own fallback must act (Guarded names what the
-//	          guard watches, for the detected and decided times)
+//	          guard watches: detected is the first breach its view shows,
+//	          decided the fallback event's time; the guard decides in the
+//	          25 ms tick it detects, so detected is often the decision)
 //	Probe     called at Env.Rate per second from the trigger on: one client
 //	          observation; recovered is the first of 20 consecutive good
 //	          answers from the previous state
@@ -39,12 +41,28 @@
 // parts must be canonical (sorted keys, no timestamps that change
 // without a change of state): equal states compare equal as text.
 //
+// # The manual trigger
+//
+// Env.CLI runs each command as a separate process of the switchback
+// binary (Exec: os.Executable() from `switchback drill`), with the admin
+// API's address and token in SWITCHBACK_ADMIN and SWITCHBACK_TOKEN as an
+// engineer's shell has them. Not the admin CLI's entry in-process: the
+// drill proves the binary, its argument handling (options anywhere,
+// Caddy's command table) and the process's start-up, which an engineer
+// pays too, and a test can still swap the CLI (a slow engineer, a broken
+// command).
+//
 // # Where it runs
 //
 // Env describes the target: a sandbox (Sandbox starts embedded etcd, the
 // example blue/green backends, a real switchback gateway process, a
 // SQLite database, all on 127.0.0.1) or staging (an admin API, a
-// deployment marked staging, the gateway's traffic URL).
+// deployment marked "environment staging", the gateway's traffic URL).
+// The sandbox serves two deployments: SandboxGuarded, with a guard, for
+// guard triggers, and SandboxUnguarded for manual ones, so the documented
+// command and not a guard faster than any engineer is what the manual
+// drill measures. On a guarded staging deployment a manual drill races
+// the guard; the result's Notes say when the guard acted.
 //
 // Results (package drill/result) are printed as a table, JSON or a
 // report (report.md and report.html), and stored through the admin API

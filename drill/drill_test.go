@@ -169,3 +169,35 @@ func diffLines(ds []drill.Difference) string {
 	}
 	return b.String()
 }
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// slowEngineer runs the command after a pause, as a person would.
+type slowEngineer struct {
+	drill.CLI
+	pause time.Duration
+}
+
+func (s slowEngineer) Run(ctx context.Context, args []string) (string, error) {
+	time.Sleep(s.pause)
+	return s.CLI.Run(ctx, args)
+}
+
+func TestManualTriggerNotesAGuardThatActedFirst(t *testing.T) {
+	e := env(t, drill.Guard) // the guarded deployment
+	e.CLI = slowEngineer{e.CLI, 1500 * time.Millisecond}
+	res := drill.Run(t.Context(), e, drill.Lookup("flip"), drill.Manual, fast)
+	if !res.Passed {
+		t.Fatalf("got %q, want passed: the runbook's weights command finds the guard's fallback and leaves it", res.Error)
+	}
+	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "the guard also acted (fallback of pool:green") {
+		t.Fatalf("notes %q, want the guard's fallback noted", res.Notes)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/a8e2c47e/switchback/admin"
+	"github.com/a8e2c47e/switchback/runbook"
 )
 
 // DrillFlag is the flag the flag pattern rolls out and breaks: the
@@ -87,7 +88,8 @@ func (p *flagPattern) Break(ctx context.Context, env *Env, _ Trigger) error {
 }
 
 func (p *flagPattern) Rollback(env *Env) []Command {
-	return rollbackCommands("flag", rollbackParams{Deployment: env.Deployment, Flag: DrillFlag, Reason: env.reason("turn the flag off")})
+	return Commands(runbook.Rollback("flag", runbook.Params{Admin: env.AdminURL, Deployment: env.Deployment, Flags: []string{DrillFlag},
+		Reason: env.reason("turn the flag off")}))
 }
 
 func (p *flagPattern) Probe(ctx context.Context, env *Env) Answer {

@@ -3,9 +3,12 @@ package drill
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/a8e2c47e/switchback/admin"
+	"github.com/a8e2c47e/switchback/runbook"
 )
 
 // flipPattern: the previous pool has all the traffic; a change splits it
@@ -90,12 +93,17 @@ func (p *flipPattern) Break(ctx context.Context, env *Env, _ Trigger) error {
 }
 
 func (p *flipPattern) Rollback(env *Env) []Command {
-	return rollbackCommands("flip", rollbackParams{Deployment: env.Deployment, Pool: p.next, Reason: env.reason("roll back the split")})
+	return Commands(runbook.Rollback("flip", runbook.Params{Admin: env.AdminURL, Deployment: env.Deployment, Pool: p.prev,
+		Pools: slices.Sorted(maps.Keys(p.ups)), Reason: env.reason("roll back the split")}))
 }
 
 func (p *flipPattern) Probe(ctx context.Context, env *Env) Answer {
 	a := request(ctx, env)
-	return Answer{Good: !a.failed() && a.status < 400 && a.pool == p.prev, Failed: a.failed(), Detail: a.String()}
+	// An upstream that does not name its pool (no X-Backend-Pool, no
+	// echo) is judged by its status alone: the new pool fails every
+	// request, so a good status is the previous pool's.
+	fromPrev := a.pool == p.prev || a.pool == ""
+	return Answer{Good: !a.failed() && a.status < 400 && fromPrev, Failed: a.failed(), Detail: a.String()}
 }
 
 func (p *flipPattern) GuardSubject(*Env) string { return "pool:" + p.next }

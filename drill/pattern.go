@@ -26,7 +26,9 @@ const (
 
 // Pattern is one rollback path. The runner calls Prepare, Capture, Break,
 // (manual: Rollback's commands), Probe until recovered, Capture again and
-// Cleanup, in that order, from one goroutine except Probe.
+// Cleanup, in that order, from one goroutine except Probe. One pattern
+// value may be drilled several times (once per trigger): Prepare starts
+// afresh.
 type Pattern interface {
 	// Name is the pattern's name on the command line: flip, flag, config,
 	// migration, release.

@@ -56,6 +56,9 @@ func writeMarkdown(b *bytes.Buffer, results []Result, flagAfter time.Duration) {
 		if r.Error != "" {
 			fmt.Fprintf(b, "%s\n\n", r.Error)
 		}
+		for _, n := range r.Notes {
+			fmt.Fprintf(b, "Note: %s\n\n", n)
+		}
 		fmt.Fprintln(b, "| Step | Start | Duration | Command | Error |")
 		fmt.Fprintln(b, "|---|---|---|---|---|")
 		for _, s := range r.Steps {
@@ -76,7 +79,7 @@ const (
 	tlWidth  = 900.0
 	tlLabel  = 230.0
 	tlRow    = 22.0
-	tlTop    = 30.0
+	tlTop    = 56.0
 	tlBottom = 24.0
 )
 
@@ -194,7 +197,7 @@ func timeline(d *htmlDrill) {
 		}
 	}
 	for i := range d.Marks {
-		d.Marks[i].LabelY = 11 + float64(i%2)*11
+		d.Marks[i].LabelY = 11 + float64(i)*12
 	}
 	step := niceStep(span)
 	for ms := int64(0); ms <= span; ms += step {
@@ -257,12 +260,12 @@ recovered is the first of 20 consecutive good answers from the previous state.</
 </table>
 {{range .Drills}}{{if not .NotApplicable}}
 <h2>{{.Pattern}}, {{.Trigger}} trigger: <span class="{{.Class}}">{{.Verdict}}</span></h2>
-{{if .Error}}<p>{{.Error}}</p>{{end}}
+{{if .Error}}<p>{{.Error}}</p>{{end}}{{range .Notes}}<p>Note: {{.}}</p>{{end}}
 <svg viewBox="0 0 900 {{.Height}}" width="900" height="{{.Height}}" role="img" aria-label="Timeline of the {{.Pattern}} drill with the {{.Trigger}} trigger">
-{{$d := .}}{{range .Ticks}}<line class="grid" x1="{{.X}}" y1="26" x2="{{.X}}" y2="{{$d.AxisY}}"/><text x="{{.X}}" y="{{$d.AxisY}}" dy="14" text-anchor="middle">{{.Label}}</text>
+{{$d := .}}{{range .Ticks}}<line class="grid" x1="{{.X}}" y1="50" x2="{{.X}}" y2="{{$d.AxisY}}"/><text x="{{.X}}" y="{{$d.AxisY}}" dy="14" text-anchor="middle">{{.Label}}</text>
 {{end}}<line class="axis" x1="{{.PlotX}}" y1="{{.AxisY}}" x2="{{.PlotEndX}}" y2="{{.AxisY}}"/>
 {{range .Bars}}<text x="4" y="{{.Y}}" dy="14">{{.Label}}</text><rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="16" rx="2"><title>{{.Title}}</title></rect>
-{{end}}{{range .Marks}}<line class="mark {{.Class}}" x1="{{.X}}" y1="24" x2="{{.X}}" y2="{{$d.AxisY}}"/><text x="{{.X}}" y="{{.LabelY}}" text-anchor="middle">{{.Label}}</text>
+{{end}}{{range .Marks}}<line class="mark {{.Class}}" x1="{{.X}}" y1="{{.LabelY}}" x2="{{.X}}" y2="{{$d.AxisY}}"/><text x="{{.X}}" y="{{.LabelY}}" dx="4" dy="4">{{.Label}}</text>
 {{end}}</svg>
 <p class="legend"><span>grey: drill step</span><span style="color:#0969da">blue: rollback command</span><span style="color:#bf8700">amber: waiting for clients to recover</span><span style="color:#b3261e">red: failed step</span></p>
 <table>

@@ -170,6 +170,10 @@ func (r *run) drill(ctx context.Context, env *Env, p Pattern, t Trigger, o Optio
 			return
 		}
 	case Manual:
+		broke := r.now()
+		if g, ok := p.(Guarded); ok {
+			defer r.noteGuard(ctx, env, g.GuardSubject(env), broke)
+		}
 		if err := r.step("break", "", func() (string, error) { return "", p.Break(ctx, env, t) }); err != nil {
 			r.fail(fmt.Errorf("break: %w", err))
 			return
@@ -235,6 +239,22 @@ func (r *run) drill(ctx context.Context, env *Env, p Pattern, t Trigger, o Optio
 		r.fail(fmt.Errorf("the state after the rollback differs from the state before in: %s", strings.Join(parts, ", ")))
 	}
 	r.res.Passed = r.res.Error == "" && rec.recovered && r.res.StateEqual
+}
+
+// noteGuard notes a guard that acted on subject during a manual drill:
+// then the guard, not (only) the documented command, restored service.
+func (r *run) noteGuard(ctx context.Context, env *Env, subject string, since time.Time) {
+	evs, err := events(ctx, env)
+	if err != nil {
+		return
+	}
+	for _, ev := range evs {
+		if ev.Subject == subject && (ev.Kind == "fallback" || ev.Kind == "flag_off") && !ev.Time.Before(since) {
+			r.res.Notes = append(r.res.Notes, fmt.Sprintf("the guard also acted (%s of %s at +%s from the break): on a deployment with a guard the manual trigger races it; drill the manual path on one without, or read this drill as guard and command together",
+				ev.Kind, subject, ev.Time.Sub(since).Round(time.Millisecond)))
+			return
+		}
+	}
 }
 
 // waitBroken probes until an answer is not good: the fault reached the

@@ -99,6 +99,7 @@ func StartSandbox(ctx context.Context, binary string) (_ *Sandbox, err error) {
 		pool green %s {
 			release v2
 		}
+		environment staging
 		%s
 		%s
 	}

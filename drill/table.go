@@ -63,10 +63,10 @@ func WriteTable(w io.Writer, results []Result) {
 	}
 	tw.Flush()
 	for _, r := range results {
-		if r.OK() && r.NotApplicable == "" {
-			continue
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "\n%s/%s: note: %s\n", r.Pattern, r.Trigger, n)
 		}
-		if r.NotApplicable != "" {
+		if r.OK() || r.NotApplicable != "" {
 			continue
 		}
 		fmt.Fprintf(w, "\n%s/%s %s", r.Pattern, r.Trigger, verdict(r))

@@ -39,6 +39,9 @@ type Result struct {
 	// Error says why a drill that did not pass failed, when it is not
 	// (only) a difference in state.
 	Error string `json:"error,omitempty"`
+	// Notes say what a reader of a passed drill should still know, such
+	// as a guard that acted before a manual rollback did.
+	Notes []string `json:"notes,omitempty"`
 
 	Started time.Time `json:"started"`
 	// TriggerAtMS is when the trigger came, from Started, to place the
