@@ -82,6 +82,9 @@ type App struct {
 	// release before dropping the oldest (and counting them); default
 	// 100,000.
 	AffectedCapacity int `json:"affected_capacity,omitempty"`
+	// Drill, when set, makes the elected instance drill the deployments
+	// marked staging on a schedule, through this instance's admin API.
+	Drill *DrillSchedule `json:"drill,omitempty"`
 
 	ctx      caddy.Context
 	logger   *zap.Logger
@@ -131,8 +134,11 @@ type App struct {
 	// adminURL is AdminURL or, by default, the listener's; "" with no
 	// admin API.
 	adminURL string
-	admin    *http.Server
-	adminLn  net.Listener
+	drilled  chan struct{} // closed when the drill schedule has returned; nil without one
+	// drillToken is Drill.Token with its placeholders replaced.
+	drillToken string
+	admin      *http.Server
+	adminLn    net.Listener
 	// cancelStreams ends the admin API's open requests (events streams).
 	cancelStreams context.CancelFunc
 	ofrep         *ofrepListener
@@ -201,6 +207,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.AffectedCapacity < 0 {
 		return fmt.Errorf("switchback: affected_capacity %d: want 1 or more, or 0 for the default", a.AffectedCapacity)
 	}
+	if a.Drill != nil {
+		if a.Admin == "off" {
+			return fmt.Errorf("switchback: drill: scheduled drills run through this instance's admin API, and admin is off")
+		}
+		if a.AdminTokens != "" && a.Drill.Token == "" {
+			return fmt.Errorf("switchback: drill: the admin API has tokens (admin_tokens), so the drill block needs an operator's token")
+		}
+		a.drillToken = caddy.NewReplacer().ReplaceAll(a.Drill.Token, "")
+	}
 	a.metrics = newAppMetrics(ctx.GetMetricsRegistry())
 	if err := ctx.GetMetricsRegistry().Register(trafficCollector{}); err != nil {
 		return fmt.Errorf("switchback: metrics: %w", err)
@@ -225,6 +240,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("switchback: store: %w", err)
 	}
 	a.healthy.Store(true)
+	if err := ctx.GetMetricsRegistry().Register(newDrillCollector(a.store, a.now)); err != nil {
+		return fmt.Errorf("switchback: metrics: %w", err)
+	}
 	if a.control, err = a.newControl(); err != nil {
 		return err
 	}
@@ -277,6 +295,13 @@ func (a *App) Start() error {
 		defer close(a.affecting)
 		a.runAffected(ctx)
 	}()
+	if a.Drill != nil {
+		a.drilled = make(chan struct{})
+		go func() {
+			defer close(a.drilled)
+			a.runDrills(ctx)
+		}()
+	}
 	return nil
 }
 
@@ -289,6 +314,9 @@ func (a *App) Stop() error {
 		<-a.judged
 		<-a.rolled
 		<-a.affecting
+		if a.drilled != nil {
+			<-a.drilled
+		}
 	}
 	err := errors.Join(a.stopAdmin(), a.stopOFREP())
 	if a.stopRecorder != nil {

@@ -41,6 +41,12 @@ func init() {
 //		fleet on | off                                # judge by every instance's windows; default on
 //		admin_url    http://10.0.0.5:9180             # where other instances reach this admin API; default from admin
 //		affected_capacity 100000                      # requests recorded per release and instance
+//		drill {                                       # the elected instance drills staging deployments
+//			every    720h                             # per deployment and pattern; default 720h
+//			patterns flip flag config                 # the default
+//			traffic  <deployment> <url>               # where clients reach it; repeatable
+//			token    <token>                          # the admin API's, when admin_tokens is set
+//		}
 //	}
 //
 // on_damaged_data decides what a gateway does when the embedded etcd's data
@@ -72,6 +78,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	}
 	given := settings{}
 	for d.NextBlock(0) {
+		if d.Val() == "drill" {
+			if app.Drill != nil {
+				return nil, d.Errf("drill given twice: put all its settings in one block")
+			}
+			sched, err := parseDrillSchedule(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Drill = sched
+			continue
+		}
 		if d.Val() == "database" {
 			if err := parseDatabase(d, app); err != nil {
 				return nil, err
@@ -186,7 +203,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.AffectedCapacity = n
 		default:
-			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, ofrep, instance, state_dir, on_damaged_data, database, fleet, admin_url, affected_capacity", d.Val())
+			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, ofrep, instance, state_dir, on_damaged_data, database, fleet, admin_url, affected_capacity, drill", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "switchback", Value: caddyconfig.JSON(app, nil)}, nil
