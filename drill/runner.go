@@ -148,12 +148,22 @@ func (r *run) drill(ctx context.Context, env *Env, p Pattern, t Trigger, o Optio
 	}
 
 	dctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var (
 		trigger time.Time
 		probes  *prober
 		gw      *guardWatch
 	)
+	// The probes and the guard watch end with the drill, even a drill
+	// that fails half-way.
+	defer func() {
+		cancel()
+		if probes != nil {
+			probes.wait()
+		}
+		if gw != nil {
+			gw.wait()
+		}
+	}()
 	switch t {
 	case Guard:
 		subject := ""
