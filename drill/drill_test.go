@@ -201,3 +201,20 @@ func TestManualTriggerNotesAGuardThatActedFirst(t *testing.T) {
 		t.Fatalf("notes %q, want the guard's fallback noted", res.Notes)
 	}
 }
+
+func TestABreakThatCannotBeInjectedFailsAndWritesNothing(t *testing.T) {
+	e := env(t, drill.Manual)
+	before, err := e.Admin.Status(t.Context(), e.Deployment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Faults = map[string][]string{"blue": {"http://127.0.0.1:1/_fault"}, "green": {"http://127.0.0.1:1/_fault"}}
+	res := drill.Run(t.Context(), e, drill.Lookup("flip"), drill.Manual, fast)
+	if res.Passed || !strings.Contains(res.Error, "fault injection at http://127.0.0.1:1/_fault") {
+		t.Fatalf("got passed=%v error %q, want a failure naming the fault endpoint", res.Passed, res.Error)
+	}
+	after, err := e.Admin.Status(t.Context(), e.Deployment)
+	if err != nil || after.Version != before.Version {
+		t.Fatalf("version %d → %d (%v): a drill that could not break anything must write nothing", before.Version, after.Version, err)
+	}
+}
