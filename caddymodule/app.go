@@ -65,6 +65,9 @@ type App struct {
 	// summary every second and judges by the fleet's merged windows; or
 	// "off": each instance judges by its own traffic alone.
 	Fleet string `json:"fleet,omitempty"`
+	// Drill, when set, makes the elected instance drill the deployments
+	// marked staging on a schedule, through this instance's admin API.
+	Drill *DrillSchedule `json:"drill,omitempty"`
 
 	ctx      caddy.Context
 	logger   *zap.Logger
@@ -106,8 +109,11 @@ type App struct {
 	watched chan struct{} // closed when the watch goroutine has returned
 	judged  chan struct{} // closed when the guard goroutine has returned
 	rolled  chan struct{} // closed when the rollout driver has returned
-	admin   *http.Server
-	adminLn net.Listener
+	drilled chan struct{} // closed when the drill schedule has returned; nil without one
+	// drillToken is Drill.Token with its placeholders replaced.
+	drillToken string
+	admin      *http.Server
+	adminLn    net.Listener
 	// cancelStreams ends the admin API's open requests (events streams).
 	cancelStreams context.CancelFunc
 	ofrep         *ofrepListener
@@ -167,6 +173,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("switchback: on_damaged_data %q: want %s or %s", a.OnDamagedData, onDamagedFail, onDamagedServeLK)
 	case a.Store.Kind != "embedded":
 		return fmt.Errorf("switchback: on_damaged_data %q: applies to the embedded store only, not to store %s", a.OnDamagedData, a.Store.Kind)
+	}
+	if a.Drill != nil {
+		if a.Admin == "off" {
+			return fmt.Errorf("switchback: drill: scheduled drills run through this instance's admin API, and admin is off")
+		}
+		if a.AdminTokens != "" && a.Drill.Token == "" {
+			return fmt.Errorf("switchback: drill: the admin API has tokens (admin_tokens), so the drill block needs an operator's token")
+		}
+		a.drillToken = caddy.NewReplacer().ReplaceAll(a.Drill.Token, "")
 	}
 	a.metrics = newAppMetrics(ctx.GetMetricsRegistry())
 	if err := ctx.GetMetricsRegistry().Register(trafficCollector{}); err != nil {
@@ -239,6 +254,13 @@ func (a *App) Start() error {
 		defer close(a.rolled)
 		a.runRollouts(ctx)
 	}()
+	if a.Drill != nil {
+		a.drilled = make(chan struct{})
+		go func() {
+			defer close(a.drilled)
+			a.runDrills(ctx)
+		}()
+	}
 	return nil
 }
 
@@ -250,6 +272,9 @@ func (a *App) Stop() error {
 		<-a.watched
 		<-a.judged
 		<-a.rolled
+		if a.drilled != nil {
+			<-a.drilled
+		}
 	}
 	err := errors.Join(a.stopAdmin(), a.stopOFREP())
 	if a.stopRecorder != nil {

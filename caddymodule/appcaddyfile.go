@@ -34,6 +34,12 @@ func init() {
 //		on_damaged_data fail | serve_last_known_good  # embedded store only; default fail
 //		database <name> <dsn>                         # for 'criterion ... database <name>'; repeatable
 //		fleet on | off                                # judge by every instance's windows; default on
+//		drill {                                       # the elected instance drills staging deployments
+//			every    720h                             # per deployment and pattern; default 720h
+//			patterns flip flag config                 # the default
+//			traffic  <deployment> <url>               # where clients reach it; repeatable
+//			token    <token>                          # the admin API's, when admin_tokens is set
+//		}
 //	}
 //
 // on_damaged_data decides what a gateway does when the embedded etcd's data
@@ -58,6 +64,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	}
 	given := settings{}
 	for d.NextBlock(0) {
+		if d.Val() == "drill" {
+			if app.Drill != nil {
+				return nil, d.Errf("drill given twice: put all its settings in one block")
+			}
+			sched, err := parseDrillSchedule(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Drill = sched
+			continue
+		}
 		if d.Val() == "database" {
 			if err := parseDatabase(d, app); err != nil {
 				return nil, err
@@ -153,7 +170,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.OnDamagedData = v
 		default:
-			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, ofrep, instance, state_dir, on_damaged_data, database, fleet", d.Val())
+			return nil, d.Errf("unknown switchback option %q; accepted: store, prefix, admin, admin_tokens, admin_hosts, ofrep, instance, state_dir, on_damaged_data, database, fleet, drill", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "switchback", Value: caddyconfig.JSON(app, nil)}, nil

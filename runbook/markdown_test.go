@@ -2,7 +2,9 @@ package runbook
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -143,4 +145,106 @@ func TestRunbookLastDrill(t *testing.T) {
 			t.Errorf("runbook lacks %q:\n%s", want, md)
 		}
 	}
+}
+
+// TestRunbookLinesRun runs the lines exactly as the Markdown prints them:
+// each switchback line, split as a shell splits it, and each curl line
+// through sh, each on a fresh server, and checks what it rolled back.
+func TestRunbookLinesRun(t *testing.T) {
+	for _, via := range []string{"switchback", "curl"} {
+		t.Run(via, func(t *testing.T) {
+			s := newServer(t)
+			var out, errOut bytes.Buffer
+			if code := Main(t.Context(), []string{"shop", "--admin", s.url}, &out, &errOut, nil); code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut.String())
+			}
+			ran := 0
+			for _, line := range codeLines(out.String()) {
+				if !strings.HasPrefix(line, via+" ") {
+					continue
+				}
+				ran++
+				var stdout, stderr bytes.Buffer
+				if via == "curl" {
+					cmd := exec.CommandContext(t.Context(), "sh", "-c", line)
+					cmd.Stdout, cmd.Stderr = &stdout, &stderr
+					if err := cmd.Run(); err != nil {
+						t.Fatalf("%s: %v: %s", line, err, stderr.String())
+					}
+					continue
+				}
+				args, err := shellWords(strings.TrimPrefix(line, "switchback "))
+				if err != nil {
+					t.Fatalf("%s: %v", line, err)
+				}
+				if code := Run(t.Context(), Command{Args: args}, &stdout, &stderr, nil); code != 0 {
+					t.Fatalf("%s: exit %d: %s", line, code, stderr.String())
+				}
+			}
+			if ran != 3 {
+				t.Errorf("ran %d %s lines, want flip, flag and config's", ran, via)
+			}
+			for _, pattern := range []string{"flip", "flag", "config"} {
+				s.check(t, pattern)
+			}
+		})
+	}
+}
+
+// codeLines returns the lines of the Markdown's code blocks.
+func codeLines(md string) []string {
+	var out []string
+	in := false
+	for _, l := range strings.Split(md, "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "```"):
+			in = !in
+		case in:
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// shellWords splits a line the way sh does for the quoting Shell uses:
+// bare words and single-quoted strings, '\” for a quote.
+func shellWords(line string) ([]string, error) {
+	var (
+		words []string
+		cur   strings.Builder
+		inQ   bool
+		have  bool
+	)
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case inQ && c == '\'':
+			inQ = false
+		case inQ:
+			cur.WriteByte(c)
+		case c == '\'':
+			inQ, have = true, true
+		case c == '\\' && i+1 < len(line):
+			i++
+			cur.WriteByte(line[i])
+			have = true
+		case c == ' ':
+			if have {
+				words = append(words, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteByte(c)
+			have = true
+		}
+	}
+	if inQ {
+		return nil, fmt.Errorf("unterminated quote in %q", line)
+	}
+	if have {
+		words = append(words, cur.String())
+	}
+	return words, nil
 }
