@@ -79,7 +79,7 @@ const (
 	tlWidth  = 900.0
 	tlLabel  = 230.0
 	tlRow    = 22.0
-	tlTop    = 56.0
+	tlTop    = 68.0
 	tlBottom = 24.0
 )
 
