@@ -2,7 +2,9 @@ package drill_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/a8e2c47e/switchback/drill"
+	"github.com/a8e2c47e/switchback/examples/backend"
 )
 
 // binary is the switchback binary, built once. Without the race
@@ -200,4 +203,70 @@ func TestManualTriggerNotesAGuardThatActedFirst(t *testing.T) {
 	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "the guard also acted (fallback of pool:green") {
 		t.Fatalf("notes %q, want the guard's fallback noted", res.Notes)
 	}
+}
+
+func TestABreakThatCannotBeInjectedFailsAndWritesNothing(t *testing.T) {
+	e := env(t, drill.Manual)
+	before, err := e.Admin.Status(t.Context(), e.Deployment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Faults = map[string][]string{"blue": {"http://127.0.0.1:1/_fault"}, "green": {"http://127.0.0.1:1/_fault"}}
+	res := drill.Run(t.Context(), e, drill.Lookup("flip"), drill.Manual, fast)
+	if res.Passed || !strings.Contains(res.Error, "fault injection at http://127.0.0.1:1/_fault") {
+		t.Fatalf("got passed=%v error %q, want a failure naming the fault endpoint", res.Passed, res.Error)
+	}
+	after, err := e.Admin.Status(t.Context(), e.Deployment)
+	if err != nil || after.Version != before.Version {
+		t.Fatalf("version %d → %d (%v): a drill that could not break anything must write nothing", before.Version, after.Version, err)
+	}
+}
+
+// interrupter is an engineer who presses Ctrl-C instead of rolling back.
+type interrupter struct{ cancel context.CancelFunc }
+
+func (i interrupter) Run(context.Context, []string) (string, error) {
+	i.cancel()
+	return "", context.Canceled
+}
+
+func TestAnInterruptedDrillCleansUp(t *testing.T) {
+	e := env(t, drill.Manual)
+	before, err := e.Admin.Status(t.Context(), e.Deployment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	e.CLI = interrupter{cancel}
+	res := drill.Run(ctx, e, drill.Lookup("flip"), drill.Manual, fast)
+	if res.Passed || !strings.Contains(res.Error, "rollback command") {
+		t.Fatalf("got passed=%v error %q, want the interrupted command as the failure", res.Passed, res.Error)
+	}
+	if i := slices.IndexFunc(res.Steps, func(s drill.Step) bool { return s.Name == "cleanup" }); i < 0 || res.Steps[i].Error != "" {
+		t.Fatalf("steps %+v: want a cleanup that succeeded", res.Steps)
+	}
+	after, err := e.Admin.Status(t.Context(), e.Deployment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(after.Weights) != fmt.Sprint(before.Weights) {
+		t.Errorf("weights %v after an interrupted drill, want %v back", after.Weights, before.Weights)
+	}
+	if f := fault(t, e.Faults["green"][0]); f.ErrorRate != 0 {
+		t.Errorf("green's fault after the drill: %+v, want it cleared", f)
+	}
+}
+
+func fault(t *testing.T, url string) backend.FaultSettings {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var f backend.FaultSettings
+	if err := json.NewDecoder(resp.Body).Decode(&f); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -104,6 +104,8 @@ func (p *flagPattern) Cleanup(ctx context.Context, env *Env) error {
 		return nil
 	}
 	if err := p.faults(ctx, env, nil); err != nil {
+		// Not restoring: a pool that may still fail stays off
+		// traffic rather than getting its share back.
 		return err
 	}
 	if p.guarded {

@@ -113,6 +113,8 @@ func (p *flipPattern) Cleanup(ctx context.Context, env *Env) error {
 		return nil
 	}
 	if err := setFault(ctx, env, faultURLs(env, p.ups, p.next), nil); err != nil {
+		// Not restoring: a pool that may still fail stays off
+		// traffic rather than getting its share back.
 		return err
 	}
 	// Traffic back on the new pool while its window still holds the

@@ -79,7 +79,7 @@ const (
 	tlWidth  = 900.0
 	tlLabel  = 230.0
 	tlRow    = 22.0
-	tlTop    = 56.0
+	tlTop    = 68.0
 	tlBottom = 24.0
 )
 
@@ -196,6 +196,9 @@ func timeline(d *htmlDrill) {
 			d.Marks = append(d.Marks, tlMark{Label: m.label + " +" + fmtDur(*m.v), Class: m.class, X: x(t0 + *m.v)})
 		}
 	}
+	if lim := t0 + r.FlagAfterMS; r.FlagAfterMS > 0 && lim <= span {
+		d.Marks = append(d.Marks, tlMark{Label: "flag limit +" + fmtDur(r.FlagAfterMS), Class: "m-limit", X: x(lim)})
+	}
 	for i := range d.Marks {
 		d.Marks[i].LabelY = 11 + float64(i)*12
 	}
@@ -242,7 +245,7 @@ svg { display: block; max-width: 100%; height: auto; }
 svg text { font: 11px system-ui, sans-serif; fill: #1b1f24; }
 svg .step { fill: #8c959f; } svg .cmd { fill: #0969da; } svg .wait { fill: #bf8700; } svg .err { fill: #b3261e; }
 svg .axis { stroke: #57606a; } svg .grid { stroke: #d0d7de; }
-svg .m-trigger { stroke: #1b1f24; } svg .m-detected { stroke: #8250df; } svg .m-decided { stroke: #0969da; } svg .m-recovered { stroke: #116329; }
+svg .m-trigger { stroke: #1b1f24; } svg .m-detected { stroke: #8250df; } svg .m-decided { stroke: #0969da; } svg .m-recovered { stroke: #116329; } svg .m-limit { stroke: #b3261e; }
 svg line.mark { stroke-width: 2; stroke-dasharray: 4 3; }
 .legend span { margin-right: 1rem; }
 </style>

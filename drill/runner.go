@@ -148,12 +148,22 @@ func (r *run) drill(ctx context.Context, env *Env, p Pattern, t Trigger, o Optio
 	}
 
 	dctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var (
 		trigger time.Time
 		probes  *prober
 		gw      *guardWatch
 	)
+	// The probes and the guard watch end with the drill, even a drill
+	// that fails half-way.
+	defer func() {
+		cancel()
+		if probes != nil {
+			probes.wait()
+		}
+		if gw != nil {
+			gw.wait()
+		}
+	}()
 	switch t {
 	case Guard:
 		subject := ""
@@ -200,6 +210,9 @@ func (r *run) drill(ctx context.Context, env *Env, p Pattern, t Trigger, o Optio
 	var rec probeOutcome
 	_ = r.step("wait for recovery", "", func() (string, error) {
 		rec = probes.wait()
+		if !rec.recovered && ctx.Err() != nil {
+			return rec.last, fmt.Errorf("interrupted before clients recovered: %w", ctx.Err())
+		}
 		if !rec.recovered {
 			return rec.last, fmt.Errorf("clients did not recover within %s of the trigger; last answer: %s", o.Timeout, rec.last)
 		}
@@ -216,9 +229,13 @@ func (r *run) drill(ctx context.Context, env *Env, p Pattern, t Trigger, o Optio
 			r.res.Durations.Decided = result.Ms(max(0, g.decided.Sub(trigger)))
 		}
 	}
-	if !rec.recovered {
+	switch {
+	case !rec.recovered && ctx.Err() != nil:
+		r.fail(fmt.Errorf("interrupted before clients recovered (%w); last answer: %s", ctx.Err(), rec.last))
+		return
+	case !rec.recovered:
 		r.fail(fmt.Errorf("not recovered within %s; last answer: %s", o.Timeout, rec.last))
-	} else {
+	default:
 		d := rec.at.Sub(trigger)
 		r.res.Durations.Recovered = result.Ms(d)
 		r.res.Flagged = d > o.FlagAfter

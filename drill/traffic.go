@@ -95,7 +95,10 @@ func faultURLs(env *Env, d deploymentPools, pool string) []string {
 	}
 	var out []string
 	for _, u := range d[pool] {
-		out = append(out, "http://"+u+"/_fault")
+		if !strings.HasPrefix(u, "http://") {
+			u = "http://" + u
+		}
+		out = append(out, u+"/_fault")
 	}
 	return out
 }

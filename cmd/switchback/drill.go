@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -29,7 +31,12 @@ func init() {
 				if err != nil {
 					return fmt.Errorf("drill: find the switchback binary: %w", err)
 				}
-				if code := drill.Main(cmd.Context(), args, os.Stdout, os.Stderr, os.Getenv, self); code != cmdline.ExitOK {
+				// Ctrl-C ends the drill through its context, so faults are
+				// cleared and the sandbox is torn down, not orphaned.
+				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				code := drill.Main(ctx, args, os.Stdout, os.Stderr, os.Getenv, self)
+				stop()
+				if code != cmdline.ExitOK {
 					os.Exit(code)
 				}
 				return nil
