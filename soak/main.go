@@ -299,6 +299,15 @@ http://127.0.0.1:%d {
 		pool green %s
 		sticky header X-User-ID
 		weights blue 90 green 10
+		# As the load client does, close idle upstream connections after
+		# a few seconds: with Caddy's default of 2 minutes, the
+		# connections of every busy moment (the machine's other work
+		# slowing answers) stay open long after it and read as growth.
+		proxy {
+			transport http {
+				keepalive 5s
+			}
+		}
 		guard {
 			error_rate 5%%
 			window 2s
