@@ -116,6 +116,8 @@
     });
   }
 
-  var es = new EventSource('/ui/live?deployment=' + encodeURIComponent(stream));
+  var live = '/ui/live?deployment=' + encodeURIComponent(stream);
+  if (document.body.dataset.liveRelease) live += '&release=' + encodeURIComponent(document.body.dataset.liveRelease);
+  var es = new EventSource(live);
   es.addEventListener('changed', refresh);
 })();
