@@ -180,6 +180,13 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 	return out, err
 }
 
+// Get reads any GET endpoint of the admin API (path with its query) into
+// out, for the endpoints this client has no method for; an error answer
+// is an *APIError, so a 404 tells an older gateway without the endpoint.
+func (c *Client) Get(ctx context.Context, path string, out any) error {
+	return c.do(ctx, http.MethodGet, path, nil, WriteOptions{}, out)
+}
+
 func deploymentPath(name string) string { return "/api/v1/deployments/" + url.PathEscape(name) }
 
 func (c *Client) write(ctx context.Context, method, path string, body any, o WriteOptions) (Deployment, error) {

@@ -41,6 +41,9 @@ type Deployment struct {
 	Instances map[string]uint64 `json:"instances,omitempty"`
 	// Guard is the deployment's fallback policy; nil: no guard configured.
 	Guard *gateway.Guard `json:"guard,omitempty"`
+	// Environment is the document's mark: production (empty), staging,
+	// development or test.
+	Environment string `json:"environment,omitempty"`
 }
 
 // Config returns the routing document the deployment shows.
@@ -141,6 +144,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	s.releaseRollbackRoutes()
 	s.serviceRoutes()
 	s.releaseRoutes()
+	s.drillRoutes()
 	s.Handle("GET /api/v1/events", http.HandlerFunc(s.handleEvents), RoleViewer)
 	s.Handle("GET /api/v1/databases", http.HandlerFunc(s.handleDatabases), RoleViewer)
 	s.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), RoleViewer)
@@ -609,7 +613,7 @@ func (s *Server) writeState(w http.ResponseWriter, ctx context.Context, doc conf
 
 func deployment(doc configstore.Document) Deployment {
 	c := doc.Config
-	d := Deployment{Name: c.Name, Version: doc.Meta.Version, Pools: c.Pools, Weights: c.Weights, Flags: c.Flags, Meta: doc.Meta, Guard: c.Guard, Retained: doc.Retained}
+	d := Deployment{Name: c.Name, Version: doc.Meta.Version, Pools: c.Pools, Weights: c.Weights, Flags: c.Flags, Meta: doc.Meta, Guard: c.Guard, Environment: c.Environment, Retained: doc.Retained}
 	if d.Flags == nil {
 		d.Flags = map[string]gateway.Flag{}
 	}

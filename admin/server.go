@@ -29,6 +29,8 @@
 //	POST   /api/v1/deployments/{name}/rollouts/resume  {"reason"}; the step's bake starts again
 //	POST   /api/v1/deployments/{name}/rollouts/abort   {"reason"}; the target goes back where it was
 //	GET    /api/v1/events?deployment=&limit=&follow=1 the events log; follow streams server-sent events
+//	GET    /api/v1/drills?limit=&pattern=            drill results, newest first
+//	POST   /api/v1/drills                           record one drill result (switchback drill does)
 //	...    /api/v1/services/..., /api/v1/changesets/... service configuration and change sets (services.go)
 //	...    /api/v1/releases/...                       releases: start, finish, list, show with timeline (releases.go)
 //	GET    /api/v1/databases                         the gateway's databases: migration version, pending, last contract; never a DSN

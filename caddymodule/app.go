@@ -202,6 +202,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("switchback: store: %w", err)
 	}
 	a.healthy.Store(true)
+	if err := ctx.GetMetricsRegistry().Register(newDrillCollector(a.store, a.now)); err != nil {
+		return fmt.Errorf("switchback: metrics: %w", err)
+	}
 	if a.control, err = a.newControl(); err != nil {
 		return err
 	}

@@ -56,6 +56,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			criterion <name> http <url> status 200 within 500ms    # for, window, interval
 //		}
 //		retain 24h                    # how long the old pool stays the rollback target
+//		environment staging           # production (default), staging, development or test
 //		health_uri /health            # active health checks of every pool's upstreams
 //		health_interval 2s
 //		health_latency 500ms          # optional: a check answered slower fails
@@ -228,6 +229,17 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 				return err
 			}
 			h.Guard = g
+		case "environment":
+			if !d.NextArg() {
+				return d.Errf("environment needs a value: one of %s", strings.Join(gateway.Environments, ", "))
+			}
+			h.Environment = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if !slices.Contains(gateway.Environments, h.Environment) {
+				return d.Errf("environment %q: want one of %s", h.Environment, strings.Join(gateway.Environments, ", "))
+			}
 		case "retain":
 			v, err := durationArg(d)
 			if err != nil {
@@ -270,7 +282,7 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			}
 			h.ProxyRaw = raw
 		default:
-			return d.Errf("unknown switchback setting %q; accepted: pool, live, weights, sticky, flag, guard, retain, health_uri, health_interval, health_latency, proxy", d.Val())
+			return d.Errf("unknown switchback setting %q; accepted: pool, live, weights, sticky, flag, guard, retain, environment, health_uri, health_interval, health_latency, proxy", d.Val())
 		}
 	}
 

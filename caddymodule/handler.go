@@ -92,6 +92,9 @@ type Handler struct {
 	Retain gateway.Duration `json:"retain,omitempty"`
 	// Health configures active health checks of the pools' upstreams.
 	Health *gateway.Health `json:"health,omitempty"`
+	// Environment marks the deployment: production (empty), staging,
+	// development or test.
+	Environment string `json:"environment,omitempty"`
 	// ProxyRaw is a reverse_proxy handler config without upstreams: the
 	// transport, load balancing, health checks and header rules every pool's
 	// proxy is built from.
@@ -240,7 +243,7 @@ func (h *Handler) applyCaddyfile(boot gateway.Config) error {
 
 func (h *Handler) bootstrapConfig() gateway.Config {
 	return gateway.Config{Name: h.Deployment, Pools: h.Pools, Weights: h.Weights, Flags: h.Flags,
-		Guard: h.Guard, Retain: h.Retain, Health: h.Health}
+		Guard: h.Guard, Retain: h.Retain, Health: h.Health, Environment: h.Environment}
 }
 
 // checkProxyTemplate rejects proxy settings that would fight the gateway:

@@ -35,7 +35,7 @@ type Record struct {
 
 // reservedKinds are the key segments the store uses itself.
 var reservedKinds = map[string]bool{"deployments": true, "instances": true, "events": true,
-	"services": true, "changesets": true, "summaries": true, "releases": true}
+	"services": true, "changesets": true, "summaries": true, "releases": true, "drills": true}
 
 func checkKind(kind string) error {
 	ok := kind != "" && len(kind) <= 32 && !reservedKinds[kind] &&

@@ -27,7 +27,7 @@ func TestHelp(t *testing.T) {
 			t.Fatalf("switchback %q does not list Caddy's commands:\n%s", form, out)
 		}
 		prev := -1
-		for _, want := range []string{"Something is wrong:", "\n  triage ", "\n  restore ", "Change traffic:", "\n  weights ", "Database:", "\n  migrate "} {
+		for _, want := range []string{"Something is wrong:", "\n  triage ", "\n  restore ", "Change traffic:", "\n  weights ", "Database:", "\n  migrate ", "Drills:", "\n  drill "} {
 			i := strings.Index(out, want)
 			if i < 0 || i > caddy || i < prev {
 				t.Errorf("switchback %q: %q at %d, want it in order before Caddy's commands at %d", form, want, i, caddy)
@@ -41,7 +41,9 @@ func TestHelp(t *testing.T) {
 			t.Errorf("switchback %s --help has no example:\n%s", c.Name, out)
 		}
 	}
-	if out := run("migrate", "--help"); !strings.Contains(out, "Examples:\n  switchback migrate") {
-		t.Errorf("switchback migrate --help has no example:\n%s", out)
+	for _, c := range []string{"migrate", "drill"} {
+		if out := run(c, "--help"); !strings.Contains(out, "Examples:\n  switchback "+c) {
+			t.Errorf("switchback %s --help has no example:\n%s", c, out)
+		}
 	}
 }

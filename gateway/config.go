@@ -53,7 +53,14 @@ type Config struct {
 	Retain Duration `json:"retain,omitempty"`
 	// Health configures active health checks of every pool's upstreams.
 	Health *Health `json:"health,omitempty"`
+	// Environment is what the deployment serves: one of Environments;
+	// empty is production. Drills refuse a deployment not marked staging
+	// unless told it is production.
+	Environment string `json:"environment,omitempty"`
 }
+
+// Environments are the values Config.Environment accepts.
+var Environments = []string{"production", "staging", "development", "test"}
 
 // MaxReason is the most characters of the reason recorded with a version:
 // what the store accepts, and what the packages composing reasons (rollout)
@@ -178,6 +185,9 @@ func (c Config) Validate() error {
 		if err := c.Guard.validate("guard"); err != nil {
 			return err
 		}
+	}
+	if c.Environment != "" && !slices.Contains(Environments, c.Environment) {
+		return &FieldError{Field: "environment", Value: strconv.Quote(c.Environment), Want: "want one of " + strings.Join(Environments, ", ") + " (empty is production)"}
 	}
 	if c.Retain < 0 {
 		return &FieldError{Field: "retain", Value: time.Duration(c.Retain).String(), Want: "want a positive duration such as 24h"}

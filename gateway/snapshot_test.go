@@ -66,6 +66,7 @@ func TestValidate(t *testing.T) {
 		{"weight three decimals", func(c *Config) { c.Weights["green"] = 0.005; c.Weights["blue"] = 99.995 }, "weights.blue", "two decimals"},
 		{"flag over 100", func(c *Config) { c.Flags = map[string]Flag{"f": {Percent: 101}} }, "flags.f.percent", "0 to 100"},
 		{"flag bad name", func(c *Config) { c.Flags = map[string]Flag{"a,b": {Percent: 1}} }, "flags", `"a,b"`},
+		{"unknown environment", func(c *Config) { c.Environment = "prod" }, "environment", "production, staging, development, test"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,8 @@ var valueFlags = []string{
 	"pool", "label", "database", "apply",
 	// migrate
 	"db", "database", "config", "dir", "lock-timeout", "now", "phase", "usage",
+	// drill
+	"trigger", "report", "flag-after", "timeout", "rate", "deployment", "traffic", "service", "pattern",
 }
 
 // commandFirst moves a Switchback command named after options to the
@@ -25,7 +27,7 @@ func commandFirst(args []string) []string {
 	if len(args) == 0 || !strings.HasPrefix(args[0], "-") {
 		return args
 	}
-	names := []string{"migrate"}
+	names := []string{"migrate", "drill", "runbook"}
 	for _, c := range admin.Commands() {
 		names = append(names, c.Name)
 	}

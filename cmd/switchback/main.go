@@ -19,6 +19,9 @@ func main() {
 	caddy.CustomLongDescription = admin.Overview(admin.HelpGroup{
 		Title:    "Database",
 		Commands: []admin.CommandInfo{{Name: "migrate", Short: migrateShort}},
+	}, admin.HelpGroup{
+		Title:    "Drills",
+		Commands: []admin.CommandInfo{{Name: "drill", Short: drillShort}, {Name: "runbook", Short: runbookShort}},
 	})
 	os.Args = append(os.Args[:1:1], commandFirst(os.Args[1:])...)
 	caddycmd.Main()
