@@ -21,9 +21,10 @@
 //	GET  /ui/releases/{id}                 what it changed, its timeline, its rollback
 //	GET  /ui/releases/{id}/rollback        the dialog: the API's plan of the rollback
 //	POST /ui/releases/{id}/rollback        asks the API for it
+//	GET  /ui/drills?pattern=               drill results, newest first, and each pattern's last pass
 //	GET  /ui/live?deployment=NAME[&release=ID]   server-sent "changed" events
 //	GET  /ui/static/...                    embedded CSS and JS
-//	GET  /ui/services, changesets, drills  places for later issues
+//	GET  /ui/services, changesets          places for later issues
 package console
 
 import (
@@ -143,6 +144,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET "+rl, c.signedIn(c.handleRelease))
 	c.mux.HandleFunc("GET "+rl+"/rollback", c.signedIn(c.handleRollbackPlan))
 	c.mux.HandleFunc("POST "+rl+"/rollback", c.signedIn(c.handleRollback))
+	c.mux.HandleFunc("GET /ui/drills", c.signedIn(c.handleDrills))
 	for _, p := range later {
 		c.mux.HandleFunc("GET /ui/"+p.Slug, c.signedIn(c.handleLater))
 	}

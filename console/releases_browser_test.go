@@ -3,10 +3,12 @@ package console_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/a8e2c47e/switchback/drill/result"
 	"github.com/a8e2c47e/switchback/release"
 )
 
@@ -51,6 +53,22 @@ func TestConsoleReleases(t *testing.T) {
 
 	op := newTab(t, browser)
 	op.signIn(env.admin, operatorToken)
+
+	t.Run("drill results", func(t *testing.T) {
+		op := op.with(t)
+		recovered := int64(1200)
+		_, err := env.operator.RecordDrill(ctx, result.Result{Pattern: "flip", Trigger: result.Manual, Target: "sandbox", Passed: true,
+			FlagAfterMS: 90000, Started: time.Now().UTC(), Durations: result.Durations{Recovered: &recovered}, StateEqual: true, Requests: 200})
+		must(t, err)
+		op.open(env.admin + "/ui/")
+		op.click("link", "Drills", "nav")
+		op.find("heading", "Drill results", "main")
+		if got := eval[string](op, `document.querySelector('table.drills tbody tr').innerText`); !strings.Contains(got, "passed") || !strings.Contains(got, "1.2s") {
+			t.Errorf("the drill's row says:\n%s", got)
+		}
+		op.screenshot("drills")
+		op.axe("the drills page")
+	})
 
 	t.Run("the list", func(t *testing.T) {
 		op := op.with(t)

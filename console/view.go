@@ -39,7 +39,7 @@ type page struct {
 }
 
 // pageNames are the templates besides the layout.
-var pageNames = []string{"signin", "overview", "deployment", "history", "diff", "confirm", "later", "error", "releases", "release", "rollback"}
+var pageNames = []string{"signin", "overview", "deployment", "history", "diff", "confirm", "later", "error", "releases", "release", "rollback", "drills"}
 
 var funcs = template.FuncMap{
 	"pct":     func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) + "%" },
