@@ -105,6 +105,30 @@ func TestConsoleReleases(t *testing.T) {
 		op.axe("the release page")
 	})
 
+	t.Run("a ticked option survives a live update and reaches the plan", func(t *testing.T) {
+		op := op.with(t)
+		op.open(page)
+		op.click("checkbox", "Force", "")
+		// The user has moved on (focus no longer in a field) when the update comes.
+		eval[bool](op, `document.activeElement.blur(); delete document.body.dataset.refreshed; window.notReloaded = true`)
+		// A change the release did not make: its plan stays the same.
+		env.cli(t, "flag", "checkout", "dark_mode", "5", "--reason", "unrelated")
+		op.waitJS("the live update", `!!document.body.dataset.refreshed && window.notReloaded === true`)
+		if !eval[bool](op, `document.getElementById('force').checked`) {
+			t.Fatal("the live update unticked Force")
+		}
+		op.click("button", "Roll back this release", "")
+		op.waitJS("the plan", `document.querySelector('dialog').open`)
+		if got := eval[string](op, `document.querySelector('dialog').innerText`); !strings.Contains(got, "force: what changed since the release is set back too") {
+			t.Errorf("the plan does not say it is forced:\n%s", got)
+		}
+		if !eval[bool](op, `!!document.querySelector('dialog input[name=force][value="1"]')`) {
+			t.Error("the dialog's form does not carry force")
+		}
+		op.click("button", "Cancel", "dialog")
+		op.waitJS("the dialog to close", `!document.querySelector('dialog').open`)
+	})
+
 	t.Run("keyboard-only rollback: plan, confirm, followed live until rolled back", func(t *testing.T) {
 		op := op.with(t)
 		op.open(page)
