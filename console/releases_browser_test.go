@@ -9,6 +9,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/a8e2c47e/switchback/drill/result"
+	"github.com/a8e2c47e/switchback/internal/testharness"
 	"github.com/a8e2c47e/switchback/release"
 )
 
@@ -129,7 +130,50 @@ func TestConsoleReleases(t *testing.T) {
 		op.waitJS("the dialog to close", `!document.querySelector('dialog').open`)
 	})
 
-	t.Run("keyboard-only rollback: plan, confirm, followed live until rolled back", func(t *testing.T) {
+	t.Run("a failed step says what to do", func(t *testing.T) {
+		op := op.with(t)
+		// The pool traffic goes back to is down too: the traffic step
+		// refuses to send users to it.
+		testharness.SetFault(t, env.blue, `{"healthy": false}`)
+		blueHealthy := func(want bool) func() bool {
+			return func() bool {
+				g, err := env.operator.Guard(ctx, "checkout")
+				h, ok := g.Health["blue"]
+				return err == nil && ok && h.Healthy == want
+			}
+		}
+		testharness.WaitFor(t, "blue failing its health checks", blueHealthy(false))
+		op.open(page)
+		op.click("button", "Roll back this release", "")
+		op.waitJS("the plan", `document.querySelector('dialog').open`)
+		op.fill("textbox", "Reason", "dialog", "payments fail")
+		op.click("button", "Confirm", "dialog")
+		op.waitJS("the release page", `!!document.querySelector('.flash')`)
+		op.waitJS("the failure, shown live", `document.getElementById('rel-status').textContent.includes('rollback failed') &&
+			!!document.querySelector('.failure[role=alert]')`)
+		alert := eval[string](op, `document.querySelector('.failure').innerText`)
+		for _, want := range []string{"Step 2, Traffic back, failed", "pool blue", "fails its health checks", "fix it, or --force"} {
+			if !strings.Contains(alert, want) {
+				t.Errorf("the failure does not say %q:\n%s", want, alert)
+			}
+		}
+		if got := eval[string](op, `document.getElementById('rel-rollback').innerText`); !strings.Contains(got, "Stopped at step 2 after") {
+			t.Errorf("the rollback section does not say where it stopped:\n%s", got)
+		}
+		op.find("button", "Roll back this release", "")
+		op.screenshot("release-rollback-failed")
+		op.axe("a failed rollback")
+		d, err := env.operator.Status(ctx, "checkout")
+		must(t, err)
+		if d.Flags["new_payment_flow"].Percent != 10 || d.Weights["green"] != 100 {
+			t.Errorf("after the failed traffic step: flag %g%%, weights %v; want the flag back at 10%% and traffic still on green",
+				d.Flags["new_payment_flow"].Percent, d.Weights)
+		}
+		testharness.SetFault(t, env.blue, `{"healthy": true}`)
+		testharness.WaitFor(t, "blue healthy again", blueHealthy(true))
+	})
+
+	t.Run("keyboard-only rollback, tried again: plan, confirm, followed live until rolled back", func(t *testing.T) {
 		op := op.with(t)
 		op.open(page)
 		op.find("button", "Roll back this release", "")
@@ -147,7 +191,7 @@ func TestConsoleReleases(t *testing.T) {
 		op.do(chromedp.KeyEvent(kb.Enter))
 		op.waitJS("the plan", `document.querySelector('dialog').open && document.activeElement.id === 'reason'`)
 		plan := eval[string](op, `document.querySelector('dialog').innerText`)
-		for _, want := range []string{"Nothing has been done yet", "Flags back", "new_payment_flow 50% → 10%", "Traffic back",
+		for _, want := range []string{"Nothing has been done yet", "Flags back", "no flag to set back", "Traffic back",
 			"blue 0%, green 100% → blue 100%, green 0%", "Schema down", "skipped"} {
 			if !strings.Contains(plan, want) {
 				t.Errorf("the plan does not show %q:\n%s", want, plan)
@@ -157,8 +201,8 @@ func TestConsoleReleases(t *testing.T) {
 		op.axe("the rollback plan")
 		op.do(chromedp.KeyEvent(kb.Escape))
 		op.waitJS("focus back on the control", `!document.querySelector('dialog').open && `+focused)
-		if r, err := env.operator.Release(ctx, id); err != nil || r.Status != release.Finished {
-			t.Fatalf("release %s (%v) after Escape, want finished", r.Status, err)
+		if r, err := env.operator.Release(ctx, id); err != nil || r.Status != release.RollbackFailed {
+			t.Fatalf("release %s (%v) after Escape, want still rollback_failed", r.Status, err)
 		}
 
 		op.do(chromedp.KeyEvent(kb.Enter))
@@ -173,7 +217,9 @@ func TestConsoleReleases(t *testing.T) {
 		op.waitJS("rolled back, shown live", `window.notReloaded === true && document.getElementById('rel-status').textContent.includes('rolled back')`)
 		steps := eval[[]string](op, `[...document.querySelectorAll('#rel-rollback table.rollback-steps tbody tr')].map(r =>
 			r.cells[0].firstChild.textContent.trim() + ': ' + r.cells[1].textContent.trim())`)
-		want := "1. Flags back: done,2. Traffic back: done,3. Service configuration back: skipped,4. Schema down: skipped"
+		// The flags came back in the failed attempt; this one had only
+		// traffic left to do.
+		want := "1. Flags back: skipped,2. Traffic back: done,3. Service configuration back: skipped,4. Schema down: skipped"
 		if strings.Join(steps, ",") != want {
 			t.Errorf("steps %q, want %s", steps, want)
 		}
