@@ -16,10 +16,11 @@ const drillsShown = 200
 type drillRow struct {
 	admin.DrillRecord
 	// Outcome is passed, failed or not applicable, in words.
-	Outcome  string
+	Outcome string
+	// Class colours it like the release statuses that mean the same.
 	Class    string
 	When     stamp
-	Recovery string // trigger to recovered, or why there is none
+	Recovery string // trigger to recovered; empty when clients never recovered
 	FlagAt   string
 	Where    string
 }
