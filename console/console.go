@@ -17,9 +17,14 @@
 //	GET  /ui/deployments/{name}/diff       two versions side by side
 //	GET  /ui/deployments/{name}/confirm    the dialog: the diff a control will write
 //	POST /ui/deployments/{name}/apply      writes it through the API
-//	GET  /ui/live?deployment=NAME          server-sent "changed" events
+//	GET  /ui/releases                      every release, newest first
+//	GET  /ui/releases/{id}                 what it changed, its timeline, its rollback
+//	GET  /ui/releases/{id}/rollback        the dialog: the API's plan of the rollback
+//	POST /ui/releases/{id}/rollback        asks the API for it
+//	GET  /ui/drills?pattern=               drill results, newest first, and each pattern's last pass
+//	GET  /ui/live?deployment=NAME[&release=ID]   server-sent "changed" events
 //	GET  /ui/static/...                    embedded CSS and JS
-//	GET  /ui/services, changesets, releases, drills   places for later issues
+//	GET  /ui/services, changesets          places for later issues
 package console
 
 import (
@@ -134,6 +139,12 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET "+d+"/confirm", c.signedIn(c.handleConfirm))
 	c.mux.HandleFunc("POST "+d+"/apply", c.signedIn(c.handleApply))
 	c.mux.HandleFunc("GET /ui/live", c.signedIn(c.handleLive))
+	const rl = "/ui/releases/{id}"
+	c.mux.HandleFunc("GET /ui/releases", c.signedIn(c.handleReleases))
+	c.mux.HandleFunc("GET "+rl, c.signedIn(c.handleRelease))
+	c.mux.HandleFunc("GET "+rl+"/rollback", c.signedIn(c.handleRollbackPlan))
+	c.mux.HandleFunc("POST "+rl+"/rollback", c.signedIn(c.handleRollback))
+	c.mux.HandleFunc("GET /ui/drills", c.signedIn(c.handleDrills))
 	for _, p := range later {
 		c.mux.HandleFunc("GET /ui/"+p.Slug, c.signedIn(c.handleLater))
 	}

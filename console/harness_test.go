@@ -32,6 +32,8 @@ type gatewayEnv struct {
 	proxy    string // data plane base URL
 	admin    string // admin base URL
 	operator *admin.Client
+	// blue and green are the example backends' URLs, for their faults.
+	blue, green string
 }
 
 // startGateway runs the gateway until the test ends. Caddy is one per
@@ -90,6 +92,8 @@ http://127.0.0.1:%d {
 	env := &gatewayEnv{
 		proxy: fmt.Sprintf("http://127.0.0.1:%d", port),
 		admin: fmt.Sprintf("http://127.0.0.1:%d", aport),
+		blue:  ups.Blue.URL,
+		green: ups.Green.URL,
 	}
 	var err error
 	if env.operator, err = admin.NewClient(env.admin, operatorToken); err != nil {

@@ -21,7 +21,7 @@ const refreshEvery = 5 * time.Second
 // store's health or the events log changed, so changes made anywhere (the
 // CLI, the guard, another instance) show within a second.
 func (c *Console) handleLive(w http.ResponseWriter, r *http.Request, s *session) {
-	dep := r.URL.Query().Get("deployment")
+	dep, rel := r.URL.Query().Get("deployment"), r.URL.Query().Get("release")
 	if dep == "*" {
 		dep = ""
 	}
@@ -40,7 +40,7 @@ func (c *Console) handleLive(w http.ResponseWriter, r *http.Request, s *session)
 	defer tick.Stop()
 	last, lastSent := "", time.Now()
 	for {
-		state, err := c.fingerprint(r, a, dep)
+		state, err := c.fingerprint(r, a, dep, rel)
 		if err != nil {
 			state = "error: " + err.Error()
 		}
@@ -65,8 +65,10 @@ func (c *Console) handleLive(w http.ResponseWriter, r *http.Request, s *session)
 	}
 }
 
-// fingerprint sums up what an open page shows that can change elsewhere.
-func (c *Console) fingerprint(r *http.Request, a *api, dep string) (string, error) {
+// fingerprint sums up what an open page shows that can change elsewhere;
+// rel adds a release's status and rollback steps ("*": every release's
+// status), which change without a version while a step runs.
+func (c *Console) fingerprint(r *http.Request, a *api, dep, rel string) (string, error) {
 	var b strings.Builder
 	var deps []admin.Deployment
 	var err error
@@ -94,7 +96,31 @@ func (c *Console) fingerprint(r *http.Request, a *api, dep string) (string, erro
 	if len(evs) > 0 {
 		b.WriteString(" event " + evs[0].ID)
 	}
+	if rel != "" {
+		if err := releasePrint(r, a, dep, rel, &b); err != nil {
+			return "", err
+		}
+	}
 	return b.String(), nil
+}
+
+func releasePrint(r *http.Request, a *api, dep, rel string, b *strings.Builder) error {
+	list, err := a.Releases(r.Context(), dep)
+	if err != nil {
+		return err
+	}
+	for _, x := range list {
+		if rel != "*" && x.ID != rel {
+			continue
+		}
+		b.WriteString(" " + x.ID + "=" + string(x.Status))
+		if x.Rollback != nil {
+			for _, st := range x.Rollback.Steps {
+				fmt.Fprintf(b, " %s:%s:%d:%d", st.Kind, st.Status, st.Started.UnixNano(), st.Finished.UnixNano())
+			}
+		}
+	}
+	return nil
 }
 
 func instances0(m map[string]uint64) []string {

@@ -20,6 +20,13 @@ import (
 // given number of versions.
 func localAdmin(tb testing.TB, versions int) (http.Handler, *configstore.Store) {
 	tb.Helper()
+	return localAdminWith(tb, versions, nil)
+}
+
+// localAdminWith is localAdmin with options of the admin API set by opts
+// once the store exists.
+func localAdminWith(tb testing.TB, versions int, opts func(*configstore.Store, *admin.Options)) (http.Handler, *configstore.Store) {
+	tb.Helper()
 	etcd, err := configstore.StartEmbedded(tb.TempDir(), "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -58,7 +65,11 @@ func localAdmin(tb testing.TB, versions int) (http.Handler, *configstore.Store) 
 			tb.Fatal(err)
 		}
 	}
-	api, err := admin.New(admin.Options{Store: store})
+	o := admin.Options{Store: store}
+	if opts != nil {
+		opts(store, &o)
+	}
+	api, err := admin.New(o)
 	if err != nil {
 		tb.Fatal(err)
 	}

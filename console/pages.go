@@ -288,8 +288,6 @@ type laterPage struct {
 var later = []laterPage{
 	{"services", "Services", "Each service's configuration (upstream settings, timeouts, headers) with its history, a side-by-side diff and one-click restore, like deployments have here."},
 	{"changesets", "Change sets", "Changes that span several deployments and services, written together and undone together: their history, diff and one-click undo."},
-	{"releases", "Releases", "Every release with the pools and migrations it brought, which deployments run it, and one click to go back to the previous release."},
-	{"drills", "Drills", "Results of rollback drills: when each was run, how long the rollback took, what was checked and whether it passed."},
 }
 
 func (c *Console) handleLater(w http.ResponseWriter, r *http.Request, s *session) {

@@ -27,6 +27,9 @@ type page struct {
 	// Live names the deployment the page follows ("*" for all); empty: the
 	// page does not update itself.
 	Live string
+	// LiveRelease adds a release's status and steps ("*": every
+	// release's status) to what the page follows.
+	LiveRelease string
 	// Refresh, when set, makes the page load this console URL again at
 	// once.
 	Refresh string
@@ -36,7 +39,7 @@ type page struct {
 }
 
 // pageNames are the templates besides the layout.
-var pageNames = []string{"signin", "overview", "deployment", "history", "diff", "confirm", "later", "error"}
+var pageNames = []string{"signin", "overview", "deployment", "history", "diff", "confirm", "later", "error", "releases", "release", "rollback", "drills"}
 
 var funcs = template.FuncMap{
 	"pct":     func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) + "%" },

@@ -79,6 +79,10 @@
     for (var i = 0; i < inputs.length; i++) {
       if (inputs[i].value !== inputs[i].defaultValue) return true;
     }
+    var boxes = region.querySelectorAll('input[type="checkbox"]');
+    for (var j = 0; j < boxes.length; j++) {
+      if (boxes[j].checked !== boxes[j].defaultChecked) return true;
+    }
     return false;
   }
 
@@ -116,6 +120,8 @@
     });
   }
 
-  var es = new EventSource('/ui/live?deployment=' + encodeURIComponent(stream));
+  var live = '/ui/live?deployment=' + encodeURIComponent(stream);
+  if (document.body.dataset.liveRelease) live += '&release=' + encodeURIComponent(document.body.dataset.liveRelease);
+  var es = new EventSource(live);
   es.addEventListener('changed', refresh);
 })();
