@@ -139,6 +139,9 @@ func (s *Server) gate(ctx context.Context, m *mutation, force bool, mutate func(
 		return 0, nil // no database configured: a flip stays one read and one write
 	}
 	doc, err := s.store.Get(ctx, m.rec.Deployment)
+	if errors.Is(err, configstore.ErrUnavailable) {
+		return 0, err // the write would wait for the store as long again
+	}
 	if err != nil {
 		return 0, nil // the write reports it
 	}

@@ -25,7 +25,9 @@ func (a *App) newControl() (*control.Control, error) {
 		Wrote:     a.apply,
 		GuardView: a.guardView,
 	}
-	if a.dbs != nil { // a nil registry in the interface would read as databases configured
+	// Schemas only when a database is configured: with Schemas set, every
+	// traffic change asks the compatibility gate, which reads the store.
+	if len(a.dbs.Names()) > 0 {
 		opts.Schemas = a.dbs
 	}
 	c, err := control.New(opts)
