@@ -241,6 +241,14 @@ func (r *run) drill(ctx context.Context, env *Env, p Pattern, t Trigger, o Optio
 		r.res.Flagged = d > o.FlagAfter
 	}
 
+	if sp, ok := p.(Stepped); ok && t == Manual {
+		steps, err := sp.RollbackSteps(ctx, env, r.start)
+		if err != nil {
+			r.fail(fmt.Errorf("read the rollback's steps: %w", err))
+		}
+		r.res.Steps = append(r.res.Steps, steps...)
+	}
+
 	var after State
 	if err := r.step("capture after", "", func() (s string, err error) { after, err = p.Capture(ctx, env); return }); err != nil {
 		r.fail(fmt.Errorf("capture after: %w", err))
