@@ -134,6 +134,9 @@ type Env struct {
 	ReleaseDatabase    string
 	ReleaseDatabaseURL string
 	Caddyfile          string
+	// releaseProblem says why ReleaseDatabase cannot be used (its
+	// address could not be read from Caddyfile).
+	releaseProblem string
 	// Service is the service whose configuration the config pattern
 	// drills; Watchers are the configuration's watchers (configclient),
 	// each reporting the version it has.

@@ -94,6 +94,9 @@ func (p *releasePattern) Applicable(ctx context.Context, env *Env, t Trigger) er
 		return fmt.Errorf("%w: no database for the release's migration; give --database NAME, a `database NAME DSN { migrations DIR }` line of the gateway "+
 			"whose directory holds the drill's migrations (drill/release_migrations), and --config, the gateway's Caddyfile", ErrNotApplicable)
 	}
+	if env.releaseProblem != "" {
+		return fmt.Errorf("%w: %s", ErrNotApplicable, env.releaseProblem)
+	}
 	info, err := releaseDatabaseInfo(ctx, env)
 	if err != nil {
 		return err

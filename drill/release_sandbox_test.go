@@ -1,7 +1,11 @@
 package drill_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -87,4 +91,52 @@ func TestReleaseWithABrokenDownFails(t *testing.T) {
 		t.Errorf("steps %+v: want a cleanup that succeeded (down to 0 drops the table, column and all)", res.Steps)
 	}
 	t.Logf("broken release: %s%s", res.Error, diffLines(res.Diff))
+}
+
+// The release drill against a staging target, run by the switchback
+// binary as an engineer would: with --database NAME and the gateway's
+// Caddyfile it runs and passes; without a database the gateway knows, it
+// is not applicable and says why.
+func TestReleaseDrillAgainstStaging(t *testing.T) {
+	sb := sandbox(t)
+	run := func(t *testing.T, extra ...string) drill.Result {
+		t.Helper()
+		args := append([]string{"drill", "release", "--trigger", "manual", "--json", "--no-record",
+			"--admin", sb.AdminURL, "--deployment", drill.SandboxUnguarded, "--traffic", sb.Traffic[drill.SandboxUnguarded]}, extra...)
+		cmd := exec.CommandContext(t.Context(), binary, args...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("switchback %q: %v\n%s\n%s", args, err, out.String(), errb.String())
+		}
+		var rs []drill.Result
+		if err := json.Unmarshal(out.Bytes(), &rs); err != nil || len(rs) != 1 {
+			t.Fatalf("--json: %v\n%s", err, out.String())
+		}
+		return rs[0]
+	}
+	t.Run("configured", func(t *testing.T) {
+		res := run(t, "--database", drill.SandboxDatabase, "--config", sb.Caddyfile)
+		if !res.Passed || !res.StateEqual || res.Target != sb.AdminURL {
+			t.Fatalf("got %+v, want a passed release drill against the admin API", res)
+		}
+		t.Logf("release/manual against staging: recovered %s ms", ms(res.Durations.Recovered))
+	})
+	for _, tt := range []struct {
+		name  string
+		extra []string
+		want  string
+	}{
+		{"no database", nil, "give --database NAME"},
+		{"not in the Caddyfile", []string{"--database", "nosuch", "--config", sb.Caddyfile}, "database nosuch in --config " + sb.Caddyfile},
+		{"no Caddyfile", []string{"--database", drill.SandboxDatabase, "--config", filepath.Join(t.TempDir(), "Caddyfile")}, "database drill in --config"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := run(t, tt.extra...)
+			if res.NotApplicable == "" || !strings.Contains(res.NotApplicable, tt.want) || len(res.Steps) != 0 {
+				t.Fatalf("got not_applicable %q error %q steps %d, want not applicable with %q and nothing run", res.NotApplicable, res.Error, len(res.Steps), tt.want)
+			}
+			t.Logf("not applicable: %s", res.NotApplicable)
+		})
+	}
 }
