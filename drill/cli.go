@@ -61,6 +61,8 @@ Examples:
   switchback drill flip --trigger guard --json
   switchback drill all --admin https://sb.staging:9180 --deployment checkout \
       --traffic https://checkout.staging --report ./drill-report
+  switchback drill release --admin https://sb.staging:9180 --deployment checkout \
+      --traffic https://checkout.staging --database drill --config /etc/caddy/Caddyfile
   switchback drill history --admin https://sb.staging:9180 --pattern flip
 `
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -246,7 +247,13 @@ func (r *run) drill(ctx context.Context, env *Env, p Pattern, t Trigger, o Optio
 		if err != nil {
 			r.fail(fmt.Errorf("read the rollback's steps: %w", err))
 		}
-		r.res.Steps = append(r.res.Steps, steps...)
+		// Before "wait for recovery", in whose time they ran, so the
+		// steps read in the order things happened.
+		at := len(r.res.Steps)
+		if n := at - 1; n >= 0 && r.res.Steps[n].Name == "wait for recovery" {
+			at = n
+		}
+		r.res.Steps = slices.Insert(r.res.Steps, at, steps...)
 	}
 
 	var after State
