@@ -47,6 +47,9 @@ func TestReleaseInSandbox(t *testing.T) {
 	if !slices.Equal(kinds, []string{"flags", "traffic", "config", "schema"}) {
 		t.Fatalf("release steps %q: want flags, traffic, config, schema from the release record", kinds)
 	}
+	if i := slices.IndexFunc(res.Steps, func(s drill.Step) bool { return s.Name == "wait for recovery" }); i < 4 || !strings.Contains(res.Steps[i-1].Name, "rollback step: schema") {
+		t.Errorf("steps %+v: want the release's steps just before waiting for recovery, in the order they ran", res.Steps)
+	}
 	d := res.Durations
 	if d.Recovered == nil || *d.Recovered > 60000 {
 		t.Fatalf("trigger to recovered %s ms: want under the 60 s goal", ms(d.Recovered))
