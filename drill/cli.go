@@ -13,6 +13,8 @@ import (
 
 	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/cmdline"
+	"github.com/a8e2c47e/switchback/gateway"
+	"github.com/a8e2c47e/switchback/migrate"
 )
 
 // Usage is `switchback drill`'s help.
@@ -41,7 +43,12 @@ Flags:
   --admin URL                  staging: the admin API (token: --token or $SWITCHBACK_TOKEN)
   --deployment NAME            staging: the deployment to drill
   --traffic URL                staging: the gateway's URL for that deployment
-  --database URL               staging: the migration pattern's database
+  --database URL|NAME          staging: the migration pattern's database (a URL), or
+                               the release pattern's (NAME, a 'database NAME DSN
+                               { migrations DIR }' line of the gateway whose DIR holds
+                               the drill's release migrations)
+  --config FILE                staging: the gateway's Caddyfile, which
+                               'switchback migrate --database NAME' reads (default ./Caddyfile)
   --service NAME               the config pattern's service (default switchback-drill-DEPLOYMENT)
   --i-know-this-is-production  drill a deployment not marked staging
   --no-record                  do not store the results in the target's history
@@ -54,6 +61,8 @@ Examples:
   switchback drill flip --trigger guard --json
   switchback drill all --admin https://sb.staging:9180 --deployment checkout \
       --traffic https://checkout.staging --report ./drill-report
+  switchback drill release --admin https://sb.staging:9180 --deployment checkout \
+      --traffic https://checkout.staging --database drill --config /etc/caddy/Caddyfile
   switchback drill history --admin https://sb.staging:9180 --pattern flip
 `
 
@@ -61,6 +70,13 @@ Examples:
 // switchback binary (os.Executable()), which runs the sandbox's gateway
 // and the manual trigger's commands. It returns the exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, binary string) int {
+	return MainWith(ctx, args, stdout, stderr, getenv, binary, nil)
+}
+
+// MainWith is Main with resolve, which reads a named database's address
+// from the gateway's Caddyfile for a staging release drill (`--database
+// NAME --config FILE`); with a nil resolve that drill is not applicable.
+func MainWith(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, binary string, resolve migrate.DatabaseResolver) int {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
@@ -68,7 +84,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 		fmt.Fprintf(stdout, Usage, strings.Join(append(Names(), "all"), ", "))
 		return cmdline.ExitOK
 	}
-	err := runCLI(ctx, args, stdout, stderr, getenv, binary)
+	err := runCLI(ctx, args, stdout, stderr, getenv, binary, resolve)
 	var ue *cmdline.UsageError
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -88,13 +104,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 var errNotOK = errors.New("a drill failed or was flagged")
 
 type cliFlags struct {
-	trigger, report, adminURL, token, deployment, traffic, database, service, pattern string
-	json, production, noRecord                                                        bool
-	flagAfter, timeout                                                                time.Duration
-	rate, limit                                                                       int
+	trigger, report, adminURL, token, deployment, traffic, database, config, service, pattern string
+	json, production, noRecord                                                                bool
+	flagAfter, timeout                                                                        time.Duration
+	rate, limit                                                                               int
 }
 
-func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, binary string) error {
+func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, binary string, resolve migrate.DatabaseResolver) error {
 	var f cliFlags
 	fs := flag.NewFlagSet("switchback drill", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -109,6 +125,7 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	fs.StringVar(&f.deployment, "deployment", "", "")
 	fs.StringVar(&f.traffic, "traffic", "", "")
 	fs.StringVar(&f.database, "database", "", "")
+	fs.StringVar(&f.config, "config", "./Caddyfile", "")
 	fs.StringVar(&f.service, "service", "", "")
 	fs.BoolVar(&f.production, "i-know-this-is-production", false, "")
 	fs.BoolVar(&f.noRecord, "no-record", false, "")
@@ -146,7 +163,7 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	)
 	staging := f.adminURL != "" || f.deployment != "" || f.traffic != ""
 	if staging {
-		env, err := stagingEnv(ctx, f, binary)
+		env, err := stagingEnv(ctx, f, binary, resolve)
 		if err != nil {
 			return err
 		}
@@ -157,6 +174,11 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	} else {
 		if f.database != "" {
 			return cmdline.Usagef("--database %s: only with --admin, --deployment and --traffic (the sandbox has its own)", f.database)
+		}
+		configSet := false
+		fs.Visit(func(fl *flag.Flag) { configSet = configSet || fl.Name == "config" })
+		if configSet {
+			return cmdline.Usagef("--config %s: only with --admin, --deployment and --traffic (the sandbox has its own)", f.config)
 		}
 		fmt.Fprintln(stderr, "starting the sandbox (embedded etcd, blue and green backends, a switchback gateway, SQLite) on 127.0.0.1")
 		sb, err := StartSandbox(ctx, binary)
@@ -236,7 +258,7 @@ func selectTriggers(s string) ([]Trigger, error) {
 }
 
 // stagingEnv checks the staging flags and the deployment's mark.
-func stagingEnv(ctx context.Context, f cliFlags, binary string) (*Env, error) {
+func stagingEnv(ctx context.Context, f cliFlags, binary string, resolve migrate.DatabaseResolver) (*Env, error) {
 	for _, req := range []struct{ name, v string }{{"--admin", f.adminURL}, {"--deployment", f.deployment}, {"--traffic", f.traffic}} {
 		if req.v == "" {
 			return nil, cmdline.Usagef("%s is missing: a staging drill needs --admin URL, --deployment NAME and --traffic URL", req.name)
@@ -261,12 +283,42 @@ func stagingEnv(ctx context.Context, f cliFlags, binary string) (*Env, error) {
 		}
 		return nil, fmt.Errorf("deployment %s is marked %s, not staging: a drill breaks it on purpose. Mark it (Caddyfile: environment staging; or a change set patching {\"environment\": \"staging\"}) or pass --i-know-this-is-production", f.deployment, env)
 	}
-	return &Env{
+	env := &Env{
 		Target: f.adminURL, Admin: c, AdminURL: f.adminURL, Token: f.token, Deployment: f.deployment,
-		Traffic: f.traffic, Database: f.database, Service: f.service, Rate: f.rate,
+		Traffic: f.traffic, Service: f.service, Rate: f.rate,
 		HTTP: &http.Client{Timeout: 5 * time.Second},
 		CLI:  Exec{Path: binary, AdminURL: f.adminURL, Token: f.token},
-	}, nil
+	}
+	if isDatabaseName(f.database) {
+		setReleaseDatabase(env, f.database, f.config, resolve)
+	} else {
+		env.Database = f.database
+	}
+	return env, nil
+}
+
+// isDatabaseName tells a gateway's database name (the release pattern's
+// --database) from an address (the migration pattern's): an address has
+// a scheme, a path or a user.
+func isDatabaseName(s string) bool {
+	return s != "" && !strings.ContainsAny(s, ":/@") && gateway.ValidName(s)
+}
+
+// setReleaseDatabase points env's release pattern at the gateway's
+// database name, whose address the gateway's Caddyfile config holds; what
+// stops it is kept for the pattern to report as not applicable.
+func setReleaseDatabase(env *Env, name, config string, resolve migrate.DatabaseResolver) {
+	env.ReleaseDatabase, env.Caddyfile = name, config
+	if resolve == nil {
+		env.releaseProblem = "this program cannot read a gateway's Caddyfile to find database " + name + "'s address; run the switchback binary"
+		return
+	}
+	dsn, _, err := resolve(config, name)
+	if err != nil {
+		env.releaseProblem = fmt.Sprintf("database %s in --config %s: %v", name, config, err)
+		return
+	}
+	env.ReleaseDatabaseURL = dsn
 }
 
 func history(ctx context.Context, f cliFlags, stdout io.Writer, getenv func(string) string) error {

@@ -3,9 +3,9 @@
 //
 // # Patterns
 //
-// Each rollback path is a Pattern (flip, flag, config here; migration in
-// its own file by its own author; release later). The runner drives every
-// pattern through the same steps:
+// Each rollback path is a Pattern (flip, flag, config, migration and
+// release, each in its own file). The runner drives every pattern through
+// the same steps:
 //
 //	Prepare   bring the target to the state the drill starts from (for flip:
 //	          traffic split to the new pool) and wait until clients see it
@@ -31,6 +31,24 @@
 //
 // A pattern that has no such trigger says so from Applicable; the result
 // is "not applicable", never a faked run.
+//
+// # The release pattern
+//
+// The full chain: Break makes a release as CI would (start, a flag to
+// 100%, a change set on two services, all traffic to the new pool, an
+// expand migration by `switchback migrate --database NAME --config FILE
+// up`, finish) and then makes the new pool fail; the rollback is the
+// runbook's one command, `switchback release rollback ID`, which only
+// asks: the elected instance runs the steps. So recovered is clients
+// getting good answers from the previous pool without the flag AND the
+// release rolled_back, and the steps' durations come from the release
+// record (Stepped). The release is made in Break, not Prepare, so that
+// the state before is the one its rollback must restore. The guard
+// trigger is not applicable: a guard's fallback moves traffic and turns
+// flags off, but leaves the change set and the migration and does not
+// roll the release back. The database is one the gateway knows by name
+// (the sandbox's gateway has `database drill sqlite:PATH { migrations
+// DIR }` with the drill's release_migrations in DIR).
 //
 // # Writing a pattern
 //

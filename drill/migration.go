@@ -69,6 +69,10 @@ func (*Migration) Applicable(_ context.Context, env *Env, t Trigger) error {
 		return fmt.Errorf("%w: the guard watches requests through the gateway, not schemas, and no fallback moves one; "+
 			"a migration is rolled back by hand with `switchback migrate down` and `switchback migrate snapshot restore`", ErrNotApplicable)
 	}
+	if env.Database == "" && env.ReleaseDatabase != "" && env.Target != "sandbox" {
+		return fmt.Errorf("%w: --database %s names a gateway's database, which the release drill uses; the migration drill brings its own migrations "+
+			"and needs a database of its own by address: give --database URL", ErrNotApplicable, env.ReleaseDatabase)
+	}
 	if env.Database == "" {
 		return fmt.Errorf("%w: no database to migrate; give --database", ErrNotApplicable)
 	}

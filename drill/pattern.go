@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/drill/result"
@@ -64,6 +65,16 @@ type Guarded interface {
 	GuardSubject(env *Env) string
 }
 
+// Stepped is implemented by patterns whose rollback command only starts
+// steps that the gateway then runs (a release rollback, carried out by the
+// elected instance): once clients recovered, the runner adds the steps as
+// the gateway timed them to the result, after the command's own.
+type Stepped interface {
+	// RollbackSteps returns the rollback's steps, StartMS counted from
+	// start, the drill's start.
+	RollbackSteps(ctx context.Context, env *Env, start time.Time) ([]Step, error)
+}
+
 // Answer is one observation by Probe.
 type Answer struct {
 	// Good: a good answer from the previous (pre-change) state.
@@ -114,6 +125,18 @@ type Env struct {
 	// Database is the migration pattern's database (a URL migrate
 	// accepts); empty when there is none.
 	Database string
+	// ReleaseDatabase is the release pattern's database: the name of a
+	// `database NAME DSN { migrations DIR }` line of the gateway, whose
+	// directory holds the drill's release migrations. Caddyfile is that
+	// gateway's configuration, which `switchback migrate --database NAME
+	// --config FILE` reads, and ReleaseDatabaseURL the database's address
+	// (read only, for the schema dump). Empty when there is none.
+	ReleaseDatabase    string
+	ReleaseDatabaseURL string
+	Caddyfile          string
+	// releaseProblem says why ReleaseDatabase cannot be used (its
+	// address could not be read from Caddyfile).
+	releaseProblem string
 	// Service is the service whose configuration the config pattern
 	// drills; Watchers are the configuration's watchers (configclient),
 	// each reporting the version it has.

@@ -4,7 +4,7 @@ package drill
 // keeps what its Prepare found until its Cleanup), in the order `switchback
 // drill all` runs them. A new pattern adds itself here.
 func Patterns() []Pattern {
-	return []Pattern{&flipPattern{}, &flagPattern{}, &configPattern{}, &Migration{}}
+	return []Pattern{&flipPattern{}, &flagPattern{}, &configPattern{}, &Migration{}, &releasePattern{}}
 }
 
 // Lookup returns a new pattern named name, or nil.

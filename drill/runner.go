@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -239,6 +240,20 @@ func (r *run) drill(ctx context.Context, env *Env, p Pattern, t Trigger, o Optio
 		d := rec.at.Sub(trigger)
 		r.res.Durations.Recovered = result.Ms(d)
 		r.res.Flagged = d > o.FlagAfter
+	}
+
+	if sp, ok := p.(Stepped); ok && t == Manual {
+		steps, err := sp.RollbackSteps(ctx, env, r.start)
+		if err != nil {
+			r.fail(fmt.Errorf("read the rollback's steps: %w", err))
+		}
+		// Before "wait for recovery", in whose time they ran, so the
+		// steps read in the order things happened.
+		at := len(r.res.Steps)
+		if n := at - 1; n >= 0 && r.res.Steps[n].Name == "wait for recovery" {
+			at = n
+		}
+		r.res.Steps = slices.Insert(r.res.Steps, at, steps...)
 	}
 
 	var after State

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -29,11 +30,16 @@ const (
 	SandboxUnguarded = "checkout-manual"
 )
 
+// SandboxDatabase is the name of the sandbox gateway's database (its
+// `database NAME DSN { migrations DIR }` line), the release pattern's.
+const SandboxDatabase = "drill"
+
 // Sandbox is a whole Switchback on 127.0.0.1 in a temporary directory:
 // embedded etcd, the example blue and green backends, a real switchback
 // gateway process (`switchback run` of a generated Caddyfile) with its
-// admin API, and a SQLite database for the migration pattern. Close tears
-// it all down.
+// admin API, a SQLite database for the migration pattern and another one
+// the gateway knows by name (SandboxDatabase) for the release pattern.
+// Close tears it all down.
 type Sandbox struct {
 	Dir      string
 	AdminURL string
@@ -41,6 +47,11 @@ type Sandbox struct {
 	Traffic  map[string]string
 	Database string
 	Binary   string
+	// Caddyfile is the gateway's configuration, which `switchback migrate
+	// --database SandboxDatabase --config Caddyfile` reads;
+	// ReleaseDatabase is that database's address.
+	Caddyfile       string
+	ReleaseDatabase string
 
 	etcd     *configstore.Embedded
 	backends map[string]*httptest.Server
@@ -61,8 +72,22 @@ const sandboxGuard = `guard {
 			cooldown 200ms
 		}`
 
+// SandboxOptions vary a sandbox.
+type SandboxOptions struct {
+	// ReleaseMigrations replaces the release pattern's migrations, which
+	// the sandbox writes to its database's migrations directory (tests
+	// break a down on purpose with it). They must be versions 1 (creates
+	// a table) and 2 (an expand).
+	ReleaseMigrations fs.FS
+}
+
 // StartSandbox starts a sandbox with the switchback binary at binary.
-func StartSandbox(ctx context.Context, binary string) (_ *Sandbox, err error) {
+func StartSandbox(ctx context.Context, binary string) (*Sandbox, error) {
+	return StartSandboxWith(ctx, binary, SandboxOptions{})
+}
+
+// StartSandboxWith starts a sandbox varied by o.
+func StartSandboxWith(ctx context.Context, binary string, o SandboxOptions) (_ *Sandbox, err error) {
 	dir, err := os.MkdirTemp("", "switchback-drill-")
 	if err != nil {
 		return nil, err
@@ -88,6 +113,10 @@ func StartSandbox(ctx context.Context, binary string) (_ *Sandbox, err error) {
 	s.Traffic[SandboxGuarded] = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
 	s.Traffic[SandboxUnguarded] = fmt.Sprintf("http://127.0.0.1:%d", ports[3])
 	s.Database = "sqlite:" + filepath.Join(dir, "drill.db")
+	migrations, err := s.releaseDatabase(o.ReleaseMigrations)
+	if err != nil {
+		return nil, err
+	}
 	// The guarded deployment starts split, so a flag's failures hit both
 	// pools alike and the guard's baseline blames the flag, not a pool.
 	site := func(port int, name, weights, guard string) string {
@@ -116,16 +145,19 @@ func StartSandbox(ctx context.Context, binary string) (_ *Sandbox, err error) {
 		admin 127.0.0.1:%d
 		instance drill-sandbox
 		state_dir %s
+		database %s %s {
+			migrations %s
+		}
 	}
 }
 
-`, ports[0], s.etcd.Endpoints()[0], ports[1], filepath.Join(dir, "state")) +
+`, ports[0], s.etcd.Endpoints()[0], ports[1], filepath.Join(dir, "state"), SandboxDatabase, s.ReleaseDatabase, migrations) +
 		site(ports[2], SandboxGuarded, "weights blue 50 green 50", sandboxGuard) + site(ports[3], SandboxUnguarded, "live blue", "")
-	path := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+	s.Caddyfile = filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(s.Caddyfile, []byte(cf), 0o600); err != nil {
 		return nil, err
 	}
-	s.gw = exec.Command(binary, "run", "--config", path, "--adapter", "caddyfile")
+	s.gw = exec.Command(binary, "run", "--config", s.Caddyfile, "--adapter", "caddyfile")
 	s.gw.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
 	s.gwOut = &tailBuffer{}
 	s.gw.Stdout, s.gw.Stderr = s.gwOut, s.gwOut
@@ -138,6 +170,26 @@ func StartSandbox(ctx context.Context, binary string) (_ *Sandbox, err error) {
 	s.gwDone = make(chan struct{})
 	go func() { _ = s.gw.Wait(); close(s.gwDone) }()
 	return s, s.waitReady(ctx)
+}
+
+// releaseDatabase creates the release pattern's SQLite database, empty
+// (the gateway reads its version from the start and must find the file),
+// and writes its migrations (migrations, or the drill's own) to a
+// directory of the sandbox, which it returns.
+func (s *Sandbox) releaseDatabase(migrations fs.FS) (string, error) {
+	path := filepath.Join(s.Dir, "release.db")
+	s.ReleaseDatabase = "sqlite:" + path
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		return "", fmt.Errorf("sandbox release database: %w", err)
+	}
+	if migrations == nil {
+		migrations = releaseMigrations()
+	}
+	dir := filepath.Join(s.Dir, "release-migrations")
+	if err := os.CopyFS(dir, migrations); err != nil {
+		return "", fmt.Errorf("sandbox release migrations: %w", err)
+	}
+	return dir, nil
 }
 
 // waitReady waits until both deployments answer through the gateway
@@ -199,6 +251,7 @@ func (s *Sandbox) Env(t Trigger) (*Env, error) {
 	return &Env{
 		Target: "sandbox", Admin: c, AdminURL: s.AdminURL, Deployment: name, Traffic: s.Traffic[name],
 		Database: s.Database, Faults: faults, HTTP: &http.Client{Timeout: 5 * time.Second},
+		ReleaseDatabase: SandboxDatabase, ReleaseDatabaseURL: s.ReleaseDatabase, Caddyfile: s.Caddyfile,
 		CLI: Exec{Path: s.Binary, AdminURL: s.AdminURL},
 	}, nil
 }

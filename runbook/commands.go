@@ -60,6 +60,13 @@ type Params struct {
 	MigrationsDir string
 	DownTo        int64
 	Snapshots     []int64
+	// DatabaseName, when set, replaces Database and MigrationsDir: the
+	// gateway's `database NAME DSN { migrations DIR }` line, which
+	// `switchback migrate --database NAME --config Config` reads from the
+	// gateway's Caddyfile (Config; empty means ./Caddyfile), so no
+	// address is printed.
+	DatabaseName string
+	Config       string
 
 	// Release is a release's id or name, RestoreData whether its rollback
 	// restores the data snapshots too (release).
@@ -201,10 +208,13 @@ func (b builder) config() []Command {
 }
 
 func (b builder) migration() []Command {
-	if b.p.Database == "" {
+	if b.p.Database == "" && b.p.DatabaseName == "" {
 		return nil
 	}
 	db := []string{"--db", b.p.Database, "--dir", cmp.Or(b.p.MigrationsDir, "./migrations")}
+	if b.p.DatabaseName != "" {
+		db = []string{"--database", b.p.DatabaseName, "--config", cmp.Or(b.p.Config, "./Caddyfile")}
+	}
 	down := func(to int64, why string) Command {
 		return Command{Args: append([]string{"migrate", "down", "--to", strconv.FormatInt(to, 10)}, db...), Explain: why}
 	}

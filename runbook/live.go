@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/a8e2c47e/switchback/admin"
@@ -34,6 +35,13 @@ type Book struct {
 	MigrationsDir string
 	Migrations    []migrate.Status
 	DatabaseError string
+	// DatabaseName and Config, instead of Database: the gateway's named
+	// database, read through its Caddyfile Config. Databases are the
+	// names the gateway lists (GET /api/v1/databases), offered when no
+	// database was given.
+	DatabaseName string
+	Config       string
+	Databases    []string
 	// Release is the deployment's newest release not rolled back; empty
 	// when it has none, or ReleaseError says why it could not be read.
 	Release      *release.Release
@@ -53,7 +61,14 @@ type Source struct {
 	// migration section; the database is opened read-only.
 	Database      string
 	MigrationsDir string
-	Now           func() time.Time
+	// DatabaseName, instead of Database, is a database of the gateway's
+	// `database NAME DSN { migrations DIR }` line in the Caddyfile
+	// Config, whose address and directory Resolve reads
+	// (caddymodule.ResolveDatabase in the binary).
+	DatabaseName string
+	Config       string
+	Resolve      migrate.DatabaseResolver
+	Now          func() time.Time
 }
 
 // Live reads what the runbook of s.Deployment needs. Only the deployment
@@ -82,10 +97,23 @@ func Live(ctx context.Context, s Source) (Book, error) {
 	}
 	slices.SortFunc(b.Services, func(x, y admin.Service) int { return cmp.Compare(x.Name, y.Name) })
 
-	if s.Database != "" {
+	switch {
+	case s.DatabaseName != "":
+		b.Database, b.DatabaseName, b.Config = "", s.DatabaseName, cmp.Or(s.Config, "./Caddyfile")
+		b.Migrations, b.DatabaseError = namedStatus(ctx, s.Resolve, b.Config, s.DatabaseName)
+	case s.Database != "":
 		b.Migrations, err = migrationStatus(ctx, s.Database, b.MigrationsDir)
 		if err != nil {
 			b.DatabaseError = err.Error()
+		}
+	default:
+		// Older gateways have no such list; the section then only says
+		// how to name a database.
+		var dbs admin.DatabaseList
+		if s.Client.Get(ctx, "/api/v1/databases", &dbs) == nil {
+			for _, d := range dbs.Databases {
+				b.Databases = append(b.Databases, d.Name)
+			}
 		}
 	}
 
@@ -156,6 +184,28 @@ func migrationStatus(ctx context.Context, db, dir string) ([]migrate.Status, err
 	return m.Status(ctx)
 }
 
+// namedStatus reads the migrations' status of the gateway's database
+// name, found in its Caddyfile config, without changing anything; the
+// error is said as the runbook's migration section says it.
+func namedStatus(ctx context.Context, resolve migrate.DatabaseResolver, config, name string) ([]migrate.Status, string) {
+	if resolve == nil {
+		return nil, "this program cannot read a gateway's Caddyfile; give --db URL --dir DIR"
+	}
+	dsn, dir, err := resolve(config, name)
+	if err != nil {
+		return nil, err.Error()
+	}
+	if dir == "" {
+		return nil, fmt.Sprintf("database %s has no migrations directory in %s ('database %s DSN { migrations DIR }')", name, config, name)
+	}
+	st, err := migrationStatus(ctx, dsn, dir)
+	if err != nil {
+		// The address may hold a password: say it redacted.
+		return nil, strings.ReplaceAll(err.Error(), dsn, migrate.Redact(dsn))
+	}
+	return st, ""
+}
+
 // Params are the rollback parameters the live state implies:
 //
 //   - flip: all traffic to the retained rollback target if there is one,
@@ -170,7 +220,8 @@ func migrationStatus(ctx context.Context, db, dir string) ([]migrate.Status, err
 //     changed a database.
 func (b Book) Params() Params {
 	d := b.Deployment
-	p := Params{Deployment: d.Name, Admin: b.Admin, Database: b.Database, MigrationsDir: b.MigrationsDir}
+	p := Params{Deployment: d.Name, Admin: b.Admin, Database: b.Database, MigrationsDir: b.MigrationsDir,
+		DatabaseName: b.DatabaseName, Config: b.Config}
 	pools := make([]string, 0, len(d.Pools))
 	for name := range d.Pools {
 		pools = append(pools, name)
@@ -218,7 +269,7 @@ func (b Book) Params() Params {
 			p.Snapshots = []int64{top.Version}
 		}
 	} else {
-		p.Database = "" // nothing to roll back
+		p.Database, p.DatabaseName = "", "" // nothing to roll back
 	}
 	if b.Release != nil {
 		p.Release = b.Release.ID

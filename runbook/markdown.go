@@ -109,10 +109,20 @@ func nothing(pattern string, b Book) string {
 		return "No service has a configuration change to undo (every service is at its first version)."
 	case "migration":
 		switch {
-		case b.Database == "":
-			return "No database was given: `switchback runbook " + b.Deployment.Name + " --db URL --dir DIR` prints the commands for one."
 		case b.DatabaseError != "":
 			return "The database could not be read: " + text(b.DatabaseError) + "."
+		case b.DatabaseName != "":
+			return "No migration is applied to database " + code(b.DatabaseName) + ": there is nothing to roll back."
+		case b.Database == "" && len(b.Databases) > 0:
+			names := make([]string, len(b.Databases))
+			for i, n := range b.Databases {
+				names[i] = code(n)
+			}
+			return "No database was given. The gateway knows " + strings.Join(names, ", ") + ": `switchback runbook " + b.Deployment.Name +
+				" --database NAME --config Caddyfile` prints the commands for one, read from the gateway's Caddyfile."
+		case b.Database == "":
+			return "No database was given: `switchback runbook " + b.Deployment.Name + " --database NAME --config Caddyfile` (a database of the gateway's) " +
+				"or `--db URL --dir DIR` prints the commands for one."
 		}
 		return "No migration is applied to " + text(migrate.Redact(b.Database)) + ": there is nothing to roll back."
 	case "release":
@@ -141,11 +151,14 @@ func verify(pattern string, b Book, p Params, name string) string {
 			"and every watcher has it (`switchback config get SERVICE` is what they receive)."
 	case "migration":
 		db := ""
-		if b.Database != "" {
+		switch {
+		case b.DatabaseName != "":
+			db = " --database " + b.DatabaseName + " --config " + shellQuote(b.Config)
+		case b.Database != "":
 			db = " --db " + dbArg(b.Database) + " --dir " + shellQuote(b.MigrationsDir)
 		}
 		s := "`switchback migrate status" + db + "` shows "
-		if p.Database != "" {
+		if p.Database != "" || p.DatabaseName != "" {
 			s += "version " + strconv.FormatInt(p.DownTo, 10) + " as the newest applied"
 		} else {
 			s += "the version you rolled back to as the newest applied"

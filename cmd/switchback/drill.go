@@ -10,6 +10,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/a8e2c47e/switchback/caddymodule"
 	"github.com/a8e2c47e/switchback/cmdline"
 	"github.com/a8e2c47e/switchback/drill"
 )
@@ -34,7 +35,7 @@ func init() {
 				// Ctrl-C ends the drill through its context, so faults are
 				// cleared and the sandbox is torn down, not orphaned.
 				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-				code := drill.Main(ctx, args, os.Stdout, os.Stderr, os.Getenv, self)
+				code := drill.MainWith(ctx, args, os.Stdout, os.Stderr, os.Getenv, self, caddymodule.ResolveDatabase)
 				stop()
 				if code != cmdline.ExitOK {
 					os.Exit(code)
