@@ -60,10 +60,17 @@ ALTER TABLE orders DROP COLUMN note;
 }
 
 // slowDown is a statement that takes seconds on the dialect.
-var slowDown = map[migrate.Dialect]string{
-	migrate.Postgres: "SELECT pg_sleep(3);\n",
-	// SQLite has no sleep: count to a number that takes seconds.
-	migrate.SQLite: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) SELECT count(*) FROM c;\n",
+func slowDown(d migrate.Dialect) string {
+	if d == migrate.Postgres {
+		return "SELECT pg_sleep(3);\n"
+	}
+	// SQLite has no sleep: count to a number that takes a few seconds
+	// (the race detector slows SQLite, pure Go, tenfold).
+	n := 2_000_000
+	if raceBuild {
+		n = 200_000
+	}
+	return fmt.Sprintf("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < %d) SELECT count(*) FROM c;\n", n)
 }
 
 // scratchDatabase returns database main of the dialect, empty: a SQLite
@@ -128,7 +135,7 @@ func newReleaseChain(t testing.TB, dialect migrate.Dialect, instances int, slow 
 	c.db = db
 	extra := ""
 	if slow {
-		extra = slowDown[dialect]
+		extra = slowDown(dialect)
 	}
 	global := fmt.Sprintf("database main %s {\n\t\t\tmigrations %s\n\t\t}", tg.URL, migrations(t, extra))
 	site := fmt.Sprintf(`switchback checkout {
@@ -189,11 +196,11 @@ func (c *releaseChain) forward(t testing.TB) {
 	}
 }
 
-// sb runs a switchback command against the first gateway's admin API and
-// returns its output, failing the test if it fails.
+// sb runs a switchback command against the admin API of the first gateway
+// still running and returns its output, failing the test if it fails.
 func (c *releaseChain) sb(t testing.TB, args ...string) string {
 	t.Helper()
-	return c.sbOn(t, c.gws[0], args...)
+	return c.sbOn(t, c.live()[0], args...)
 }
 
 func (c *releaseChain) sbOn(t testing.TB, g *gateway, args ...string) string {
@@ -325,13 +332,14 @@ func sameJSON(a, b string) bool {
 // watchers follow the services' configurations through configclient, as
 // the services themselves would.
 type watchers struct {
-	mu   sync.Mutex // guards last
-	last map[string]configclient.Version
+	gateway string     // the admin API they watch
+	mu      sync.Mutex // guards last
+	last    map[string]configclient.Version
 }
 
 func startWatchers(t testing.TB, adminURL string) *watchers {
 	t.Helper()
-	w := &watchers{last: map[string]configclient.Version{}}
+	w := &watchers{gateway: adminURL, last: map[string]configclient.Version{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, name := range releaseServices {
