@@ -4,7 +4,8 @@
 #     what switchback allocates per request beyond Caddy's reverse_proxy
 #  2. gateway instances: real processes on real etcd (propagation, flips
 #     under load, fallback time, and fault to fallback with three instances
-#     judging together or each alone: BenchmarkFleetFallback)
+#     judging together or each alone: BenchmarkFleetFallback, and a release
+#     rolled back whole: BenchmarkReleaseRollback)
 #  3. load: gateway CPU per request for the backend reached directly, nginx
 #     doing the same split (when installed), plain reverse_proxy and
 #     switchback, pinned and interleaved, with the switchback/reverse_proxy

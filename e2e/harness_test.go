@@ -57,6 +57,7 @@ type gateway struct {
 	log      *bytes.Buffer
 	done     chan struct{}
 	stateDir string
+	config   string // its Caddyfile, for commands that read it (migrate --database)
 }
 
 // deployment is the switchback block every gateway of a test serves.
@@ -114,6 +115,7 @@ http://127.0.0.1:%d {
 		log:      new(bytes.Buffer),
 		done:     make(chan struct{}),
 		stateDir: stateDir,
+		config:   path,
 	}
 	g.cmd = exec.Command(binary, "run", "--config", path, "--adapter", "caddyfile")
 	g.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))

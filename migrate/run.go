@@ -417,10 +417,16 @@ func (m *Migrator) Status(ctx context.Context) ([]Status, error) {
 	out := make([]Status, 0, len(statuses))
 	for _, st := range statuses {
 		s := Status{Version: st.Source.Version, State: string(st.State), AppliedAt: st.AppliedAt}
-		if mig := m.migration(st.Source.Version); mig != nil {
+		mig := m.migration(st.Source.Version)
+		if mig != nil {
 			s.File, s.Phase, s.Snapshot, s.Irreversible = mig.File, mig.Phase, mig.Snapshot, len(mig.Down) == 0
 		}
-		if slices.ContainsFunc(open, func(in Interrupted) bool { return in.Version == s.Version }) {
+		// A migration run in a transaction whose migrator died (killed
+		// mid-down, say) was rolled back by the database as a whole: its
+		// journal entry says nothing is left to repair, and the next run
+		// clears it (prepare). Only one that ran outside a transaction can
+		// be half-applied.
+		if slices.ContainsFunc(open, func(in Interrupted) bool { return in.Version == s.Version }) && (mig == nil || !mig.transactional(m.target.Dialect)) {
 			s.State = "half-applied"
 		}
 		out = append(out, s)

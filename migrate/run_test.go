@@ -239,3 +239,35 @@ func ExampleChange() {
 	fmt.Println(Change{Key: "index users_email_idx", Before: "CREATE INDEX users_email_idx ON users (email)"})
 	// Output: - index users_email_idx: CREATE INDEX users_email_idx ON users (email) (removed)
 }
+
+// TestStatusAfterAKilledMigrator: a migrator killed inside a transactional
+// migration leaves its journal entry but nothing half-done (the database
+// rolled the transaction back), so Status reports the migration as goose
+// has it, not half-applied, and the next run clears the entry and goes on.
+func TestStatusAfterAKilledMigrator(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, base Target) {
+		if !base.Dialect.transactionalDDL() {
+			t.Skipf("%s runs DDL outside transactions: its interrupted migrations are half-applied", base.Dialect)
+		}
+		tg := scratch(t, base)
+		m := openMigrator(t, tg, files("00001_users.sql", usersV1, "00002_nick.sql", fixedSecond))
+		if _, err := m.Up(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		// What startJournal leaves when its process dies before the end.
+		if err := m.startJournal(t.Context(), m.migration(2), "up", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		st, err := m.Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st[1].State; got != "pending" {
+			t.Errorf("status of 2 after a killed up = %q, want pending (rolled back by the database)", got)
+		}
+		rep, err := m.Up(t.Context(), 0)
+		if err != nil || rep.Version != 2 || len(rep.Cleared) != 1 {
+			t.Errorf("Up after a killed up: version %d, cleared %+v, %v; want 2, the entry cleared", rep.Version, rep.Cleared, err)
+		}
+	})
+}

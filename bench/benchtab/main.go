@@ -30,6 +30,7 @@ var goals = []struct{ prefix, goal string }{
 	{"BenchmarkProxy/switchback", "allocs ≤ reverse_proxy+3_headers + 3"},
 	{"BenchmarkChangeSetRevertWatchers", "p99 < 1000 ms"},
 	{"BenchmarkOneWriteLongPoll1000", "p99 < 100 ms"},
+	{"BenchmarkReleaseRollback", "< 10 s to all back (seed 6 m 47 s)"},
 }
 
 var line = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+(.*)$`)
