@@ -2,48 +2,13 @@ package admin
 
 import (
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/a8e2c47e/switchback/control"
-	"github.com/a8e2c47e/switchback/databases"
-	"github.com/a8e2c47e/switchback/migrate"
+	"github.com/a8e2c47e/switchback/internal/testharness/dbtest"
 	"github.com/a8e2c47e/switchback/release"
 )
-
-// newContracted is the gateway's databases (package databases) with
-// database main on a real SQLite file, migrated to version 2: a contract
-// that dropped the column v1.1.0's code reads.
-func newContracted(t *testing.T) *databases.Registry {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range map[string]string{
-		"00001_orders.sql": "-- +goose Up\nCREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER);\n-- +goose Down\nDROP TABLE orders;\n",
-		"00002_drop_total.sql": "-- +switchback contract\n-- +goose Up\nALTER TABLE orders DROP COLUMN total;\n" +
-			"-- +goose Down\nALTER TABLE orders ADD COLUMN total INTEGER;\n",
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dsn := "sqlite:" + filepath.Join(t.TempDir(), "main.db")
-	m, err := migrate.Open(t.Context(), dsn, os.DirFS(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Up(t.Context(), 2); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
-	reg, err := databases.New([]databases.Config{{Name: "main", DSN: dsn, Migrations: dir}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	return reg
-}
 
 // gatedHarness serves shop (blue v1.0.0 100%, green v1.1.0) with release
 // v1.1.0 of green open, recorded as needing main at version 1, which a
@@ -51,7 +16,7 @@ func newContracted(t *testing.T) *databases.Registry {
 func gatedHarness(t *testing.T) *harness {
 	t.Helper()
 	h := newHarness(t, nil)
-	ctl, err := control.New(control.Options{Store: h.store, Instance: "host-a", Schemas: newContracted(t)})
+	ctl, err := control.New(control.Options{Store: h.store, Instance: "host-a", Schemas: dbtest.Contracted(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

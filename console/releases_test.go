@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,43 +11,10 @@ import (
 	"github.com/a8e2c47e/switchback/admin"
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/control"
-	"github.com/a8e2c47e/switchback/databases"
 	"github.com/a8e2c47e/switchback/gateway"
-	"github.com/a8e2c47e/switchback/migrate"
+	"github.com/a8e2c47e/switchback/internal/testharness/dbtest"
 	"github.com/a8e2c47e/switchback/release"
 )
-
-// contracted is the gateway's databases with database main on a real
-// SQLite file at version 2: a contract that dropped a column, which no
-// rollback may roll down.
-func contracted(t *testing.T) *databases.Registry {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range map[string]string{
-		"00001_orders.sql": "-- +goose Up\nCREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER);\n-- +goose Down\nDROP TABLE orders;\n",
-		"00002_drop_total.sql": "-- +switchback contract\n-- +goose Up\nALTER TABLE orders DROP COLUMN total;\n" +
-			"-- +goose Down\nALTER TABLE orders ADD COLUMN total INTEGER;\n",
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dsn := "sqlite:" + filepath.Join(t.TempDir(), "main.db")
-	m, err := migrate.Open(t.Context(), dsn, os.DirFS(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Up(t.Context(), 2); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
-	reg, err := databases.New([]databases.Config{{Name: "main", DSN: dsn, Migrations: dir}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	return reg
-}
 
 // TestReleasePages reads and rolls back releases through the console's
 // pages on a real admin API, store and SQLite database: a finished
@@ -59,7 +24,7 @@ func contracted(t *testing.T) *databases.Registry {
 // rolling back.
 func TestReleasePages(t *testing.T) {
 	h, store := localAdminWith(t, 1, func(s *configstore.Store, o *admin.Options) {
-		ctl, err := control.New(control.Options{Store: s, Instance: "host-a", Schemas: contracted(t)})
+		ctl, err := control.New(control.Options{Store: s, Instance: "host-a", Schemas: dbtest.Contracted(t)})
 		if err != nil {
 			t.Fatal(err)
 		}

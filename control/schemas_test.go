@@ -5,12 +5,11 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/a8e2c47e/switchback/databases"
-	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/dbtest"
 	"github.com/a8e2c47e/switchback/migrate"
 )
 
@@ -36,30 +35,7 @@ type schemaDB struct {
 // set, else the test is skipped) and applies migration 1.
 func newSchemas(t *testing.T, dialect migrate.Dialect) *sqlSchemas {
 	t.Helper()
-	var tg migrate.Target
-	var err error
-	switch dialect {
-	case migrate.SQLite:
-		tg, err = migrate.ParseTarget("sqlite:" + filepath.Join(t.TempDir(), "main.db"))
-	case migrate.Postgres:
-		var base migrate.Target
-		if base, err = migrate.ParseTarget(testharness.DatabaseURL(t, testharness.PostgresEnv)); err == nil {
-			var drop func() error
-			tg, drop, err = migrate.Scratch(t.Context(), base)
-			if err == nil {
-				t.Cleanup(func() { _ = drop() })
-			}
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	driver := map[migrate.Dialect]string{migrate.SQLite: "sqlite", migrate.Postgres: "pgx"}[dialect]
-	db, err := sql.Open(driver, tg.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	tg, db := dbtest.Scratch(t, dialect)
 	reg, err := databases.New([]databases.Config{{Name: "main", DSN: tg.URL, Migrations: "testdata/migrations"}})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/a8e2c47e/switchback/configclient"
 	gw "github.com/a8e2c47e/switchback/gateway"
 	"github.com/a8e2c47e/switchback/internal/testharness"
+	"github.com/a8e2c47e/switchback/internal/testharness/dbtest"
 	"github.com/a8e2c47e/switchback/internal/testharness/etcdtest"
 	"github.com/a8e2c47e/switchback/migrate"
 	"github.com/a8e2c47e/switchback/release"
@@ -81,39 +82,6 @@ func slowDown(d migrate.Dialect) string {
 	return fmt.Sprintf("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < %d) SELECT count(*) FROM c;\n", n)
 }
 
-// scratchDatabase returns database main of the dialect, empty: a SQLite
-// file, or a scratch database on the PostgreSQL server of
-// SWITCHBACK_TEST_POSTGRES (the test is skipped when it is unset), and the
-// test's own handle on it.
-func scratchDatabase(t testing.TB, dialect migrate.Dialect) (migrate.Target, *sql.DB) {
-	t.Helper()
-	var tg migrate.Target
-	var err error
-	switch dialect {
-	case migrate.SQLite:
-		tg, err = migrate.ParseTarget("sqlite:" + filepath.Join(t.TempDir(), "main.db"))
-	case migrate.Postgres:
-		var base migrate.Target
-		if base, err = migrate.ParseTarget(testharness.DatabaseURL(t, testharness.PostgresEnv)); err == nil {
-			var drop func() error
-			tg, drop, err = migrate.Scratch(context.Background(), base)
-			if err == nil {
-				t.Cleanup(func() { _ = drop() })
-			}
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	driver := map[migrate.Dialect]string{migrate.SQLite: "sqlite", migrate.Postgres: "pgx"}[dialect]
-	db, err := sql.Open(driver, tg.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return tg, db
-}
-
 // releaseChain is deployment checkout on gateway processes sharing one
 // etcd, with services payments and search, and database main configured
 // in the switchback global option; before is what a rollback of the
@@ -142,7 +110,7 @@ type releaseChain struct {
 func newReleaseChain(t testing.TB, dialect migrate.Dialect, instances int, slow bool) *releaseChain {
 	t.Helper()
 	c := &releaseChain{dialect: dialect, e: etcdtest.Start(t), bk: testharness.StartBackends(t)}
-	tg, db := scratchDatabase(t, dialect)
+	tg, db := dbtest.Scratch(t, dialect)
 	c.db = db
 	extra := ""
 	if slow {
