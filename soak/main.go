@@ -5,7 +5,7 @@
 // clients coming and going. Every 10 s it samples each gateway's RSS,
 // goroutines, open file descriptors and metric series, and the etcd key
 // count; at the end it prints them and fails when one keeps growing after
-// the warm-up: a linear fit (of the per-minute floors) whose slope projects
+// the warm-up: a trend (Theil–Sen, of the per-minute floors) that projects
 // more than 10% growth per hour.
 //
 //	go run ./soak -duration 30m     # make soak SOAK=30m
@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -744,22 +745,32 @@ func minuteFloors(samples []sample, value func(sample) float64) (xs, ys []float6
 	return xs, ys
 }
 
-// projectedGrowth fits y = a + b·x (x in hours) by least squares and
-// returns b as a percentage of the mean of y: how much an hour more would
-// add.
+// projectedGrowth returns the trend of ys over xs (hours) as a percentage
+// of their mean: how much an hour more would add. The trend is the
+// Theil–Sen slope, the median of the slopes between every two points,
+// rather than a least-squares fit: a few minutes that caught no quiet
+// moment (the soak's changes repeat every 7 minutes, so a minute may hold
+// flags throughout) would tilt a least-squares line, while a leak tilts
+// most pairs.
 func projectedGrowth(xs, ys []float64) float64 {
-	n := float64(len(xs))
-	var sx, sy, sxx, sxy float64
+	var slopes []float64
+	var sum float64
 	for i := range xs {
-		sx += xs[i]
-		sy += ys[i]
-		sxx += xs[i] * xs[i]
-		sxy += xs[i] * ys[i]
+		sum += ys[i]
+		for j := i + 1; j < len(xs); j++ {
+			if xs[j] != xs[i] {
+				slopes = append(slopes, (ys[j]-ys[i])/(xs[j]-xs[i]))
+			}
+		}
 	}
-	den := n*sxx - sx*sx
-	if den == 0 || sy == 0 {
+	if len(slopes) == 0 || sum == 0 {
 		return 0
 	}
-	slope := (n*sxy - sx*sy) / den
-	return 100 * slope / (sy / n)
+	slices.Sort(slopes)
+	n := len(slopes)
+	median := slopes[n/2]
+	if n%2 == 0 {
+		median = (slopes[n/2-1] + slopes[n/2]) / 2
+	}
+	return 100 * median / (sum / float64(len(ys)))
 }
