@@ -279,6 +279,8 @@ func timelineWhat(e control.TimelineEntry) string {
 		return "changeset " + e.ChangeSet
 	case control.TimelineEvent:
 		return e.Event
+	case control.TimelineMigration:
+		return fmt.Sprintf("%s migration %d", e.Database, e.Migration)
 	case control.TimelineRollbackStep:
 		s := "rollback " + string(e.Step) + " " + e.Status
 		if e.Duration > 0 {

@@ -254,6 +254,8 @@ func timelineTitle(e control.TimelineEntry) string {
 		return "service " + e.Service + " version " + v
 	case control.TimelineChangeSet:
 		return "change set " + e.ChangeSet
+	case control.TimelineMigration:
+		return "database " + e.Database + " migration " + strconv.FormatInt(e.Migration, 10)
 	case control.TimelineEvent:
 		if e.Event != "" {
 			return strings.ReplaceAll(e.Event, "_", " ")

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"math"
 	"slices"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/a8e2c47e/switchback/configstore"
 	"github.com/a8e2c47e/switchback/gateway"
@@ -20,6 +23,7 @@ const (
 	TimelineChangeSet         = "changeset"
 	TimelineEvent             = "event"
 	TimelineRollbackStep      = "rollback_step"
+	TimelineMigration         = "migration"
 )
 
 // TimelineEntry is one thing that happened to a release: a version it
@@ -27,10 +31,13 @@ const (
 // fallback), a rollback step.
 type TimelineEntry struct {
 	Time time.Time `json:"time"`
-	// Kind is deployment_version, service_version, changeset, event or
-	// rollback_step.
+	// Kind is deployment_version, service_version, changeset, migration,
+	// event or rollback_step.
 	Kind       string `json:"kind"`
 	Deployment string `json:"deployment,omitempty"`
+	// Database and Migration name a migration the release applied.
+	Database  string `json:"database,omitempty"`
+	Migration int64  `json:"migration,omitempty"`
 	Service    string `json:"service,omitempty"`
 	Version    uint64 `json:"version,omitempty"`
 	ChangeSet  string `json:"changeset,omitempty"`
@@ -52,7 +59,8 @@ const maxTimelineVersions = 1000
 // ReleaseTimeline lists, oldest first, everything linked to r: the
 // deployment's versions in (Before, After] (or up to the current one while
 // it is open), every service's versions written in the same ranges, the
-// change sets applied while it was open, its deployment's events from its
+// change sets applied while it was open, the migrations applied in
+// (Before, After] of each database, its deployment's events from its
 // start to the end of its rollback, and the rollback's steps with their
 // durations. Versions retention dropped are left out.
 func (c *Control) ReleaseTimeline(ctx context.Context, r release.Release) ([]TimelineEntry, error) {
@@ -117,6 +125,8 @@ func (c *Control) ReleaseTimeline(ctx context.Context, r release.Release) ([]Tim
 			Source: cs.Source, Summary: changeSetSummary(cs)})
 	}
 
+	out = append(out, c.migrationsIn(ctx, r)...)
+
 	evs, err := c.store.Events(ctx, r.Deployment, 0)
 	if err != nil {
 		return nil, err
@@ -144,6 +154,35 @@ func (c *Control) ReleaseTimeline(ctx context.Context, r release.Release) ([]Tim
 	}
 	slices.SortStableFunc(out, func(a, b TimelineEntry) int { return a.Time.Compare(b.Time) })
 	return out, nil
+}
+
+// migrationsIn lists the migrations applied while r was open: those of
+// each database between its version before and after (or now, while it
+// is open) that are still applied. A database that cannot be read is left
+// out of the timeline, which is a view, with a warning.
+func (c *Control) migrationsIn(ctx context.Context, r release.Release) []TimelineEntry {
+	if c.schemas == nil {
+		return nil
+	}
+	var out []TimelineEntry
+	for _, db := range slices.Sorted(maps.Keys(r.Before.Databases)) {
+		applied, err := c.schemas.Applied(ctx, db)
+		if err != nil {
+			c.log.Warn("release timeline: cannot read the database's migrations", zap.String("database", db), zap.Error(err))
+			continue
+		}
+		from, to := r.Before.Databases[db], int64(math.MaxInt64)
+		if r.After != nil {
+			to = r.After.Databases[db]
+		}
+		for _, m := range applied {
+			if m.Version > from && m.Version <= to {
+				out = append(out, TimelineEntry{Time: m.AppliedAt, Kind: TimelineMigration, Database: db, Migration: m.Version,
+					Summary: "migration " + m.File + " (" + string(m.Phase) + ") applied to " + db})
+			}
+		}
+	}
+	return out
 }
 
 // versionsIn lists the metadata of versions (from, to] of a document now

@@ -169,6 +169,17 @@ func TestReleaseRollbackForwardAndBack(t *testing.T) {
 		c := newChain(t, dialect, 2)
 		ctx := t.Context()
 
+		// The migration the release applied is on its timeline.
+		tl, err := c.ctl.ReleaseTimeline(ctx, c.rel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(tl, func(e TimelineEntry) bool {
+			return e.Kind == TimelineMigration && e.Database == "main" && e.Migration == 2 && strings.Contains(e.Summary, "00002_orders_note.sql")
+		}) {
+			t.Errorf("the timeline lists no migration 2 of main: %+v", tl)
+		}
+
 		plan, err := c.ctl.RequestRollback(ctx, oncall, "v2", RollbackOptions{Plan: true})
 		if err != nil {
 			t.Fatal(err)
