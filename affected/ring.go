@@ -57,8 +57,10 @@ type Entry struct {
 	Flags string `json:"flags,omitempty"`
 }
 
-// Ring is one release's entries on one instance: a fixed number of slots
-// allocated up front, overwritten oldest first once full.
+// Ring is one release's entries on one instance: slots that grow as
+// entries come, up to its capacity, then are overwritten oldest first. A
+// release that serves few writes costs only what it holds, not its
+// capacity (12.8 MB at the default).
 type Ring struct {
 	// mu protects every field below. Appends hold it for one slot copy.
 	mu    sync.Mutex
@@ -75,13 +77,13 @@ type Ring struct {
 	until time.Time
 }
 
-// NewRing allocates a ring of capacity entries (DefaultCapacity when 0 or
-// less) that began recording at since.
+// NewRing makes a ring of at most capacity entries (DefaultCapacity when 0
+// or less) that began recording at since.
 func NewRing(capacity int, since time.Time) *Ring {
 	if capacity <= 0 {
 		capacity = DefaultCapacity
 	}
-	return &Ring{slots: make([]Entry, capacity), capacity: capacity, since: since}
+	return &Ring{capacity: capacity, since: since}
 }
 
 // Add appends e, dropping the oldest entry when the ring is full. A
@@ -89,7 +91,12 @@ func NewRing(capacity int, since time.Time) *Ring {
 // stopped is not worth reopening the ring for.
 func (r *Ring) Add(e Entry) {
 	r.mu.Lock()
-	if r.until.IsZero() {
+	switch {
+	case !r.until.IsZero():
+	case len(r.slots) < r.capacity: // still filling: n == len(slots)
+		r.slots = append(r.slots, e)
+		r.n++
+	default:
 		i := r.n % uint64(len(r.slots))
 		if r.n >= uint64(len(r.slots)) {
 			r.dropped++
@@ -152,15 +159,14 @@ func (r *Ring) stop(t time.Time) {
 }
 
 // resume starts a stopped ring recording again (a release that is
-// current again), with its full capacity and the entries it kept.
+// current again), with the entries it kept, up to its capacity.
 func (r *Ring) resume() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.until.IsZero() {
 		return
 	}
-	slots := make([]Entry, r.capacity)
-	r.n = uint64(copy(slots, r.slots))
-	r.slots = slots
+	// stop left exactly the entries, oldest first: Add fills on from there.
+	r.n = uint64(len(r.slots))
 	r.until = time.Time{}
 }

@@ -108,3 +108,22 @@ func TestRingConcurrentAdds(t *testing.T) {
 		t.Fatalf("%d entries, %d dropped; want 1000 and 3000", len(l.Entries), l.Dropped)
 	}
 }
+
+// TestRingGrowsWithItsEntries: a ring holds only what it was given until
+// it reaches its capacity, then drops the oldest.
+func TestRingGrowsWithItsEntries(t *testing.T) {
+	r := NewRing(1000, time.Unix(0, 0))
+	for i := range 10 {
+		r.Add(Entry{Time: time.Unix(int64(i), 0), Method: "POST"})
+	}
+	if got := cap(r.slots); got >= 1000 {
+		t.Fatalf("after 10 entries the ring has room for %d", got)
+	}
+	for i := 10; i < 1500; i++ {
+		r.Add(Entry{Time: time.Unix(int64(i), 0), Method: "POST"})
+	}
+	l := r.Log()
+	if len(l.Entries) != 1000 || l.Dropped != 500 || !l.Entries[0].Time.Equal(time.Unix(500, 0)) || !l.DroppedUntil.Equal(time.Unix(499, 0)) {
+		t.Fatalf("1500 entries into 1000 slots: %d kept, %d dropped until %v, oldest %v", len(l.Entries), l.Dropped, l.DroppedUntil, l.Entries[0].Time)
+	}
+}

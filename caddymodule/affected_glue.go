@@ -187,8 +187,19 @@ func (h *Handler) recordAffected(snap *gateway.Snapshot, d gateway.Decision, sub
 	if status == 0 && errors.As(err, &he) {
 		status = he.StatusCode
 	}
-	set.Add(affected.Entry{Time: start, Subject: subject, Method: r.Method, Path: r.URL.Path, Status: status,
-		RequestID: requestID(r), Pool: pool.Name, Flags: flags})
+	set.Add(affected.Entry{Time: start, Subject: kept(subject, 256), Method: kept(r.Method, 16), Path: kept(r.URL.Path, 1024),
+		Status: status, RequestID: kept(requestID(r), 128), Pool: pool.Name, Flags: flags})
+}
+
+// kept is what an entry keeps of a request's string: a copy, so the entry
+// does not hold the request line or the Cookie header it was cut from, and
+// at most max bytes of it, so 100,000 entries of a client's longest URLs
+// or cookies cost megabytes, not gigabytes.
+func kept(s string, max int) string {
+	if len(s) > max {
+		s = strings.ToValidUTF8(s[:max], "")
+	}
+	return strings.Clone(s)
 }
 
 // requestID is the client's X-Request-ID, or Caddy's {http.request.uuid},

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
@@ -252,5 +253,20 @@ func TestAffectedRecordsFailedProxying(t *testing.T) {
 	a := localAffected(t, adminURL, rel.ID)
 	if len(a.Entries) != 1 || a.Entries[0].Status != http.StatusBadGateway || a.Entries[0].RequestID != "req-1" {
 		t.Errorf("entries %+v, want the POST with status 502", a.Entries)
+	}
+}
+
+// TestAffectedEntriesKeepLittle: an entry keeps a bounded copy of what a
+// client sent, so a client's longest URLs or cookies cannot make the
+// recording hold their requests.
+func TestAffectedEntriesKeepLittle(t *testing.T) {
+	long := "/" + strings.Repeat("é", 4000)
+	got := kept(long, 1024)
+	if len(got) > 1024 || !strings.HasPrefix(long, got) || !utf8.ValidString(got) {
+		t.Fatalf("kept(%d bytes, 1024) = %d bytes, valid UTF-8 %v", len(long), len(got), utf8.ValidString(got))
+	}
+	short := "/orders"
+	if got := kept(short, 1024); got != short {
+		t.Fatalf("kept(%q) = %q", short, got)
 	}
 }
