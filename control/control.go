@@ -95,7 +95,7 @@ func New(opts Options) (*Control, error) {
 		recorded:       opts.Recorded,
 		wrote:          opts.Wrote,
 		guardView:      opts.GuardView,
-		schemas:        opts.Schemas,
+		schemas:        bound(opts.Schemas),
 		lastGuardWrite: make(map[string]time.Time),
 	}
 	if c.now == nil {

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -24,6 +25,10 @@ func (c *Control) CheckTraffic(ctx context.Context, name string, from, to gatewa
 	return c.gate(ctx, name, from, to, nil)
 }
 
+// gateTimeout bounds the gate's reads: the releases, each database's
+// applied migrations.
+const gateTimeout = time.Second
+
 // Gates reports whether the compatibility gate has anything to check:
 // whether databases are configured. Callers skip the reads it needs when
 // not.
@@ -39,6 +44,11 @@ func (c *Control) gate(ctx context.Context, name string, from, to gateway.Config
 	if len(entering) == 0 {
 		return nil
 	}
+	// The gate lets traffic through when it cannot read what it needs;
+	// it must also not spend the time of the write it guards (a guard
+	// fallback has 2 s in all) waiting for an unreachable database.
+	ctx, cancel := context.WithTimeout(ctx, gateTimeout)
+	defer cancel()
 	var rs []release.Release
 	if len(known) < len(entering) {
 		var err error
