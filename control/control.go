@@ -79,6 +79,13 @@ type Control struct {
 	// version was written, by any instance (the guard's cooldown).
 	mu             sync.Mutex
 	lastGuardWrite map[string]time.Time
+
+	// releasesMu protects releasesMark and releasesIdle: the releases as
+	// the driver last listed them, and whether none was rolling back then.
+	// While both hold, its tick reads one key instead of every release.
+	releasesMu   sync.Mutex
+	releasesMark configstore.ReleasesMark
+	releasesIdle bool
 }
 
 // New builds a Control.

@@ -238,15 +238,36 @@ func stateOf(doc configstore.Document) release.State {
 // tickReleases runs, as leader, every rollback under way to its end (or
 // to a failed step), one recorded step at a time.
 func (c *Control) tickReleases(ctx context.Context, by actor) {
+	// Releases are kept for good, and the tick runs four times a second:
+	// list them only when one was written since, or a rollback was under
+	// way at the last listing (a step that failed to write is tried again).
+	mark, err := c.store.ReleasesMark(ctx)
+	if err != nil {
+		c.log.Debug("releases: reading their mark", zap.Error(err))
+		return
+	}
+	c.releasesMu.Lock()
+	idle := c.releasesIdle && mark == c.releasesMark
+	c.releasesMu.Unlock()
+	if idle {
+		return
+	}
 	rs, err := c.store.ListReleases(ctx, "")
 	if err != nil {
 		c.log.Debug("releases: listing", zap.Error(err))
 		return
 	}
+	busy := false
+	defer func() {
+		c.releasesMu.Lock()
+		c.releasesMark, c.releasesIdle = mark, !busy
+		c.releasesMu.Unlock()
+	}()
 	for _, r := range rs {
 		if r.Status != release.RollingBack {
 			continue
 		}
+		busy = true
 		for ctx.Err() == nil {
 			more, err := c.rollbackStep(ctx, by, r.ID)
 			if err != nil {
