@@ -321,6 +321,13 @@ func (c *Control) rollbackStep(ctx context.Context, by actor, id string) (bool, 
 	if errors.Is(stepErr, configstore.ErrNotLeader) || errors.Is(stepErr, configstore.ErrUnavailable) || ctx.Err() != nil {
 		return false, stepErr // not the step's fault: the next driver runs it again
 	}
+	var wait *healthPendingError
+	if errors.As(stepErr, &wait) && c.now().Sub(s.Started) < wait.patience {
+		// A driver just elected or reloaded has no health results yet:
+		// its checks come within an interval. Failing the rollback for
+		// that would make an operator ask again for nothing.
+		return false, stepErr
+	}
 	s.Finished = c.now().UTC().Round(0)
 	s.Status, s.Result = release.StepDone, result
 	kind := EventReleaseRollbackStep
@@ -453,6 +460,18 @@ func trimReason(s string) string {
 	return s
 }
 
+// healthPendingError is a pool with no health check result on this
+// instance yet. The driver tries the step again for patience after it
+// started (a fresh driver's checks are on their way) before failing it:
+// an instance that never checks the pool (it does not serve the
+// deployment) cannot hold a rollback for ever.
+type healthPendingError struct {
+	patience time.Duration
+	msg      string
+}
+
+func (e *healthPendingError) Error() string { return e.msg }
+
 // recentlyHealthy checks that pool, about to take traffic back, passed
 // its active health checks within healthMaxAge intervals, as this
 // instance's checker saw it. A deployment without health checks cannot be
@@ -471,7 +490,8 @@ func (c *Control) recentlyHealthy(doc configstore.Document, pool string) (string
 	h, known := view.Health[pool]
 	switch {
 	case !ok || !known || h.LastHealthy.IsZero():
-		return "", fmt.Errorf("pool %s (%s) has no health check result on this instance yet; wait for its checks (every %s), or --force", pool, retained, hc.Interval.Std(gateway.DefaultInterval))
+		return "", &healthPendingError{patience: maxAge, msg: fmt.Sprintf("pool %s (%s) has no health check result on this instance yet; wait for its checks (every %s), or --force",
+			pool, retained, hc.Interval.Std(gateway.DefaultInterval))}
 	case !h.Healthy:
 		return "", fmt.Errorf("pool %s (%s) fails its health checks: %s; fix it, or --force", pool, retained, h.Error)
 	case c.now().Sub(h.LastHealthy) > maxAge:

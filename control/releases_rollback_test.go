@@ -444,6 +444,35 @@ func TestReleaseRollbackWaitsForAHealthyTarget(t *testing.T) {
 	c.checkBack(t)
 }
 
+// TestReleaseRollbackWaitsForHealthResults: a driver with no health
+// result for the pool taking traffic back (just elected, just reloaded)
+// tries the step again rather than failing the rollback, for three check
+// intervals after the step started, then fails it saying why.
+func TestReleaseRollbackWaitsForHealthResults(t *testing.T) {
+	c := newChain(t, migrate.SQLite, 2)
+	ctx := t.Context()
+	blind, err := New(Options{Store: c.h.store, Instance: "gw-a", Now: c.h.clock, Schemas: c.sch,
+		GuardView: func(name string) (guard.View, bool) { return guard.View{}, false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := blind.RequestRollback(ctx, oncall, "v2", RollbackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.h.lead("gw-a")
+	blind.Tick(ctx, leader, c.h.clock())
+	r := c.release(t)
+	if s := r.Rollback.Steps[1]; r.Status != release.RollingBack || s.Status != release.StepPending || s.Started.IsZero() {
+		t.Fatalf("with no health result yet: release %s, traffic step %s (started %v); want it still rolling back, the step started and pending", r.Status, s.Status, s.Started)
+	}
+	c.h.setNow(c.h.clock().Add(time.Hour)) // far past three intervals
+	blind.Tick(ctx, leader, c.h.clock())
+	r = c.release(t)
+	if s := r.Rollback.Steps[1]; r.Status != release.RollbackFailed || !strings.Contains(s.Result, "no health check result") {
+		t.Fatalf("after the patience: release %s, traffic step %s %q; want it failed for lack of health results", r.Status, s.Status, s.Result)
+	}
+}
+
 func TestReleaseRollbackRefusals(t *testing.T) {
 	c := newChain(t, migrate.SQLite, 2)
 	ctx := t.Context()
