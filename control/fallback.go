@@ -59,6 +59,11 @@ func (c *Control) FallBack(ctx context.Context, name string, act guard.Action) (
 	wctx, cancel := context.WithTimeout(ctx, fallbackTimeout)
 	defer cancel()
 	if refused := c.gateFallback(wctx, name, act); refused != "" {
+		// The refusal starts the guard's cooldown as a fallback would:
+		// asked again on every slot while the breach lasts, the gate would
+		// read the releases and the databases, and record an event, each
+		// time.
+		c.NoteGuardWrite(name, c.now())
 		c.Record(ctx, configstore.Event{Deployment: name, Kind: EventFallbackRefused, Subject: act.Subject, Version: act.Version, Reason: refused})
 		return configstore.Result{}, fmt.Errorf("guard: fallback of %s: %s", name, refused)
 	}

@@ -321,6 +321,11 @@ func TestCompatibilityGateRefusesAFlipBack(t *testing.T) {
 	if last := evs[len(evs)-1]; last.Kind != EventFallbackRefused || !strings.Contains(last.Reason, "00003_orders_drop_total.sql") {
 		t.Errorf("last event %s %q, want fallback_refused naming the contract", last.Kind, last.Reason)
 	}
+	// The refusal starts the guard's cooldown, so the guard does not ask
+	// (and the gate read, and an event be written) on every slot.
+	if got := c.ctl.LastFallback("shop"); !got.Equal(c.h.clock()) {
+		t.Errorf("cooldown from %v after the refusal, want its time %v", got, c.h.clock())
+	}
 }
 
 func TestCompatibilityGateAbortsARolloutBack(t *testing.T) {
