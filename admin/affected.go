@@ -211,7 +211,7 @@ func (s *Server) mergeAffected(r *http.Request, rel release.Release, out *Affect
 			part.Entries = slices.DeleteFunc(part.Entries, func(e AffectedEntry) bool { return e.Instance != inst })
 			if len(part.Instances) == 0 {
 				out.Missing = append(out.Missing, MissingInstance{Instance: inst,
-					Error: "the admin API at " + base + " answered for another instance"})
+					Error: "the admin API at " + base + " answered for another instance: an instance on another host must publish an address others reach (admin_url in its switchback global option)"})
 				return
 			}
 			s.addAffected(out, part)

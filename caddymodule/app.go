@@ -135,6 +135,9 @@ type App struct {
 	// admin API.
 	adminURL string
 	drilled  chan struct{} // closed when the drill schedule has returned; nil without one
+	// drillAttempts is when the schedule last ran each "deployment
+	// pattern"; only its loop touches it.
+	drillAttempts map[string]time.Time
 	// drillToken is Drill.Token with its placeholders replaced.
 	drillToken string
 	admin      *http.Server

@@ -168,11 +168,23 @@ func (a *App) drillDue(ctx context.Context, now time.Time) {
 		return
 	}
 	adminURL := a.localAdminURL()
+	if a.drillAttempts == nil {
+		a.drillAttempts = map[string]time.Time{}
+	}
 	for _, s := range due {
 		for _, p := range s.Patterns {
 			if ctx.Err() != nil || !a.control.Leading() {
 				return
 			}
+			// The history makes a drill due; this remembers the attempt
+			// too, so a drill whose result could not be recorded (a token
+			// that may not write drills, a store error) does not break
+			// staging again every minute.
+			key := s.Deployment + " " + p
+			if last, ok := a.drillAttempts[key]; ok && now.Sub(last) < a.Drill.every() {
+				continue
+			}
+			a.drillAttempts[key] = now
 			args := []string{p, "--admin", adminURL, "--deployment", s.Deployment, "--traffic", a.Drill.Traffic[s.Deployment], "--json"}
 			var out, errOut bytes.Buffer
 			code := drill.Main(ctx, args, &out, &errOut, a.drillEnv, binary)
