@@ -28,20 +28,27 @@ import (
 // second after its rollback finishes.
 const affectedInterval = time.Second
 
+// republishAdmin is how often an instance writes its admin API's address
+// again (see runAffected).
+const republishAdmin = time.Minute
+
 // runAffected keeps every served deployment's recording in step with the
 // releases in the store and the live flags, and publishes where this
 // instance's admin API is, until ctx ends.
 func (a *App) runAffected(ctx context.Context) {
 	t := time.NewTicker(affectedInterval)
 	defer t.Stop()
-	published := a.adminURL == ""
+	var published time.Time
 	var known releasesSeen
 	for {
-		if !published {
-			err := a.store.PublishAdmin(ctx, a.Instance, a.adminURL)
-			published = err == nil
-			if err != nil {
+		// Published again every minute, not once: a key lost with a lease
+		// (an etcd outage) would otherwise leave this instance missing
+		// from every merge until the next reload.
+		if a.adminURL != "" && time.Since(published) >= republishAdmin {
+			if err := a.store.PublishAdmin(ctx, a.Instance, a.adminURL); err != nil {
 				a.logger.Debug("publishing the admin API's URL", zap.Error(err))
+			} else {
+				published = time.Now()
 			}
 		}
 		known.refresh(ctx, a.store, a.logger)
