@@ -47,22 +47,8 @@ func (p *flipPattern) Prepare(ctx context.Context, env *Env) error {
 		return err
 	}
 	p.prev, p.next, p.orig = prev, next, remember(d)
-	p.ups = deploymentPools{}
-	for n, pl := range d.Pools {
-		p.ups[n] = pl.Upstreams
-	}
-	if err := setFault(ctx, env, faultURLs(env, p.ups, next), nil); err != nil {
+	if p.ups, err = healthyOn(ctx, env, d, prev, next, "before the drill"); err != nil {
 		return err
-	}
-	if d.Weights[prev] != 100 {
-		w := map[string]float64{}
-		for n := range d.Pools {
-			w[n] = 0
-		}
-		w[prev] = 100
-		if _, err := env.Admin.SetWeights(ctx, env.Deployment, w, admin.WriteOptions{Reason: env.reason("all traffic to " + prev + " before the drill")}); err != nil {
-			return err
-		}
 	}
 	p.guarded = d.Guard != nil
 	if p.guarded {
@@ -125,4 +111,29 @@ func (p *flipPattern) Cleanup(ctx context.Context, env *Env) error {
 		}
 	}
 	return restoreOriginal(ctx, env, p.orig)
+}
+
+// healthyOn starts a drill from a healthy deployment with all its traffic
+// on prev: next's fault injection is cleared, and the weights written if
+// they are not so already. It returns each pool's upstreams.
+func healthyOn(ctx context.Context, env *Env, d admin.Deployment, prev, next, why string) (deploymentPools, error) {
+	ups := deploymentPools{}
+	for n, pl := range d.Pools {
+		ups[n] = pl.Upstreams
+	}
+	if err := setFault(ctx, env, faultURLs(env, ups, next), nil); err != nil {
+		return nil, err
+	}
+	if d.Weights[prev] == 100 {
+		return ups, nil
+	}
+	w := map[string]float64{}
+	for n := range d.Pools {
+		w[n] = 0
+	}
+	w[prev] = 100
+	if _, err := env.Admin.SetWeights(ctx, env.Deployment, w, admin.WriteOptions{Reason: env.reason("all traffic to " + prev + " " + why)}); err != nil {
+		return nil, err
+	}
+	return ups, nil
 }

@@ -166,22 +166,8 @@ func (p *releasePattern) Prepare(ctx context.Context, env *Env) error {
 		return fmt.Errorf("release drill: deployment %s has an open release %s; finish it (switchback release finish %s) before drilling", env.Deployment, open, open)
 	}
 	p.prev, p.next, p.orig, p.services = prev, next, remember(d), ReleaseServices(env.Deployment)
-	p.ups = deploymentPools{}
-	for n, pl := range d.Pools {
-		p.ups[n] = pl.Upstreams
-	}
-	if err := setFault(ctx, env, faultURLs(env, p.ups, next), nil); err != nil {
+	if p.ups, err = healthyOn(ctx, env, d, prev, next, "before the release"); err != nil {
 		return err
-	}
-	if d.Weights[prev] != 100 {
-		w := map[string]float64{}
-		for n := range d.Pools {
-			w[n] = 0
-		}
-		w[prev] = 100
-		if _, err := env.Admin.SetWeights(ctx, env.Deployment, w, admin.WriteOptions{Reason: env.reason("all traffic to " + prev + " before the release")}); err != nil {
-			return err
-		}
 	}
 	if f, ok := d.Flags[DrillReleaseFlag]; !ok || f.Percent != 0 {
 		if _, err := env.Admin.SetFlag(ctx, env.Deployment, DrillReleaseFlag, 0, admin.WriteOptions{Reason: env.reason("the release drill's flag, off")}); err != nil {
