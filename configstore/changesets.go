@@ -378,18 +378,12 @@ func (s *Store) GetChangeSet(ctx context.Context, id string) (ChangeSet, error) 
 // ListChangeSets returns change sets newest first, at most limit (all when
 // limit <= 0).
 func (s *Store) ListChangeSets(ctx context.Context, limit int) ([]ChangeSet, error) {
-	ctx, cancel := s.op(ctx)
-	defer cancel()
-	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend)}
-	if limit > 0 {
-		opts = append(opts, clientv3.WithLimit(int64(limit)))
-	}
-	resp, err := s.kv.Get(ctx, s.changeSetsPrefix(), opts...)
+	kvs, err := s.newest(ctx, s.changeSetsPrefix(), limit, "list change sets")
 	if err != nil {
-		return nil, etcdErr("list change sets", err)
+		return nil, err
 	}
-	out := make([]ChangeSet, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+	out := make([]ChangeSet, 0, len(kvs))
+	for _, kv := range kvs {
 		var cs ChangeSet
 		if json.Unmarshal(kv.Value, &cs) == nil {
 			out = append(out, cs)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/a8e2c47e/switchback/gateway"
@@ -74,19 +75,29 @@ type Drill struct {
 // Drills lists stored drill results, newest first; limit <= 0 means all
 // kept.
 func (s *Store) Drills(ctx context.Context, limit int) ([]Drill, error) {
+	kvs, err := s.newest(ctx, s.drillsPrefix(), limit, "list drills")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Drill, 0, len(kvs))
+	for _, kv := range kvs {
+		out = append(out, Drill{ID: string(kv.Key[len(s.drillsPrefix()):]), Result: kv.Value})
+	}
+	return out, nil
+}
+
+// newest reads the keys under prefix whose names sort by time, newest
+// first, at most limit of them (all when limit <= 0).
+func (s *Store) newest(ctx context.Context, prefix string, limit int, what string) ([]*mvccpb.KeyValue, error) {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend)}
 	if limit > 0 {
 		opts = append(opts, clientv3.WithLimit(int64(limit)))
 	}
-	resp, err := s.kv.Get(ctx, s.drillsPrefix(), opts...)
+	resp, err := s.kv.Get(ctx, prefix, opts...)
 	if err != nil {
-		return nil, etcdErr("list drills", err)
+		return nil, etcdErr(what, err)
 	}
-	out := make([]Drill, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		out = append(out, Drill{ID: string(kv.Key[len(s.drillsPrefix()):]), Result: kv.Value})
-	}
-	return out, nil
+	return resp.Kvs, nil
 }
