@@ -38,9 +38,9 @@ type TimelineEntry struct {
 	// Database and Migration name a migration the release applied.
 	Database  string `json:"database,omitempty"`
 	Migration int64  `json:"migration,omitempty"`
-	Service    string `json:"service,omitempty"`
-	Version    uint64 `json:"version,omitempty"`
-	ChangeSet  string `json:"changeset,omitempty"`
+	Service   string `json:"service,omitempty"`
+	Version   uint64 `json:"version,omitempty"`
+	ChangeSet string `json:"changeset,omitempty"`
 	// Event is an event's kind (fallback, rollout_step, ...).
 	Event string `json:"event,omitempty"`
 	// Step, Status and Duration describe a rollback step.
