@@ -94,13 +94,7 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		}
 		return runReleaseCLI(ctx, cmd, args[1:], stdout, stderr, env)
 	}
-	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
-	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { commandUsage(stderr, cmd, fs) }
-	admin := fs.String("admin", firstNonEmpty(env("SWITCHBACK_ADMIN"), DefaultAdminURL), "admin API `URL` ($SWITCHBACK_ADMIN)")
-	token := fs.String("token", env("SWITCHBACK_TOKEN"), "bearer `token` ($SWITCHBACK_TOKEN; the environment keeps it out of ps)")
-	fs.BoolVar(&inv.json, "json", false, "print the API's JSON answer")
+	inv, fs := newInvocation(cmd, stdout, stderr, env)
 	var ifMatch uint64
 	switch cmd.Name {
 	case "flip", "weights", "pool", "flag", "restore", "rollback":
@@ -147,7 +141,7 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	}
 	inv.wo.IfMatch = ifMatch
 
-	if code, ok := inv.connect(*admin, *token, 30*time.Second); !ok {
+	if code, ok := inv.connect(30 * time.Second); !ok {
 		return code
 	}
 	c := inv.c
@@ -236,20 +230,36 @@ func cliUsage(w io.Writer) {
 
 // invocation is one command being run.
 type invocation struct {
-	cmd    CommandInfo
-	c      *Client
-	wo     WriteOptions
-	json   bool
-	raw    []byte // the last answer, for --json
-	stdout io.Writer
-	stderr io.Writer
+	cmd CommandInfo
+	// admin and token are --admin and --token.
+	admin, token string
+	c            *Client
+	wo           WriteOptions
+	json         bool
+	raw          []byte // the last answer, for --json
+	stdout       io.Writer
+	stderr       io.Writer
 }
 
-// connect sets up the invocation's client for the admin API at addr,
-// waiting at most timeout for an answer; with --json it keeps the raw
-// answer to print. It returns the usage exit code when addr is no API.
-func (inv *invocation) connect(addr, token string, timeout time.Duration) (int, bool) {
-	c, err := NewClient(addr, token)
+// newInvocation starts a command family's invocation and its flags with
+// the ones every family has: --admin, --token and --json.
+func newInvocation(cmd CommandInfo, stdout, stderr io.Writer, env func(string) string) (*invocation, *flag.FlagSet) {
+	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { commandUsage(stderr, cmd, fs) }
+	fs.StringVar(&inv.admin, "admin", firstNonEmpty(env("SWITCHBACK_ADMIN"), DefaultAdminURL), "admin API `URL` ($SWITCHBACK_ADMIN)")
+	fs.StringVar(&inv.token, "token", env("SWITCHBACK_TOKEN"), "bearer `token` ($SWITCHBACK_TOKEN; the environment keeps it out of ps)")
+	fs.BoolVar(&inv.json, "json", false, "print the API's JSON answer")
+	return inv, fs
+}
+
+// connect sets up the invocation's client for the admin API given by
+// --admin, waiting at most timeout for an answer; with --json it keeps
+// the raw answer to print. It returns the usage exit code when --admin is
+// no API.
+func (inv *invocation) connect(timeout time.Duration) (int, bool) {
+	c, err := NewClient(inv.admin, inv.token)
 	if err != nil {
 		return inv.usagef("%v", err), false
 	}

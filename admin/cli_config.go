@@ -44,13 +44,7 @@ type configFlags struct {
 // runConfigCLI runs "switchback config VERB SERVICE ..." and "switchback
 // changeset VERB ...".
 func runConfigCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, stderr io.Writer, env func(string) string) int {
-	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
-	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { commandUsage(stderr, cmd, fs) }
-	admin := fs.String("admin", firstNonEmpty(env("SWITCHBACK_ADMIN"), DefaultAdminURL), "admin API `URL` ($SWITCHBACK_ADMIN)")
-	token := fs.String("token", env("SWITCHBACK_TOKEN"), "bearer `token` ($SWITCHBACK_TOKEN)")
-	fs.BoolVar(&inv.json, "json", false, "print the API's JSON answer")
+	inv, fs := newInvocation(cmd, stdout, stderr, env)
 	fs.StringVar(&inv.wo.Reason, "reason", "", "why, recorded with the new versions (at most 500 characters)")
 	fs.Uint64Var(&inv.wo.IfMatch, "if-match", 0, "only change if the service is still at `VERSION`")
 	f := configFlags{stdin: os.Stdin, editorEnv: firstNonEmpty(env("VISUAL"), env("EDITOR"), "vi"), runCommand: runShell}
@@ -73,7 +67,7 @@ func runConfigCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, s
 	if err != nil {
 		return cmdline.ExitUsage
 	}
-	if code, ok := inv.connect(*admin, *token, 30*time.Second); !ok {
+	if code, ok := inv.connect(30 * time.Second); !ok {
 		return code
 	}
 	if len(pos) == 0 {
@@ -85,7 +79,7 @@ func runConfigCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, s
 	if len(pos) < 2 {
 		return inv.usagef("want a verb and a service name")
 	}
-	return inv.config(ctx, pos[0], pos[1], pos[2:], f, *admin, *token)
+	return inv.config(ctx, pos[0], pos[1], pos[2:], f)
 }
 
 func (inv *invocation) service(s Service, err error) int {
@@ -95,7 +89,7 @@ func (inv *invocation) service(s Service, err error) int {
 	return inv.print(func(w io.Writer) { printService(w, s) })
 }
 
-func (inv *invocation) config(ctx context.Context, verb, name string, rest []string, f configFlags, adminURL, token string) int {
+func (inv *invocation) config(ctx context.Context, verb, name string, rest []string, f configFlags) int {
 	args := func(n int, what string) bool {
 		if len(rest) != n {
 			inv.usagef("config %s: want %s", verb, what)
@@ -166,7 +160,7 @@ func (inv *invocation) config(ctx context.Context, verb, name string, rest []str
 		if !args(0, "a service name") {
 			return cmdline.ExitUsage
 		}
-		return inv.watch(ctx, name, f, adminURL, token)
+		return inv.watch(ctx, name, f)
 	case "gray":
 		if !args(1, "a service name and a patch (JSON, a file or -), promote or abandon") {
 			return cmdline.ExitUsage
@@ -232,7 +226,7 @@ func (inv *invocation) edit(ctx context.Context, name string, f configFlags) int
 // watch writes every version of a service to a file, like consul-template,
 // and runs a command or signals a process after each write, until ctx
 // ends.
-func (inv *invocation) watch(ctx context.Context, name string, f configFlags, adminURL, token string) int {
+func (inv *invocation) watch(ctx context.Context, name string, f configFlags) int {
 	if f.write == "" {
 		return inv.usagef("config watch needs --write FILE")
 	}
@@ -251,7 +245,7 @@ func (inv *invocation) watch(ctx context.Context, name string, f configFlags, ad
 			return inv.usagef("%v", err)
 		}
 	}
-	err := configclient.Watch(ctx, configclient.Options{URL: adminURL, Service: name, Token: token, Mode: configclient.Mode(f.mode), Instance: f.instance,
+	err := configclient.Watch(ctx, configclient.Options{URL: inv.admin, Service: name, Token: inv.token, Mode: configclient.Mode(f.mode), Instance: f.instance,
 		OnError: func(err error) { fmt.Fprintf(inv.stderr, "switchback config watch: %v\n", err) }},
 		func(cfg any, v configclient.Version) {
 			out, err := render(tmpl, cfg, v)

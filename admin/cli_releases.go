@@ -54,13 +54,7 @@ func (n schemaNeeds) Set(v string) error {
 
 // runReleaseCLI runs "switchback release VERB ...".
 func runReleaseCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, stderr io.Writer, env func(string) string) int {
-	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
-	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { commandUsage(stderr, cmd, fs) }
-	admin := fs.String("admin", firstNonEmpty(env("SWITCHBACK_ADMIN"), DefaultAdminURL), "admin API `URL` ($SWITCHBACK_ADMIN)")
-	token := fs.String("token", env("SWITCHBACK_TOKEN"), "bearer `token` ($SWITCHBACK_TOKEN)")
-	fs.BoolVar(&inv.json, "json", false, "print the API's JSON answer")
+	inv, fs := newInvocation(cmd, stdout, stderr, env)
 	fs.StringVar(&inv.wo.Reason, "reason", "", "start, finish: why, recorded with the release (at most 500 characters)")
 	fs.Uint64Var(&inv.wo.IfMatch, "if-match", 0, "start: only if the deployment is still at `VERSION`")
 	f := releaseFlags{databases: schemaNeeds{}, stdin: os.Stdin}
@@ -76,7 +70,7 @@ func runReleaseCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, 
 	if err != nil {
 		return cmdline.ExitUsage
 	}
-	if code, ok := inv.connect(*admin, *token, 60*time.Second); !ok {
+	if code, ok := inv.connect(60 * time.Second); !ok {
 		return code
 	}
 	if len(pos) == 0 {

@@ -76,13 +76,7 @@ func releaseVerb(args []string) string {
 // [--restore-data] [--force]" and "switchback release redeploy PREVIOUS
 // [--force] [--wait D]"; args start with the verb.
 func runReleaseRollbackCLI(ctx context.Context, cmd CommandInfo, args []string, stdout, stderr io.Writer, env func(string) string) int {
-	inv := &invocation{cmd: cmd, stdout: stdout, stderr: stderr}
-	fs := flag.NewFlagSet("switchback "+cmd.Name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { commandUsage(stderr, cmd, fs) }
-	admin := fs.String("admin", firstNonEmpty(env("SWITCHBACK_ADMIN"), DefaultAdminURL), "admin API `URL` ($SWITCHBACK_ADMIN)")
-	token := fs.String("token", env("SWITCHBACK_TOKEN"), "bearer `token` ($SWITCHBACK_TOKEN)")
-	fs.BoolVar(&inv.json, "json", false, "print the API's JSON answer")
+	inv, fs := newInvocation(cmd, stdout, stderr, env)
 	fs.StringVar(&inv.wo.Reason, "reason", "", "why, recorded with the rollback and its versions (at most 500 characters)")
 	var ro ReleaseRollbackOptions
 	var wait time.Duration
@@ -113,7 +107,7 @@ func runReleaseRollbackCLI(ctx context.Context, cmd CommandInfo, args []string, 
 	if verb == "redeploy" {
 		timeout = max(wait, time.Minute) + 30*time.Second // the answer comes once the target is healthy
 	}
-	if code, ok := inv.connect(*admin, *token, timeout); !ok {
+	if code, ok := inv.connect(timeout); !ok {
 		return code
 	}
 	if verb == "redeploy" {

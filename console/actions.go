@@ -227,13 +227,7 @@ func otherPool(c gateway.Config, name string) string {
 // then shows the new state.
 func (c *Console) handleApply(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PathValue("name")
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	if err := r.ParseForm(); err != nil {
-		c.fail(w, r, s, http.StatusBadRequest, "Could not read the form: "+err.Error())
-		return
-	}
-	if !c.validCSRF(r, s) {
-		c.fail(w, r, s, http.StatusForbidden, "This form is out of date or came from elsewhere. Reload the page and try again.")
+	if !c.readForm(w, r, s) {
 		return
 	}
 	in, err := parseIntent(r.PostForm)

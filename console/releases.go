@@ -156,13 +156,7 @@ func (c *Console) handleRollbackPlan(w http.ResponseWriter, r *http.Request, s *
 // elected instance runs it, and the release page follows it.
 func (c *Console) handleRollback(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.PathValue("id")
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	if err := r.ParseForm(); err != nil {
-		c.fail(w, r, s, http.StatusBadRequest, "Could not read the form: "+err.Error())
-		return
-	}
-	if !c.validCSRF(r, s) {
-		c.fail(w, r, s, http.StatusForbidden, "This form is out of date or came from elsewhere. Reload the page and try again.")
+	if !c.readForm(w, r, s) {
 		return
 	}
 	o, err := rollbackOptions(r.PostForm)

@@ -160,6 +160,21 @@ func (c *Console) handleSignOut(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, Prefix+"signin", http.StatusSeeOther)
 }
 
+// readForm reads a control's form (at most 16 KiB) and checks its token,
+// answering the user itself when either fails.
+func (c *Console) readForm(w http.ResponseWriter, r *http.Request, s *session) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		c.fail(w, r, s, http.StatusBadRequest, "Could not read the form: "+err.Error())
+		return false
+	}
+	if !c.validCSRF(r, s) {
+		c.fail(w, r, s, http.StatusForbidden, "This form is out of date or came from elsewhere. Reload the page and try again.")
+		return false
+	}
+	return true
+}
+
 // validCSRF checks the form token of a POST. The admin gate has already
 // refused cross-origin requests; this also covers browsers that send
 // neither Sec-Fetch-Site nor Origin.
